@@ -1,0 +1,143 @@
+//! The MusicBot controller: watches MusicBots, their StatefulSets and the Secrets holding
+//! their tokens, and reconciles each bot into one bot-runner pod per shard.
+
+mod commands;
+pub mod reconcile;
+pub mod status;
+pub mod token;
+pub mod workload;
+
+use crate::crd::MusicBot;
+use crate::metrics::Metrics;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::core::PartialObjectMeta;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tracing::{info, warn};
+pub use workload::BotDefaults;
+
+pub const FIELD_MANAGER: &str = "musicbot-operator";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("MusicBot is not namespaced")]
+    NotNamespaced,
+    #[error("Discord API: {0}")]
+    Discord(String),
+}
+
+impl Error {
+    /// A short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(_)) => "api",
+            Error::Kube(_) => "client",
+            Error::Finalizer(_) => "finalizer",
+            Error::NotNamespaced => "spec",
+            Error::Discord(_) => "discord",
+        }
+    }
+}
+
+pub struct Context {
+    pub client: Client,
+    pub defaults: BotDefaults,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// For bots' `/status` and Discord's API (never sends the token anywhere else).
+    pub http: reqwest::Client,
+    pub discord_api_url: String,
+    /// How often a running bot's counts are refreshed.
+    pub status_interval: Duration,
+    failures: Mutex<HashMap<ObjectRef<MusicBot>, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        defaults: BotDefaults,
+        metrics: Arc<Metrics>,
+        discord_api_url: String,
+        status_interval: Duration,
+        instance: Option<String>,
+    ) -> Self {
+        let reporter = Reporter { controller: FIELD_MANAGER.into(), instance };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            defaults,
+            metrics,
+            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("reqwest client"),
+            discord_api_url,
+            status_interval,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// Requeue a failing bot with exponential backoff (5 s doubling up to 5 min), so a broken
+/// object neither hot-loops nor waits long after it is fixed.
+fn error_policy(bot: Arc<MusicBot>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = ObjectRef::from_obj(&*bot);
+    let mut failures = ctx.failures.lock().expect("not poisoned");
+    let n = failures.entry(key).and_modify(|n| *n += 1).or_insert(0);
+    let delay = Duration::from_secs(5u64.saturating_mul(1 << (*n).min(6))).min(Duration::from_secs(300));
+    warn!(bot = %bot.name_any(), namespace = ?bot.namespace(), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+fn bots_using_secret(store: &Store<MusicBot>, secret_ns: Option<String>, secret_name: &str) -> Vec<ObjectRef<MusicBot>> {
+    store
+        .state()
+        .iter()
+        .filter(|b| b.namespace() == secret_ns && b.spec.token_secret_ref.name == secret_name)
+        .map(|b| ObjectRef::from_obj(&**b))
+        .collect()
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let client = ctx.client.clone();
+    // Secrets and StatefulSets are watched as metadata only: the operator never caches
+    // token data, and needs nothing of a StatefulSet to know which bot to reconcile.
+    type Meta<K> = Api<PartialObjectMeta<K>>;
+    let (bots, stsets, secrets): (Api<MusicBot>, Meta<StatefulSet>, Meta<Secret>) = match &namespace {
+        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns), Api::namespaced(client, ns)),
+        None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client)),
+    };
+    let managed = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={}", workload::MANAGED_BY));
+    let controller = Controller::new(bots, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    let secret_changes = watcher(secrets, watcher::Config::default().any_semantic()).touched_objects();
+    info!(namespace = namespace.as_deref().unwrap_or("<all>"), "starting the MusicBot controller");
+    controller
+        .owns_stream(watcher(stsets, managed).touched_objects())
+        .watches_stream(secret_changes, move |secret| bots_using_secret(&store, secret.namespace(), &secret.name_any()))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::reconcile, error_policy, ctx.clone())
+        .for_each(|result| {
+            let ctx = ctx.clone();
+            async move {
+                match result {
+                    Ok((obj, _)) => {
+                        ctx.failures.lock().expect("not poisoned").remove(&obj);
+                    }
+                    Err(e) => tracing::debug!("controller: {e}"),
+                }
+            }
+        })
+        .await;
+    info!("the MusicBot controller stopped");
+}

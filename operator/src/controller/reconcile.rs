@@ -1,0 +1,167 @@
+//! The I/O shell of reconcile: read the token Secret, apply the desired StatefulSet, ask
+//! the bot pods how they are, write status, publish Events. Decisions live in the pure
+//! modules beside this one.
+
+use super::status::{self, BotReport, Observed};
+use super::{Context, Error, FIELD_MANAGER, token, workload};
+use crate::crd::{MusicBot, MusicBotStatus, Phase};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Resource, ResourceExt};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+pub const FINALIZER: &str = "musicbot.dev/cleanup";
+
+pub async fn reconcile(bot: Arc<MusicBot>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let ns = bot.namespace().ok_or(Error::NotNamespaced)?;
+    let api: Api<MusicBot> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, bot, |event| async {
+        match event {
+            Finalizer::Apply(bot) => apply(&bot, &ctx).await,
+            Finalizer::Cleanup(bot) => cleanup(&bot, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics.observe_reconcile(started.elapsed(), result.as_ref().err().map(Error::kind));
+    result
+}
+
+async fn apply(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
+    let ns = bot.namespace().ok_or(Error::NotNamespaced)?;
+    let name = bot.name_any();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let secret = secrets.get_opt(&bot.spec.token_secret_ref.name).await?;
+    let salt = bot.uid().unwrap_or_default();
+    let token = token::resolve(
+        secret.as_ref(),
+        &bot.spec.token_secret_ref.name,
+        &bot.spec.token_secret_ref.key,
+        &bot.spec.client_id,
+        &salt,
+    );
+
+    // Without a usable token there is nothing to run; an existing StatefulSet is left as
+    // it is (its pod still has the last good token) until the Secret is fixed.
+    let statefulset = match &token {
+        Ok(digest) => {
+            let desired = workload::statefulset(bot, &ctx.defaults, digest);
+            let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
+            Some(sts.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&desired)).await?)
+        }
+        Err(problem) => {
+            warn!(bot = %name, namespace = %ns, reason = problem.reason(), "token not resolved: {problem}");
+            None
+        }
+    };
+
+    let reports = match &statefulset {
+        Some(_) if !bot.spec.suspended => bot_reports(bot, ctx).await,
+        _ => Vec::new(),
+    };
+    let observed = Observed { token: &token, statefulset: statefulset.as_ref(), reports: &reports, now: now() };
+    let new_status = status::compute(bot, &observed);
+    publish_notices(bot, bot.status.as_ref(), &new_status, ctx).await;
+    if bot.status.as_ref() != Some(&new_status) {
+        let api: Api<MusicBot> = Api::namespaced(ctx.client.clone(), &ns);
+        let patch = serde_json::json!({
+            "apiVersion": "musicbot.dev/v1alpha1",
+            "kind": "MusicBot",
+            "status": new_status,
+        });
+        api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    }
+    ctx.metrics.set_phase(&ns, &name, new_status.phase);
+
+    Ok(match new_status.phase {
+        // The Secret watch brings us back as soon as the token is fixed.
+        Some(Phase::Failed) => Action::requeue(Duration::from_secs(300)),
+        Some(Phase::Running) => Action::requeue(ctx.status_interval),
+        Some(Phase::Suspended) => Action::requeue(Duration::from_secs(600)),
+        _ => Action::requeue(Duration::from_secs(10)),
+    })
+}
+
+/// `/status` of every ready pod of the bot; pods that do not answer are left out.
+async fn bot_reports(bot: &MusicBot, ctx: &Context) -> Vec<BotReport> {
+    let ns = bot.namespace().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let selector = workload::selector_labels(&bot.name_any())
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await else {
+        return Vec::new();
+    };
+    let urls: Vec<String> = list
+        .items
+        .iter()
+        .filter(|p| is_ready(p))
+        .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
+        .map(|ip| format!("http://{}/status", join_host_port(&ip, ctx.defaults.http_port)))
+        .collect();
+    let fetches = urls.iter().map(|url| async move {
+        let resp = ctx.http.get(url).timeout(Duration::from_secs(2)).send().await.ok()?;
+        resp.error_for_status().ok()?.json::<BotReport>().await.ok()
+    });
+    futures::future::join_all(fetches).await.into_iter().flatten().collect()
+}
+
+fn join_host_port(ip: &str, port: u16) -> String {
+    if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") }
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+async fn publish_notices(bot: &MusicBot, old: Option<&MusicBotStatus>, new: &MusicBotStatus, ctx: &Context) {
+    for notice in status::notices(old, new) {
+        let event = Event {
+            type_: if notice.warning { EventType::Warning } else { EventType::Normal },
+            reason: notice.reason.into(),
+            note: Some(notice.note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &bot.object_ref(&())).await {
+            warn!(bot = %bot.name_any(), "could not publish Event {}: {e}", notice.reason);
+        }
+    }
+}
+
+async fn cleanup(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
+    let name = bot.name_any();
+    if bot.spec.clear_commands_on_delete {
+        match super::commands::clear(bot, ctx).await {
+            Ok(()) => info!(bot = %name, "cleared the bot's slash commands"),
+            // Deletion must not hang on Discord being unreachable or the token gone.
+            Err(e) => warn!(bot = %name, "could not clear slash commands: {e}"),
+        }
+    }
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "Deleted".into(),
+        note: Some("MusicBot deleted; its StatefulSet is garbage-collected".into()),
+        action: "Cleanup".into(),
+        secondary: None,
+    };
+    let _ = ctx.recorder.publish(&event, &bot.object_ref(&())).await;
+    ctx.metrics.forget(&bot.namespace().unwrap_or_default(), &name);
+    Ok(Action::await_change())
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}

@@ -1,0 +1,174 @@
+//! MusicBot status as a pure function of what reconcile observed, and the Events worth
+//! telling a person about when it changes.
+
+use super::token::TokenProblem;
+use crate::crd::{Condition, MusicBot, MusicBotStatus, Phase, condition};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use serde::Deserialize;
+
+/// What one bot-runner pod reports on `/status`.
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BotReport {
+    pub guilds: u64,
+    pub users: u64,
+    pub voice_connections: u64,
+    pub gateway_connected: bool,
+    pub commands_deployed: bool,
+}
+
+/// Everything reconcile learned from the cluster and the bot's pods.
+pub struct Observed<'a> {
+    pub token: &'a Result<String, TokenProblem>,
+    pub statefulset: Option<&'a StatefulSet>,
+    /// Reports of the pods that answered `/status`.
+    pub reports: &'a [BotReport],
+    pub now: String,
+}
+
+pub fn compute(bot: &MusicBot, seen: &Observed) -> MusicBotStatus {
+    let old = bot.status.clone().unwrap_or_default();
+    let generation = bot.metadata.generation;
+    let shards = bot.spec.shards;
+    let ready = seen
+        .statefulset
+        .and_then(|s| s.status.as_ref())
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0)
+        .max(0) as u32;
+    let mut conditions = Vec::new();
+    let mut set = |type_: &str, ok: Option<bool>, reason: &str, message: String| {
+        let status = match ok {
+            Some(true) => "True",
+            Some(false) => "False",
+            None => "Unknown",
+        };
+        conditions.push(carry_transition_time(&old.conditions, type_, status, reason, message, &seen.now, generation));
+    };
+
+    let phase = match seen.token {
+        Err(problem) => {
+            set(condition::TOKEN_RESOLVED, Some(false), problem.reason(), problem.to_string());
+            Phase::Failed
+        }
+        Ok(_) => {
+            set(condition::TOKEN_RESOLVED, Some(true), "TokenResolved", "the token Secret holds a bot token for this clientId".into());
+            if bot.spec.suspended {
+                Phase::Suspended
+            } else if ready >= shards {
+                Phase::Running
+            } else if ready > 0 {
+                Phase::Degraded
+            } else {
+                Phase::Pending
+            }
+        }
+    };
+    let (ready_ok, ready_reason, ready_msg) = match phase {
+        Phase::Running => (true, "AllShardsReady", format!("{ready}/{shards} shards ready")),
+        Phase::Suspended => (false, "Suspended", "spec.suspended is true".to_string()),
+        Phase::Failed => (false, "TokenNotResolved", "the bot cannot start until its token resolves".to_string()),
+        _ => (false, "ShardsNotReady", format!("{ready}/{shards} shards ready")),
+    };
+    set(condition::READY, Some(ready_ok), ready_reason, ready_msg);
+
+    let answered = seen.reports.len() as u32;
+    let (gw, cmds) = if answered == 0 {
+        (None, None)
+    } else {
+        let connected = seen.reports.iter().filter(|r| r.gateway_connected).count() as u32;
+        (Some(connected >= shards.min(answered).max(1) && connected == answered), Some(seen.reports.iter().any(|r| r.commands_deployed)))
+    };
+    match gw {
+        None => set(condition::GATEWAY_CONNECTED, None, "NoReport", "no bot pod has reported yet".into()),
+        Some(true) => set(condition::GATEWAY_CONNECTED, Some(true), "Connected", format!("{answered} shard(s) connected to the Discord gateway")),
+        Some(false) => set(condition::GATEWAY_CONNECTED, Some(false), "Disconnected", "a shard is not connected to the Discord gateway".into()),
+    }
+    match cmds {
+        None => set(condition::COMMANDS_DEPLOYED, None, "NoReport", "no bot pod has reported yet".into()),
+        Some(true) => set(condition::COMMANDS_DEPLOYED, Some(true), "Deployed", "slash commands are registered".into()),
+        Some(false) => set(condition::COMMANDS_DEPLOYED, Some(false), "NotDeployed", "slash commands are not registered yet".into()),
+    }
+    // Synced is owned by the MongoDB sync; keep whatever it wrote.
+    conditions.extend(old.conditions.iter().filter(|c| c.type_ == condition::SYNCED).cloned());
+
+    let sum = |f: fn(&BotReport) -> u64| (!seen.reports.is_empty()).then(|| seen.reports.iter().map(f).sum());
+    MusicBotStatus {
+        phase: Some(phase),
+        conditions,
+        observed_generation: generation,
+        guilds: sum(|r| r.guilds),
+        users: sum(|r| r.users),
+        voice_connections: sum(|r| r.voice_connections),
+        pod_name: (seen.statefulset.is_some() && phase != Phase::Suspended && phase != Phase::Failed)
+            .then(|| format!("{}-0", bot.metadata.name.clone().unwrap_or_default())),
+        ready_shards: seen.statefulset.map(|_| ready),
+    }
+}
+
+/// A condition keeps its `lastTransitionTime` while its status stays the same.
+fn carry_transition_time(
+    old: &[Condition],
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+    now: &str,
+    generation: Option<i64>,
+) -> Condition {
+    let since = old
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.to_string());
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        last_transition_time: since,
+        observed_generation: generation,
+    }
+}
+
+/// An Event to publish: (warning?, reason, note).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+/// Events for what changed between two statuses; nothing when nothing changed, so a
+/// steady bot does not fill the event log.
+pub fn notices(old: Option<&MusicBotStatus>, new: &MusicBotStatus) -> Vec<Notice> {
+    let cond = |s: Option<&MusicBotStatus>, t: &str| s.and_then(|s| s.conditions.iter().find(|c| c.type_ == t).cloned());
+    let mut out = Vec::new();
+    let (old_tok, new_tok) = (cond(old, condition::TOKEN_RESOLVED), cond(Some(new), condition::TOKEN_RESOLVED));
+    if let Some(n) = &new_tok {
+        let changed = old_tok.as_ref().is_none_or(|o| o.status != n.status || o.reason != n.reason);
+        if changed && n.status == "False" {
+            out.push(Notice { warning: true, reason: "TokenNotResolved", note: n.message.clone() });
+        } else if changed && old_tok.is_some_and(|o| o.status == "False") {
+            out.push(Notice { warning: false, reason: "TokenResolved", note: "the token resolves again; starting the bot".into() });
+        }
+    }
+    let old_phase = old.and_then(|s| s.phase);
+    if old_phase != new.phase {
+        match new.phase {
+            Some(Phase::Running) => out.push(Notice { warning: false, reason: "Running", note: "every shard is ready".into() }),
+            Some(Phase::Suspended) => out.push(Notice { warning: false, reason: "Suspended", note: "spec.suspended is true: pods scaled to zero, objects kept".into() }),
+            Some(Phase::Degraded) => out.push(Notice { warning: true, reason: "Degraded", note: "some shards are not ready".into() }),
+            Some(Phase::Pending) if old_phase == Some(Phase::Suspended) => {
+                out.push(Notice { warning: false, reason: "Resumed", note: "spec.suspended is false: starting the bot".into() })
+            }
+            _ => {}
+        }
+    }
+    if let (Some(o), Some(n)) = (cond(old, condition::GATEWAY_CONNECTED), cond(Some(new), condition::GATEWAY_CONNECTED)) {
+        if o.status == "True" && n.status == "False" {
+            out.push(Notice { warning: true, reason: "GatewayDisconnected", note: n.message });
+        }
+    }
+    out
+}

@@ -1,0 +1,221 @@
+//! The desired bot-runner StatefulSet for a MusicBot: a pure function of the spec, the
+//! operator's defaults and the token's digest, unit-tested without an API server.
+
+use crate::crd::{ActivityKind, MusicBot, OnlineStatus};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use kube::{Resource, ResourceExt};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+pub const TOKEN_MOUNT_DIR: &str = "/var/run/secrets/musicbot";
+pub const TOKEN_FILE: &str = "/var/run/secrets/musicbot/token";
+pub const MANAGED_BY: &str = "musicbot-operator";
+pub const BOT_LABEL: &str = "musicbot.dev/bot";
+pub const CONFIG_HASH_ANNOTATION: &str = "musicbot.dev/config-hash";
+const RUNNER_UID: i64 = 65532;
+
+/// Operator-wide settings for bot pods (flags of the operator, values of the chart).
+#[derive(Clone, Debug)]
+pub struct BotDefaults {
+    pub image: String,
+    pub image_pull_policy: Option<String>,
+    pub resources: ResourceRequirements,
+    /// Port bot-runner serves /health, /ready, /metrics and /status on.
+    pub http_port: u16,
+    /// Discord API base URL handed to bot-runner (unset: Discord itself).
+    pub discord_api_url: Option<String>,
+    /// A Secret key holding the MongoDB URI, passed to bot-runner for guild tracking.
+    pub mongodb_uri_secret: Option<(String, String)>,
+    pub log_format_json: bool,
+}
+
+impl Default for BotDefaults {
+    fn default() -> Self {
+        Self {
+            image: "ghcr.io/musicbot-operator/bot-runner:latest".into(),
+            image_pull_policy: None,
+            resources: serde_json::from_value(json!({
+                "requests": {"cpu": "50m", "memory": "48Mi"},
+                "limits": {"memory": "256Mi"}
+            }))
+            .expect("static resources"),
+            http_port: 8080,
+            discord_api_url: None,
+            mongodb_uri_secret: None,
+            log_format_json: true,
+        }
+    }
+}
+
+/// Labels selecting one bot's pods; the StatefulSet selector is immutable, keep it minimal.
+pub fn selector_labels(bot_name: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "bot-runner".to_string()),
+        (BOT_LABEL.to_string(), bot_name.to_string()),
+    ])
+}
+
+fn labels(bot: &MusicBot) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(&bot.name_any());
+    labels.insert("app.kubernetes.io/instance".into(), bot.name_any());
+    labels.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
+    labels.insert("app.kubernetes.io/component".into(), "music-bot".into());
+    labels
+}
+
+/// Environment for bot-runner derived from the spec (never the token: that is a file).
+pub fn bot_env(bot: &MusicBot, defaults: &BotDefaults) -> Vec<Value> {
+    let spec = &bot.spec;
+    let plain = |name: &str, value: String| json!({"name": name, "value": value});
+    let mut env = vec![
+        plain("MUSICBOT_TOKEN_FILE", TOKEN_FILE.into()),
+        plain("MUSICBOT_CLIENT_ID", spec.client_id.clone()),
+        plain("MUSICBOT_BOT_NAME", bot.display_name()),
+        plain("MUSICBOT_HTTP_PORT", defaults.http_port.to_string()),
+        plain("MUSICBOT_SHARD_COUNT", spec.shards.to_string()),
+        // The StatefulSet controller labels each pod with its ordinal: shard id = ordinal.
+        json!({"name": "MUSICBOT_SHARD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}}),
+        plain("MUSICBOT_DEFAULT_VOLUME", spec.music.default_volume.to_string()),
+        plain("MUSICBOT_MAX_QUEUE_LENGTH", spec.music.max_queue_length.to_string()),
+        plain("MUSICBOT_IDLE_LEAVE_SECONDS", spec.music.idle_leave_seconds.to_string()),
+        plain("MUSICBOT_STAY_IN_CHANNEL", spec.music.stay_in_channel.to_string()),
+        plain("MUSICBOT_LOG_FORMAT", if defaults.log_format_json { "json" } else { "text" }.into()),
+        // Read-only root filesystem: yt-dlp and friends write under $HOME.
+        plain("HOME", "/tmp".into()),
+    ];
+    if !spec.guild_ids.is_empty() {
+        env.push(plain("MUSICBOT_GUILD_IDS", spec.guild_ids.join(",")));
+    }
+    if let Some(presence) = &spec.presence {
+        let status = match presence.status {
+            OnlineStatus::Online => "online",
+            OnlineStatus::Idle => "idle",
+            OnlineStatus::Dnd => "dnd",
+            OnlineStatus::Invisible => "invisible",
+        };
+        env.push(plain("MUSICBOT_PRESENCE_STATUS", status.into()));
+        if let Some(activity) = &presence.activity {
+            let kind = match activity.kind {
+                ActivityKind::Playing => "playing",
+                ActivityKind::Listening => "listening",
+                ActivityKind::Watching => "watching",
+                ActivityKind::Competing => "competing",
+            };
+            env.push(plain("MUSICBOT_ACTIVITY_TYPE", kind.into()));
+            env.push(plain("MUSICBOT_ACTIVITY_NAME", activity.name.clone()));
+        }
+    }
+    if let Some(url) = &defaults.discord_api_url {
+        env.push(plain("MUSICBOT_DISCORD_API_URL", url.clone()));
+    }
+    if let Some((name, key)) = &defaults.mongodb_uri_secret {
+        env.push(json!({"name": "MUSICBOT_MONGODB_URI", "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}));
+    }
+    if let Some(pod) = &spec.pod {
+        env.extend(pod.env.iter().map(|e| serde_json::to_value(e).expect("EnvVar serializes")));
+    }
+    env
+}
+
+/// A short digest of everything that should restart the bot when it changes. The token
+/// enters only as `token_digest` (itself a salted hash), so the annotation reveals nothing.
+pub fn config_hash(env: &[Value], token_digest: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(env).expect("json"));
+    h.update(token_digest.as_bytes());
+    hex(&h.finalize()[..8])
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The StatefulSet running `bot`: one pod per shard, none while suspended.
+pub fn statefulset(bot: &MusicBot, defaults: &BotDefaults, token_digest: &str) -> StatefulSet {
+    let name = bot.name_any();
+    let spec = &bot.spec;
+    let pod = spec.pod.clone().unwrap_or_default();
+    let env = bot_env(bot, defaults);
+    let mut pod_labels = labels(bot);
+    pod_labels.extend(pod.labels.clone());
+    pod_labels.extend(selector_labels(&name)); // user labels must not break the selector
+    let mut pod_annotations = pod.annotations.clone();
+    pod_annotations.insert(CONFIG_HASH_ANNOTATION.into(), config_hash(&env, token_digest));
+    let resources = pod.resources.clone().unwrap_or_else(|| defaults.resources.clone());
+    let pull_policy = pod.image_pull_policy.map(|p| p.as_str().to_string()).or(defaults.image_pull_policy.clone());
+    let probe = |path: &str, period: i32, failures: i32| {
+        json!({"httpGet": {"path": path, "port": "http"}, "periodSeconds": period, "failureThreshold": failures, "timeoutSeconds": 2})
+    };
+    let owner = bot.controller_owner_ref(&()).expect("MusicBot has a name and uid once stored");
+
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {
+            "name": name,
+            "namespace": bot.namespace(),
+            "labels": labels(bot),
+            "ownerReferences": [owner],
+        },
+        "spec": {
+            "replicas": if spec.suspended { 0 } else { spec.shards },
+            "serviceName": name,
+            // Shards are independent gateway sessions: start and replace them together.
+            "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": selector_labels(&name)},
+            "updateStrategy": {"type": "RollingUpdate"},
+            "template": {
+                "metadata": {"labels": pod_labels, "annotations": pod_annotations},
+                "spec": {
+                    // Bot pods never talk to the Kubernetes API.
+                    "automountServiceAccountToken": false,
+                    "enableServiceLinks": false,
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": {
+                        "runAsNonRoot": true,
+                        "runAsUser": RUNNER_UID,
+                        "runAsGroup": RUNNER_UID,
+                        "fsGroup": RUNNER_UID,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "nodeSelector": pod.node_selector,
+                    "tolerations": pod.tolerations,
+                    "priorityClassName": pod.priority_class_name,
+                    "containers": [{
+                        "name": "bot-runner",
+                        "image": pod.image.clone().unwrap_or_else(|| defaults.image.clone()),
+                        "imagePullPolicy": pull_policy,
+                        "args": ["run"],
+                        "env": env,
+                        "ports": [{"name": "http", "containerPort": defaults.http_port, "protocol": "TCP"}],
+                        "startupProbe": probe("/health", 2, 30),
+                        "livenessProbe": probe("/health", 10, 3),
+                        "readinessProbe": probe("/ready", 5, 2),
+                        "resources": resources,
+                        "securityContext": {
+                            "allowPrivilegeEscalation": false,
+                            "readOnlyRootFilesystem": true,
+                            "privileged": false,
+                            "capabilities": {"drop": ["ALL"]},
+                        },
+                        "volumeMounts": [
+                            {"name": "token", "mountPath": TOKEN_MOUNT_DIR, "readOnly": true},
+                            {"name": "tmp", "mountPath": "/tmp"},
+                        ],
+                    }],
+                    "volumes": [
+                        {"name": "token", "secret": {
+                            "secretName": spec.token_secret_ref.name,
+                            "items": [{"key": spec.token_secret_ref.key, "path": "token"}],
+                            "defaultMode": 0o440,
+                        }},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "512Mi"}},
+                    ],
+                }
+            }
+        }
+    }))
+    .expect("the StatefulSet template is well-formed")
+}

@@ -1,0 +1,9 @@
+//! musicbot-operator: MusicBot resources reconciled into bot-runner pods.
+
+pub mod config;
+pub mod controller;
+pub mod crd;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod telemetry;

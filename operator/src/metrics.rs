@@ -1,0 +1,122 @@
+//! Prometheus metrics of the operator (prometheus-client, text exposition on `/metrics`).
+
+use crate::crd::Phase;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    phase: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<ResultLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    duration: Histogram,
+    bots: Family<PhaseLabels, Gauge>,
+    phases: Mutex<HashMap<(String, String), Phase>>,
+    pub is_leader: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("musicbot_operator");
+        let reconciles = Family::<ResultLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let duration = Histogram::new(exponential_buckets(0.005, 2.0, 12));
+        let bots = Family::<PhaseLabels, Gauge>::default();
+        let is_leader = Gauge::default();
+        registry.register("reconciles", "MusicBot reconciliations by result", reconciles.clone());
+        registry.register("reconcile_errors", "Failed reconciliations by error kind", errors.clone());
+        registry.register("reconcile_duration_seconds", "Time one reconciliation took", duration.clone());
+        registry.register("bots", "MusicBots by phase", bots.clone());
+        registry.register("leader", "1 while this replica holds the leader Lease", is_leader.clone());
+        for phase in Phase::ALL {
+            bots.get_or_create(&PhaseLabels { phase: phase.as_str().into() }).set(0);
+        }
+        Self { registry, reconciles, errors, duration, bots, phases: Mutex::default(), is_leader }
+    }
+}
+
+impl Metrics {
+    /// The registry, for components that add their own metrics (the MongoDB sync).
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    /// `error_kind`: None for a successful reconcile.
+    pub fn observe_reconcile(&self, took: Duration, error_kind: Option<&'static str>) {
+        self.duration.observe(took.as_secs_f64());
+        let result = if error_kind.is_some() { "error" } else { "ok" };
+        self.reconciles.get_or_create(&ResultLabels { result: result.into() }).inc();
+        if let Some(kind) = error_kind {
+            self.errors.get_or_create(&ErrorLabels { kind: kind.into() }).inc();
+        }
+    }
+
+    pub fn set_phase(&self, namespace: &str, name: &str, phase: Option<Phase>) {
+        let mut phases = self.phases.lock().expect("not poisoned");
+        match phase {
+            Some(p) => phases.insert((namespace.into(), name.into()), p),
+            None => phases.remove(&(namespace.into(), name.into())),
+        };
+        self.recount(&phases);
+    }
+
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.set_phase(namespace, name, None);
+    }
+
+    fn recount(&self, phases: &HashMap<(String, String), Phase>) {
+        for phase in Phase::ALL {
+            let n = phases.values().filter(|p| **p == phase).count();
+            self.bots.get_or_create(&PhaseLabels { phase: phase.as_str().into() }).set(n as i64);
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bots_by_phase_follow_set_phase_and_forget() {
+        let m = Metrics::default();
+        m.set_phase("a", "one", Some(Phase::Running));
+        m.set_phase("a", "two", Some(Phase::Running));
+        m.set_phase("b", "one", Some(Phase::Failed));
+        let text = m.encode();
+        assert!(text.contains(r#"musicbot_operator_bots{phase="Running"} 2"#), "{text}");
+        assert!(text.contains(r#"musicbot_operator_bots{phase="Failed"} 1"#), "{text}");
+        m.set_phase("a", "two", Some(Phase::Suspended));
+        m.forget("b", "one");
+        let text = m.encode();
+        assert!(text.contains(r#"musicbot_operator_bots{phase="Running"} 1"#), "{text}");
+        assert!(text.contains(r#"musicbot_operator_bots{phase="Suspended"} 1"#), "{text}");
+        assert!(text.contains(r#"musicbot_operator_bots{phase="Failed"} 0"#), "{text}");
+    }
+}
