@@ -172,3 +172,96 @@ pub fn notices(old: Option<&MusicBotStatus>, new: &MusicBotStatus) -> Vec<Notice
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::MusicBotSpec;
+    use serde_json::json;
+
+    fn bot(status: Option<MusicBotStatus>, suspended: bool) -> MusicBot {
+        let spec: MusicBotSpec = serde_json::from_value(json!({
+            "clientId": "123456789012345678", "tokenSecretRef": {"name": "t"}, "suspended": suspended
+        }))
+        .unwrap();
+        let mut b = MusicBot::new("radio", spec);
+        b.metadata.generation = Some(3);
+        b.status = status;
+        b
+    }
+
+    fn sts(ready: i32) -> StatefulSet {
+        serde_json::from_value(json!({"status": {"replicas": 1, "readyReplicas": ready}})).unwrap()
+    }
+
+    fn cond<'a>(s: &'a MusicBotStatus, t: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn a_missing_secret_fails_the_bot_with_a_reason() {
+        let token = Err(TokenProblem::SecretNotFound("t".into()));
+        let s = compute(&bot(None, false), &Observed { token: &token, statefulset: None, reports: &[], now: "T1".into() });
+        assert_eq!(s.phase, Some(Phase::Failed));
+        let c = cond(&s, condition::TOKEN_RESOLVED);
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "SecretNotFound"));
+        assert_eq!(s.observed_generation, Some(3));
+        assert_eq!(s.pod_name, None);
+        let n = notices(None, &s);
+        assert!(n.iter().any(|n| n.warning && n.reason == "TokenNotResolved"), "{n:?}");
+    }
+
+    #[test]
+    fn phase_follows_ready_shards_and_counts_sum_reports() {
+        let token = Ok("d".to_string());
+        let pending = compute(&bot(None, false), &Observed { token: &token, statefulset: Some(&sts(0)), reports: &[], now: "T1".into() });
+        assert_eq!(pending.phase, Some(Phase::Pending));
+        assert_eq!(cond(&pending, condition::GATEWAY_CONNECTED).status, "Unknown");
+        let reports = [BotReport { guilds: 5, users: 1250, voice_connections: 2, gateway_connected: true, commands_deployed: true }];
+        let running =
+            compute(&bot(Some(pending.clone()), false), &Observed { token: &token, statefulset: Some(&sts(1)), reports: &reports, now: "T2".into() });
+        assert_eq!(running.phase, Some(Phase::Running));
+        assert_eq!((running.guilds, running.users, running.voice_connections), (Some(5), Some(1250), Some(2)));
+        assert_eq!(running.pod_name.as_deref(), Some("radio-0"));
+        assert_eq!(cond(&running, condition::READY).status, "True");
+        assert_eq!(cond(&running, condition::READY).last_transition_time, "T2");
+        // TokenResolved stayed True: its transition time is kept.
+        assert_eq!(cond(&running, condition::TOKEN_RESOLVED).last_transition_time, "T1");
+        assert!(notices(Some(&pending), &running).iter().any(|n| n.reason == "Running"));
+        // A steady state publishes nothing.
+        let again =
+            compute(&bot(Some(running.clone()), false), &Observed { token: &token, statefulset: Some(&sts(1)), reports: &reports, now: "T3".into() });
+        assert_eq!(again, running);
+        assert!(notices(Some(&running), &again).is_empty());
+    }
+
+    #[test]
+    fn suspension_and_resumption_are_reported() {
+        let token = Ok("d".to_string());
+        let suspended = compute(&bot(None, true), &Observed { token: &token, statefulset: Some(&sts(0)), reports: &[], now: "T".into() });
+        assert_eq!(suspended.phase, Some(Phase::Suspended));
+        assert_eq!(cond(&suspended, condition::READY).reason, "Suspended");
+        let resumed =
+            compute(&bot(Some(suspended.clone()), false), &Observed { token: &token, statefulset: Some(&sts(0)), reports: &[], now: "T".into() });
+        let reasons: Vec<_> = notices(Some(&suspended), &resumed).into_iter().map(|n| n.reason).collect();
+        assert_eq!(reasons, ["Resumed"]);
+    }
+
+    #[test]
+    fn a_fixed_token_is_announced_and_synced_condition_is_kept() {
+        let bad = Err(TokenProblem::Empty { secret: "t".into(), key: "token".into() });
+        let mut failed = compute(&bot(None, false), &Observed { token: &bad, statefulset: None, reports: &[], now: "T".into() });
+        failed.conditions.push(Condition {
+            type_: condition::SYNCED.into(),
+            status: "True".into(),
+            reason: "Synced".into(),
+            message: "from MusicBotDB record x".into(),
+            last_transition_time: "T0".into(),
+            observed_generation: None,
+        });
+        let good = Ok("d".to_string());
+        let fixed = compute(&bot(Some(failed.clone()), false), &Observed { token: &good, statefulset: Some(&sts(0)), reports: &[], now: "T".into() });
+        assert!(notices(Some(&failed), &fixed).iter().any(|n| n.reason == "TokenResolved" && !n.warning));
+        assert_eq!(cond(&fixed, condition::SYNCED).message, "from MusicBotDB record x");
+    }
+}

@@ -219,3 +219,118 @@ pub fn statefulset(bot: &MusicBot, defaults: &BotDefaults, token_digest: &str) -
     }))
     .expect("the StatefulSet template is well-formed")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{MusicBotSpec, PodOverrides};
+
+    fn bot(spec: serde_json::Value) -> MusicBot {
+        let spec: MusicBotSpec = serde_json::from_value(spec).unwrap();
+        let mut bot = MusicBot::new("radio", spec);
+        bot.metadata.namespace = Some("music".into());
+        bot.metadata.uid = Some("uid-1".into());
+        bot
+    }
+
+    fn basic() -> MusicBot {
+        bot(json!({"clientId": "123456789012345678", "tokenSecretRef": {"name": "radio-token"}}))
+    }
+
+    fn pod_spec(sts: &StatefulSet) -> &k8s_openapi::api::core::v1::PodSpec {
+        sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
+    }
+
+    #[test]
+    fn one_restricted_pod_per_shard_with_the_token_as_a_file() {
+        let sts = statefulset(&basic(), &BotDefaults::default(), "d1");
+        let spec = sts.spec.as_ref().unwrap();
+        assert_eq!(spec.replicas, Some(1));
+        assert_eq!(sts.metadata.owner_references.as_ref().unwrap()[0].kind, "MusicBot");
+        let pod = pod_spec(&sts);
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let psc = pod.security_context.as_ref().unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(psc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+        let c = &pod.containers[0];
+        let csc = c.security_context.as_ref().unwrap();
+        assert_eq!(csc.allow_privilege_escalation, Some(false));
+        assert_eq!(csc.read_only_root_filesystem, Some(true));
+        assert_eq!(csc.capabilities.as_ref().unwrap().drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(c.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/health"));
+        assert_eq!(c.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/ready"));
+        // The token reaches the pod only as a file from the Secret: never env, never args.
+        let token_volume = pod.volumes.as_ref().unwrap().iter().find(|v| v.name == "token").unwrap();
+        let secret = token_volume.secret.as_ref().unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("radio-token"));
+        assert_eq!(secret.items.as_ref().unwrap()[0].key, "token");
+        let env = c.env.as_ref().unwrap();
+        assert!(env.iter().all(|e| e.value_from.as_ref().is_none_or(|v| v.secret_key_ref.is_none())));
+        assert!(env.iter().any(|e| e.name == "MUSICBOT_TOKEN_FILE" && e.value.as_deref() == Some(TOKEN_FILE)));
+        assert_eq!(c.args, Some(vec!["run".to_string()]));
+    }
+
+    #[test]
+    fn suspended_scales_to_zero_and_shards_set_replicas() {
+        let mut b = basic();
+        b.spec.shards = 3;
+        assert_eq!(statefulset(&b, &BotDefaults::default(), "d").spec.unwrap().replicas, Some(3));
+        b.spec.suspended = true;
+        assert_eq!(statefulset(&b, &BotDefaults::default(), "d").spec.unwrap().replicas, Some(0));
+    }
+
+    #[test]
+    fn config_hash_changes_with_settings_and_token_but_not_otherwise() {
+        let d = BotDefaults::default();
+        let hash = |b: &MusicBot, t: &str| {
+            statefulset(b, &d, t).spec.unwrap().template.metadata.unwrap().annotations.unwrap()[CONFIG_HASH_ANNOTATION].clone()
+        };
+        let b = basic();
+        assert_eq!(hash(&b, "t1"), hash(&basic(), "t1"));
+        assert_ne!(hash(&b, "t1"), hash(&b, "t2"));
+        let mut louder = basic();
+        louder.spec.music.default_volume = 150;
+        assert_ne!(hash(&b, "t1"), hash(&louder, "t1"));
+    }
+
+    #[test]
+    fn pod_overrides_apply_but_cannot_break_the_selector() {
+        let mut b = basic();
+        b.spec.pod = Some(PodOverrides {
+            image: Some("registry.example/bot:2".into()),
+            labels: [(BOT_LABEL.to_string(), "hijack".to_string()), ("team".to_string(), "a".to_string())].into(),
+            node_selector: [("pool".to_string(), "music".to_string())].into(),
+            ..Default::default()
+        });
+        let sts = statefulset(&b, &BotDefaults::default(), "d");
+        let template = sts.spec.as_ref().unwrap().template.clone();
+        let labels = template.metadata.unwrap().labels.unwrap();
+        assert_eq!(labels[BOT_LABEL], "radio");
+        assert_eq!(labels["team"], "a");
+        let pod = template.spec.unwrap();
+        assert_eq!(pod.containers[0].image.as_deref(), Some("registry.example/bot:2"));
+        assert_eq!(pod.node_selector.unwrap()["pool"], "music");
+    }
+
+    #[test]
+    fn guilds_presence_and_settings_reach_the_environment() {
+        let b = bot(json!({
+            "clientId": "123456789012345678",
+            "tokenSecretRef": {"name": "t", "key": "discord"},
+            "guildIds": ["111111111111111111", "222222222222222222"],
+            "music": {"defaultVolume": 80, "maxQueueLength": 50, "idleLeaveSeconds": 0, "stayInChannel": true},
+            "presence": {"status": "dnd", "activity": {"type": "playing", "name": "lofi"}}
+        }));
+        let env: BTreeMap<String, String> = bot_env(&b, &BotDefaults::default())
+            .into_iter()
+            .filter_map(|e| Some((e["name"].as_str()?.to_string(), e["value"].as_str()?.to_string())))
+            .collect();
+        assert_eq!(env["MUSICBOT_GUILD_IDS"], "111111111111111111,222222222222222222");
+        assert_eq!(env["MUSICBOT_DEFAULT_VOLUME"], "80");
+        assert_eq!(env["MUSICBOT_MAX_QUEUE_LENGTH"], "50");
+        assert_eq!(env["MUSICBOT_STAY_IN_CHANNEL"], "true");
+        assert_eq!(env["MUSICBOT_PRESENCE_STATUS"], "dnd");
+        assert_eq!(env["MUSICBOT_ACTIVITY_TYPE"], "playing");
+        assert_eq!(env["MUSICBOT_ACTIVITY_NAME"], "lofi");
+    }
+}

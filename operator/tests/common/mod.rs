@@ -1,0 +1,118 @@
+//! Shared set-up of the operator's tests: the real cluster from testkit, the CRD installed
+//! from the Rust types, and the controller running in-process on one namespace.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use base64::Engine;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, CustomResourceExt};
+use musicbot_operator::controller::{self, BotDefaults, Context};
+use musicbot_operator::crd::MusicBot;
+use musicbot_operator::metrics::Metrics;
+use serde_json::json;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use testkit::KubeCluster;
+use tokio::sync::OnceCell;
+
+pub const CLIENT_ID: &str = "123456789012345678";
+
+/// A token with Discord's shape for `client_id` (the operator checks that shape).
+pub fn token_for(client_id: &str, secret_part: &str) -> String {
+    format!("{}.Gx1y2z.{secret_part}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(client_id))
+}
+
+static CRD: OnceCell<()> = OnceCell::const_new();
+
+/// The shared cluster with the MusicBot CRD established, and an admin client.
+pub async fn cluster() -> (&'static KubeCluster, Client) {
+    let cluster = KubeCluster::shared().await;
+    let client = cluster.client().await.expect("admin client");
+    CRD.get_or_init(|| async {
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        crds.patch("musicbots.musicbot.dev", &PatchParams::apply("tests").force(), &Patch::Apply(MusicBot::crd()))
+            .await
+            .expect("applying the CRD");
+        within("CRD established", await_condition(crds, "musicbots.musicbot.dev", conditions::is_crd_established()))
+            .await
+            .unwrap();
+    })
+    .await;
+    (cluster, client)
+}
+
+/// Runs the controller for `ns` until the returned guard is dropped.
+pub struct Operator {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn start_operator(client: &Client, ns: &str, defaults: BotDefaults) -> Operator {
+    let metrics = Arc::new(Metrics::default());
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        defaults,
+        metrics.clone(),
+        "http://127.0.0.1:9/api/v10".into(),
+        Duration::from_secs(1),
+        Some("test".into()),
+    ));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(controller::run(ctx, Some(ns.to_string()), async move {
+        let _ = rx.await;
+    }));
+    Operator { stop: Some(tx), metrics }
+}
+
+pub async fn create_secret(client: &Client, ns: &str, name: &str, key: &str, value: &str) {
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "stringData": {key: value}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), ns).create(&PostParams::default(), &secret).await.unwrap();
+}
+
+pub async fn create_bot(client: &Client, ns: &str, name: &str, spec: serde_json::Value) -> MusicBot {
+    let bot: MusicBot = serde_json::from_value(json!({
+        "apiVersion": "musicbot.dev/v1alpha1", "kind": "MusicBot",
+        "metadata": {"name": name},
+        "spec": spec
+    }))
+    .unwrap();
+    Api::<MusicBot>::namespaced(client.clone(), ns).create(&PostParams::default(), &bot).await.unwrap()
+}
+
+pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after 60 s waiting for {what}"))
+}
+
+/// Polls `probe` until it returns Some, or fails the test naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    within(what, async {
+        loop {
+            if let Some(v) = probe().await {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+}
