@@ -41,10 +41,14 @@ pub enum Error {
 impl Error {
     /// A short label for metrics.
     pub fn kind(&self) -> &'static str {
+        use kube::runtime::finalizer::Error as F;
         match self {
             Error::Kube(kube::Error::Api(_)) => "api",
             Error::Kube(_) => "client",
-            Error::Finalizer(_) => "finalizer",
+            Error::Finalizer(inner) => match &**inner {
+                F::ApplyFailed(e) | F::CleanupFailed(e) => e.kind(),
+                _ => "finalizer",
+            },
             Error::NotNamespaced => "spec",
             Error::Discord(_) => "discord",
         }
@@ -89,7 +93,7 @@ impl Context {
 
 /// Requeue a failing bot with exponential backoff (5 s doubling up to 5 min), so a broken
 /// object neither hot-loops nor waits long after it is fixed.
-fn error_policy(bot: Arc<MusicBot>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(bot: Arc<MusicBot>, error: &Error, ctx: Arc<Context>) -> Action {
     let key = ObjectRef::from_obj(&*bot);
     let mut failures = ctx.failures.lock().expect("not poisoned");
     let n = failures.entry(key).and_modify(|n| *n += 1).or_insert(0);
