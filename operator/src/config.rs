@@ -42,6 +42,10 @@ pub struct Config {
     #[arg(long, env = "MUSICBOT_STATUS_INTERVAL_SECONDS", default_value_t = 60)]
     pub status_interval_seconds: u64,
 
+    /// Most MusicBots reconciled at once.
+    #[arg(long, env = "MUSICBOT_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: u16,
+
     /// Take part in leader election through a Lease, so several replicas can run.
     #[arg(long, env = "MUSICBOT_LEADER_ELECTION", default_value_t = false)]
     pub leader_election: bool,

@@ -47,14 +47,16 @@ async fn main() -> anyhow::Result<()> {
     info!(addr = %listener.local_addr()?, "serving /health /ready /metrics /bots");
     let server = tokio::spawn(http::serve_on(listener, state.clone(), stopped()));
 
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client.clone(),
         bot_defaults(&config)?,
         metrics.clone(),
         config.discord_api_url.clone(),
         config.status_interval(),
         Some(config.identity()),
-    ));
+    );
+    ctx.concurrency = config.concurrency.max(1);
+    let ctx = Arc::new(ctx);
 
     if config.leader_election {
         let ns = config
@@ -63,9 +65,10 @@ async fn main() -> anyhow::Result<()> {
             .or_else(|| std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok())
             .unwrap_or_else(|| "default".into());
         let identity = config.identity();
-        let mut leadership = leader::campaign(client, ns.trim(), &config.leader_election_lease, &identity, config.lease_seconds)
-            .await
-            .context("starting leader election")?;
+        let mut leadership =
+            leader::campaign(client, ns.trim(), &config.leader_election_lease, &identity, config.lease_seconds)
+                .await
+                .context("starting leader election")?;
         // A standby replica is healthy and ready: it serves /bots and takes over on failure.
         state.ready.store(true, Ordering::Relaxed);
         info!(%identity, "waiting to become the leader");
@@ -113,7 +116,8 @@ fn bot_defaults(config: &Config) -> anyhow::Result<BotDefaults> {
         image: config.bot_image.clone(),
         image_pull_policy: config.bot_image_pull_policy.clone(),
         http_port: config.bot_http_port,
-        discord_api_url: (config.discord_api_url != "https://discord.com/api/v10").then(|| config.discord_api_url.clone()),
+        discord_api_url: (config.discord_api_url != "https://discord.com/api/v10")
+            .then(|| config.discord_api_url.clone()),
         log_format_json: true,
         ..BotDefaults::default()
     };

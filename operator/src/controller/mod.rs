@@ -12,10 +12,10 @@ use crate::metrics::Metrics;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use std::collections::HashMap;
@@ -65,6 +65,8 @@ pub struct Context {
     pub discord_api_url: String,
     /// How often a running bot's counts are refreshed.
     pub status_interval: Duration,
+    /// Most reconciles running at once; bounds memory and API load in a burst.
+    pub concurrency: u16,
     failures: Mutex<HashMap<ObjectRef<MusicBot>, u32>>,
 }
 
@@ -86,6 +88,7 @@ impl Context {
             http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("reqwest client"),
             discord_api_url,
             status_interval,
+            concurrency: 16,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -102,7 +105,11 @@ pub fn error_policy(bot: Arc<MusicBot>, error: &Error, ctx: Arc<Context>) -> Act
     Action::requeue(delay)
 }
 
-fn bots_using_secret(store: &Store<MusicBot>, secret_ns: Option<String>, secret_name: &str) -> Vec<ObjectRef<MusicBot>> {
+fn bots_using_secret(
+    store: &Store<MusicBot>,
+    secret_ns: Option<String>,
+    secret_name: &str,
+) -> Vec<ObjectRef<MusicBot>> {
     store
         .state()
         .iter()
@@ -112,13 +119,19 @@ fn bots_using_secret(store: &Store<MusicBot>, secret_ns: Option<String>, secret_
 }
 
 /// Runs the controller until `shutdown` resolves.
-pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     let client = ctx.client.clone();
     // Secrets and StatefulSets are watched as metadata only: the operator never caches
     // token data, and needs nothing of a StatefulSet to know which bot to reconcile.
     type Meta<K> = Api<PartialObjectMeta<K>>;
     let (bots, stsets, secrets): (Api<MusicBot>, Meta<StatefulSet>, Meta<Secret>) = match &namespace {
-        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns), Api::namespaced(client, ns)),
+        Some(ns) => {
+            (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns), Api::namespaced(client, ns))
+        }
         None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client)),
     };
     let managed = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={}", workload::MANAGED_BY));
@@ -129,6 +142,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: impl Fu
     controller
         .owns_stream(watcher(stsets, managed).touched_objects())
         .watches_stream(secret_changes, move |secret| bots_using_secret(&store, secret.namespace(), &secret.name_any()))
+        .with_config(kube::runtime::controller::Config::default().concurrency(ctx.concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, error_policy, ctx.clone())
         .for_each(|result| {

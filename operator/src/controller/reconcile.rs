@@ -85,7 +85,9 @@ async fn apply(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
         Some(Phase::Failed) => Action::requeue(Duration::from_secs(300)),
         Some(Phase::Running) => Action::requeue(ctx.status_interval),
         Some(Phase::Suspended) => Action::requeue(Duration::from_secs(600)),
-        _ => Action::requeue(Duration::from_secs(10)),
+        // Pods becoming ready change the StatefulSet, whose watch brings us back: polling
+        // here only adds load (1,000 pending bots would mean 100 reconciles a second).
+        _ => Action::requeue(ctx.status_interval),
     })
 }
 
