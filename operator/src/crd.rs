@@ -302,10 +302,7 @@ pub mod condition {
 impl MusicBot {
     /// What `/bots` and logs call this bot.
     pub fn display_name(&self) -> String {
-        self.spec
-            .display_name
-            .clone()
-            .unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
+        self.spec.display_name.clone().unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
     }
 }
 

@@ -32,7 +32,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-pub async fn serve_on(listener: tokio::net::TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }
 

@@ -12,7 +12,13 @@ pub struct Leadership {
     task: tokio::task::JoinHandle<Result<kube_lease_manager::LeaseManager>>,
 }
 
-pub async fn campaign(client: Client, namespace: &str, lease: &str, identity: &str, lease_seconds: u64) -> Result<Leadership> {
+pub async fn campaign(
+    client: Client,
+    namespace: &str,
+    lease: &str,
+    identity: &str,
+    lease_seconds: u64,
+) -> Result<Leadership> {
     let manager = LeaseManagerBuilder::new(client, lease)
         .with_namespace(namespace)
         .with_identity(identity)

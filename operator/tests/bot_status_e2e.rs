@@ -19,7 +19,8 @@ async fn guilds_users_and_voice_connections_come_from_the_bots_status_endpoint()
     let ns = cluster.namespace(&client, "status").await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let report = json!({"guilds": 7, "users": 420, "voiceConnections": 2, "gatewayConnected": true, "commandsDeployed": true});
+    let report =
+        json!({"guilds": 7, "users": 420, "voiceConnections": 2, "gatewayConnected": true, "commandsDeployed": true});
     tokio::spawn(async move {
         let app = axum::Router::new().route("/status", get(move || async move { Json(report.clone()) }));
         axum::serve(listener, app).await.unwrap();

@@ -18,7 +18,14 @@ type ApiHandle = Handle<Request<Body>, Response<Body>>;
 fn context() -> (Arc<Context>, ApiHandle) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
-    let ctx = Context::new(client, BotDefaults::default(), Arc::new(Metrics::default()), "http://127.0.0.1:9".into(), Duration::from_secs(60), None);
+    let ctx = Context::new(
+        client,
+        BotDefaults::default(),
+        Arc::new(Metrics::default()),
+        "http://127.0.0.1:9".into(),
+        Duration::from_secs(60),
+        None,
+    );
     (Arc::new(ctx), handle)
 }
 
@@ -72,7 +79,14 @@ async fn a_500_reading_the_secret_fails_the_reconcile_and_backs_off() {
     assert!(err.to_string().contains("mock says InternalError"), "{err}");
     // Backoff doubles from 5 s for the same bot.
     let delays: Vec<Action> = (0..3).map(|_| error_policy(bot(), &err, ctx.clone())).collect();
-    assert_eq!(delays, [Action::requeue(Duration::from_secs(5)), Action::requeue(Duration::from_secs(10)), Action::requeue(Duration::from_secs(20))]);
+    assert_eq!(
+        delays,
+        [
+            Action::requeue(Duration::from_secs(5)),
+            Action::requeue(Duration::from_secs(10)),
+            Action::requeue(Duration::from_secs(20))
+        ]
+    );
     assert!(ctx.metrics.encode().contains(r#"musicbot_operator_reconcile_errors_total{kind="api"} 1"#));
 }
 
@@ -93,7 +107,9 @@ async fn a_404_for_the_secret_is_reported_in_status_not_as_an_error() {
             send.send_response(ok(json!({"apiVersion": "musicbot.dev/v1alpha1", "kind": "MusicBot", "metadata": {"name": "radio"}, "spec": {"clientId": "123456789012345678", "tokenSecretRef": {"name": "radio-token"}}})));
         } else {
             assert!(path.contains("/events"), "{path}");
-            send.send_response(Response::builder().status(201).body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap());
+            send.send_response(
+                Response::builder().status(201).body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap(),
+            );
         }
     }
     let action = task.await.unwrap().expect("a missing Secret is not a reconcile error");
@@ -116,7 +132,9 @@ async fn a_409_conflict_applying_the_statefulset_is_an_error_to_retry() {
     let (ctx, mut handle) = context();
     let task = tokio::spawn(reconcile(bot(), ctx));
     expect(&mut handle, "GET", "/secrets/radio-token", token_secret()).await;
-    let applied = expect(&mut handle, "PATCH", "/apis/apps/v1/namespaces/music/statefulsets/radio", status(409, "Conflict")).await;
+    let applied =
+        expect(&mut handle, "PATCH", "/apis/apps/v1/namespaces/music/statefulsets/radio", status(409, "Conflict"))
+            .await;
     assert_eq!(applied["kind"], "StatefulSet");
     let err = task.await.unwrap().unwrap_err();
     assert!(matches!(&err, Error::Finalizer(_)) && err.to_string().contains("Conflict"), "{err}");

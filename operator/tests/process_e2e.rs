@@ -45,10 +45,7 @@ impl Replica {
 
     async fn metric(&self, name: &str) -> f64 {
         let (_, text) = self.get("/metrics").await.expect("/metrics answers");
-        text.lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        text.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
     }
 
     fn terminate(&mut self) -> std::process::ExitStatus {
@@ -85,7 +82,8 @@ async fn two_replicas_one_leader_and_a_takeover() {
         Replica::start(cluster.kubeconfig_path(), &ns, "replica-b", dir.path()),
     ];
     for r in &replicas {
-        eventually(&format!("{} /ready", r.identity), || async { (r.get("/ready").await?.0 == 200).then_some(()) }).await;
+        eventually(&format!("{} /ready", r.identity), || async { (r.get("/ready").await?.0 == 200).then_some(()) })
+            .await;
         let (code, body) = r.get("/health").await.unwrap();
         assert_eq!(code, 200);
         assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["status"], "ok");
@@ -118,7 +116,13 @@ async fn two_replicas_one_leader_and_a_takeover() {
     let new_leader = eventually("takeover", || async { holder(&client, &ns).await.filter(|h| *h != leader_id) }).await;
     assert_eq!(new_leader, replicas[standby].identity);
     create_secret(&client, &ns, "two-token", "token", &token_for(CLIENT_ID, "two")).await;
-    create_bot(&client, &ns, "two", serde_json::json!({"clientId": CLIENT_ID, "tokenSecretRef": {"name": "two-token"}})).await;
+    create_bot(
+        &client,
+        &ns,
+        "two",
+        serde_json::json!({"clientId": CLIENT_ID, "tokenSecretRef": {"name": "two-token"}}),
+    )
+    .await;
     eventually("StatefulSet two, made by the new leader", || async { stsets.get_opt("two").await.unwrap() }).await;
     assert_eq!(replicas[standby].metric("musicbot_operator_leader").await, 1.0);
 
@@ -129,7 +133,11 @@ async fn two_replicas_one_leader_and_a_takeover() {
     let secret_part = token.rsplit('.').next().unwrap();
     for r in &replicas {
         let log = std::fs::read_to_string(&r.log).unwrap();
-        assert!(log.contains("reconcil") || log.contains("waiting to become the leader"), "{} logged nothing useful:\n{log}", r.identity);
+        assert!(
+            log.contains("reconcil") || log.contains("waiting to become the leader"),
+            "{} logged nothing useful:\n{log}",
+            r.identity
+        );
         assert!(!log.contains(secret_part), "{} logged the token", r.identity);
     }
     for body in [bots_body, metrics_body] {

@@ -25,7 +25,8 @@ async fn statefulset(client: &Client, ns: &str, name: &str) -> StatefulSet {
 }
 
 fn config_hash(sts: &StatefulSet) -> String {
-    sts.spec.as_ref().unwrap().template.metadata.as_ref().unwrap().annotations.as_ref().unwrap()[CONFIG_HASH_ANNOTATION].clone()
+    sts.spec.as_ref().unwrap().template.metadata.as_ref().unwrap().annotations.as_ref().unwrap()[CONFIG_HASH_ANNOTATION]
+        .clone()
 }
 
 async fn pod_hash(client: &Client, ns: &str, pod: &str) -> Option<String> {
@@ -80,7 +81,10 @@ async fn a_musicbot_becomes_a_pod_that_follows_spec_and_token_changes() {
         (h != first).then_some(h)
     })
     .await;
-    eventually("pod rolled after edit", || async { (pod_hash(&client, &ns, "radio-0").await? == second).then_some(()) }).await;
+    eventually("pod rolled after edit", || async {
+        (pod_hash(&client, &ns, "radio-0").await? == second).then_some(())
+    })
+    .await;
 
     // Rotate the token in the Secret, without touching the MusicBot.
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
@@ -91,8 +95,10 @@ async fn a_musicbot_becomes_a_pod_that_follows_spec_and_token_changes() {
         (h != second).then_some(h)
     })
     .await;
-    eventually("pod rolled after rotation", || async { (pod_hash(&client, &ns, "radio-0").await? == third).then_some(()) })
-        .await;
+    eventually("pod rolled after rotation", || async {
+        (pod_hash(&client, &ns, "radio-0").await? == third).then_some(())
+    })
+    .await;
     // The digest on the template must not be the token or part of it.
     assert!(!token_for(CLIENT_ID, "second").contains(&third));
 }
@@ -108,10 +114,13 @@ async fn suspend_scales_to_zero_and_resume_brings_the_pod_back() {
 
     let bots: Api<MusicBot> = Api::namespaced(client.clone(), &ns);
     bots.patch("radio", &PatchParams::default(), &Patch::Merge(json!({"spec": {"suspended": true}}))).await.unwrap();
-    eventually("no pod while suspended", || async { pod_hash(&client, &ns, "radio-0").await.is_none().then_some(()) }).await;
-    assert_eq!(statefulset(&client, &ns, "radio").await.spec.unwrap().replicas, Some(0), "objects are kept");
-    eventually("phase Suspended", || async { (phase(&client, &ns, "radio").await == Some(Phase::Suspended)).then_some(()) })
+    eventually("no pod while suspended", || async { pod_hash(&client, &ns, "radio-0").await.is_none().then_some(()) })
         .await;
+    assert_eq!(statefulset(&client, &ns, "radio").await.spec.unwrap().replicas, Some(0), "objects are kept");
+    eventually("phase Suspended", || async {
+        (phase(&client, &ns, "radio").await == Some(Phase::Suspended)).then_some(())
+    })
+    .await;
 
     bots.patch("radio", &PatchParams::default(), &Patch::Merge(json!({"spec": {"suspended": false}}))).await.unwrap();
     eventually("pod back after resume", || pod_hash(&client, &ns, "radio-0")).await;
@@ -144,12 +153,15 @@ async fn a_missing_or_bad_token_is_reported_and_fixing_the_secret_starts_the_bot
 
     // A Secret with an empty token, then one of another application: still no pod.
     create_secret(&client, &ns, "radio-token", "token", "").await;
-    eventually("TokenEmpty", || async { (reason(bots.get("radio").await.unwrap())? == "TokenEmpty").then_some(()) }).await;
+    eventually("TokenEmpty", || async { (reason(bots.get("radio").await.unwrap())? == "TokenEmpty").then_some(()) })
+        .await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let foreign = json!({"stringData": {"token": token_for("999999999999999999", "x")}});
     secrets.patch("radio-token", &PatchParams::default(), &Patch::Merge(foreign)).await.unwrap();
-    eventually("ClientIdMismatch", || async { (reason(bots.get("radio").await.unwrap())? == "ClientIdMismatch").then_some(()) })
-        .await;
+    eventually("ClientIdMismatch", || async {
+        (reason(bots.get("radio").await.unwrap())? == "ClientIdMismatch").then_some(())
+    })
+    .await;
     let stsets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     assert!(stsets.get_opt("radio").await.unwrap().is_none(), "no StatefulSet without a usable token");
 
@@ -193,6 +205,8 @@ async fn deleting_a_musicbot_runs_the_finalizer_and_collects_its_children() {
     })
     .await;
     eventually("pod collected", || async { pod_hash(&client, &ns, "radio-0").await.is_none().then_some(()) }).await;
-    eventually("a Deleted Event", || async { event_reasons(&client, &ns, "radio").await.iter().any(|r| r == "Deleted").then_some(()) })
-        .await;
+    eventually("a Deleted Event", || async {
+        event_reasons(&client, &ns, "radio").await.iter().any(|r| r == "Deleted").then_some(())
+    })
+    .await;
 }

@@ -23,10 +23,7 @@ fn newest_in_cache(prefix: &str, rel: &str) -> Option<PathBuf> {
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
             let version = name.strip_prefix(prefix)?;
-            let key = version
-                .split(|c: char| !c.is_ascii_digit())
-                .filter_map(|p| p.parse().ok())
-                .collect();
+            let key = version.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse().ok()).collect();
             let path = e.path().join(rel);
             path.is_file().then_some((key, path))
         })

@@ -21,9 +21,7 @@ struct WidgetSpec {
 }
 
 async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(60), fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    tokio::time::timeout(Duration::from_secs(60), fut).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
 #[tokio::test]
@@ -34,9 +32,7 @@ async fn crd_is_established_stores_resources_and_the_server_rejects_schema_viola
     let crd = Widget::crd();
     let name = crd.name_any();
     crds.patch(&name, &PatchParams::apply("testkit").force(), &Patch::Apply(&crd)).await.unwrap();
-    within("CRD established", await_condition(crds, &name, conditions::is_crd_established()))
-        .await
-        .unwrap();
+    within("CRD established", await_condition(crds, &name, conditions::is_crd_established())).await.unwrap();
 
     let ns = cluster.namespace(&client, "crd").await.unwrap();
     let widgets: Api<Widget> = Api::namespaced(client.clone(), &ns);

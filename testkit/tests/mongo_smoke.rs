@@ -30,10 +30,8 @@ async fn duplicate_key_on_a_unique_index_is_error_11000() {
     let server = MongoServer::shared().await;
     let db = server.client().await.unwrap().database(&MongoServer::database_name("uniq"));
     let coll = db.collection::<Document>("bots");
-    let index = IndexModel::builder()
-        .keys(doc! {"clientId": 1})
-        .options(IndexOptions::builder().unique(true).build())
-        .build();
+    let index =
+        IndexModel::builder().keys(doc! {"clientId": 1}).options(IndexOptions::builder().unique(true).build()).build();
     coll.create_index(index).await.unwrap();
     coll.insert_one(doc! {"clientId": "1234567890"}).await.unwrap();
     let err = coll.insert_one(doc! {"clientId": "1234567890"}).await.unwrap_err();

@@ -8,9 +8,7 @@ use kube::api::Api;
 
 pub async fn clear(bot: &MusicBot, ctx: &Context) -> Result<(), Error> {
     let ns = bot.namespace().unwrap_or_default();
-    let secret = Api::<Secret>::namespaced(ctx.client.clone(), &ns)
-        .get_opt(&bot.spec.token_secret_ref.name)
-        .await?;
+    let secret = Api::<Secret>::namespaced(ctx.client.clone(), &ns).get_opt(&bot.spec.token_secret_ref.name).await?;
     let token = secret
         .as_ref()
         .and_then(|s| s.data.as_ref()?.get(&bot.spec.token_secret_ref.key))

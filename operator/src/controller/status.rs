@@ -30,12 +30,8 @@ pub fn compute(bot: &MusicBot, seen: &Observed) -> MusicBotStatus {
     let old = bot.status.clone().unwrap_or_default();
     let generation = bot.metadata.generation;
     let shards = bot.spec.shards;
-    let ready = seen
-        .statefulset
-        .and_then(|s| s.status.as_ref())
-        .and_then(|s| s.ready_replicas)
-        .unwrap_or(0)
-        .max(0) as u32;
+    let ready =
+        seen.statefulset.and_then(|s| s.status.as_ref()).and_then(|s| s.ready_replicas).unwrap_or(0).max(0) as u32;
     let mut conditions = Vec::new();
     let mut set = |type_: &str, ok: Option<bool>, reason: &str, message: String| {
         let status = match ok {
@@ -52,7 +48,12 @@ pub fn compute(bot: &MusicBot, seen: &Observed) -> MusicBotStatus {
             Phase::Failed
         }
         Ok(_) => {
-            set(condition::TOKEN_RESOLVED, Some(true), "TokenResolved", "the token Secret holds a bot token for this clientId".into());
+            set(
+                condition::TOKEN_RESOLVED,
+                Some(true),
+                "TokenResolved",
+                "the token Secret holds a bot token for this clientId".into(),
+            );
             if bot.spec.suspended {
                 Phase::Suspended
             } else if ready >= shards {
@@ -77,17 +78,35 @@ pub fn compute(bot: &MusicBot, seen: &Observed) -> MusicBotStatus {
         (None, None)
     } else {
         let connected = seen.reports.iter().filter(|r| r.gateway_connected).count() as u32;
-        (Some(connected >= shards.min(answered).max(1) && connected == answered), Some(seen.reports.iter().any(|r| r.commands_deployed)))
+        (
+            Some(connected >= shards.min(answered).max(1) && connected == answered),
+            Some(seen.reports.iter().any(|r| r.commands_deployed)),
+        )
     };
     match gw {
         None => set(condition::GATEWAY_CONNECTED, None, "NoReport", "no bot pod has reported yet".into()),
-        Some(true) => set(condition::GATEWAY_CONNECTED, Some(true), "Connected", format!("{answered} shard(s) connected to the Discord gateway")),
-        Some(false) => set(condition::GATEWAY_CONNECTED, Some(false), "Disconnected", "a shard is not connected to the Discord gateway".into()),
+        Some(true) => set(
+            condition::GATEWAY_CONNECTED,
+            Some(true),
+            "Connected",
+            format!("{answered} shard(s) connected to the Discord gateway"),
+        ),
+        Some(false) => set(
+            condition::GATEWAY_CONNECTED,
+            Some(false),
+            "Disconnected",
+            "a shard is not connected to the Discord gateway".into(),
+        ),
     }
     match cmds {
         None => set(condition::COMMANDS_DEPLOYED, None, "NoReport", "no bot pod has reported yet".into()),
         Some(true) => set(condition::COMMANDS_DEPLOYED, Some(true), "Deployed", "slash commands are registered".into()),
-        Some(false) => set(condition::COMMANDS_DEPLOYED, Some(false), "NotDeployed", "slash commands are not registered yet".into()),
+        Some(false) => set(
+            condition::COMMANDS_DEPLOYED,
+            Some(false),
+            "NotDeployed",
+            "slash commands are not registered yet".into(),
+        ),
     }
     // Synced is owned by the MongoDB sync; keep whatever it wrote.
     conditions.extend(old.conditions.iter().filter(|c| c.type_ == condition::SYNCED).cloned());
@@ -142,7 +161,8 @@ pub struct Notice {
 /// Events for what changed between two statuses; nothing when nothing changed, so a
 /// steady bot does not fill the event log.
 pub fn notices(old: Option<&MusicBotStatus>, new: &MusicBotStatus) -> Vec<Notice> {
-    let cond = |s: Option<&MusicBotStatus>, t: &str| s.and_then(|s| s.conditions.iter().find(|c| c.type_ == t).cloned());
+    let cond =
+        |s: Option<&MusicBotStatus>, t: &str| s.and_then(|s| s.conditions.iter().find(|c| c.type_ == t).cloned());
     let mut out = Vec::new();
     let (old_tok, new_tok) = (cond(old, condition::TOKEN_RESOLVED), cond(Some(new), condition::TOKEN_RESOLVED));
     if let Some(n) = &new_tok {
@@ -150,25 +170,40 @@ pub fn notices(old: Option<&MusicBotStatus>, new: &MusicBotStatus) -> Vec<Notice
         if changed && n.status == "False" {
             out.push(Notice { warning: true, reason: "TokenNotResolved", note: n.message.clone() });
         } else if changed && old_tok.is_some_and(|o| o.status == "False") {
-            out.push(Notice { warning: false, reason: "TokenResolved", note: "the token resolves again; starting the bot".into() });
+            out.push(Notice {
+                warning: false,
+                reason: "TokenResolved",
+                note: "the token resolves again; starting the bot".into(),
+            });
         }
     }
     let old_phase = old.and_then(|s| s.phase);
     if old_phase != new.phase {
         match new.phase {
-            Some(Phase::Running) => out.push(Notice { warning: false, reason: "Running", note: "every shard is ready".into() }),
-            Some(Phase::Suspended) => out.push(Notice { warning: false, reason: "Suspended", note: "spec.suspended is true: pods scaled to zero, objects kept".into() }),
-            Some(Phase::Degraded) => out.push(Notice { warning: true, reason: "Degraded", note: "some shards are not ready".into() }),
-            Some(Phase::Pending) if old_phase == Some(Phase::Suspended) => {
-                out.push(Notice { warning: false, reason: "Resumed", note: "spec.suspended is false: starting the bot".into() })
+            Some(Phase::Running) => {
+                out.push(Notice { warning: false, reason: "Running", note: "every shard is ready".into() })
             }
+            Some(Phase::Suspended) => out.push(Notice {
+                warning: false,
+                reason: "Suspended",
+                note: "spec.suspended is true: pods scaled to zero, objects kept".into(),
+            }),
+            Some(Phase::Degraded) => {
+                out.push(Notice { warning: true, reason: "Degraded", note: "some shards are not ready".into() })
+            }
+            Some(Phase::Pending) if old_phase == Some(Phase::Suspended) => out.push(Notice {
+                warning: false,
+                reason: "Resumed",
+                note: "spec.suspended is false: starting the bot".into(),
+            }),
             _ => {}
         }
     }
-    if let (Some(o), Some(n)) = (cond(old, condition::GATEWAY_CONNECTED), cond(Some(new), condition::GATEWAY_CONNECTED)) {
-        if o.status == "True" && n.status == "False" {
-            out.push(Notice { warning: true, reason: "GatewayDisconnected", note: n.message });
-        }
+    if let (Some(o), Some(n)) = (cond(old, condition::GATEWAY_CONNECTED), cond(Some(new), condition::GATEWAY_CONNECTED))
+        && o.status == "True"
+        && n.status == "False"
+    {
+        out.push(Notice { warning: true, reason: "GatewayDisconnected", note: n.message });
     }
     out
 }
@@ -201,7 +236,8 @@ mod tests {
     #[test]
     fn a_missing_secret_fails_the_bot_with_a_reason() {
         let token = Err(TokenProblem::SecretNotFound("t".into()));
-        let s = compute(&bot(None, false), &Observed { token: &token, statefulset: None, reports: &[], now: "T1".into() });
+        let s =
+            compute(&bot(None, false), &Observed { token: &token, statefulset: None, reports: &[], now: "T1".into() });
         assert_eq!(s.phase, Some(Phase::Failed));
         let c = cond(&s, condition::TOKEN_RESOLVED);
         assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "SecretNotFound"));
@@ -214,12 +250,23 @@ mod tests {
     #[test]
     fn phase_follows_ready_shards_and_counts_sum_reports() {
         let token = Ok("d".to_string());
-        let pending = compute(&bot(None, false), &Observed { token: &token, statefulset: Some(&sts(0)), reports: &[], now: "T1".into() });
+        let pending = compute(
+            &bot(None, false),
+            &Observed { token: &token, statefulset: Some(&sts(0)), reports: &[], now: "T1".into() },
+        );
         assert_eq!(pending.phase, Some(Phase::Pending));
         assert_eq!(cond(&pending, condition::GATEWAY_CONNECTED).status, "Unknown");
-        let reports = [BotReport { guilds: 5, users: 1250, voice_connections: 2, gateway_connected: true, commands_deployed: true }];
-        let running =
-            compute(&bot(Some(pending.clone()), false), &Observed { token: &token, statefulset: Some(&sts(1)), reports: &reports, now: "T2".into() });
+        let reports = [BotReport {
+            guilds: 5,
+            users: 1250,
+            voice_connections: 2,
+            gateway_connected: true,
+            commands_deployed: true,
+        }];
+        let running = compute(
+            &bot(Some(pending.clone()), false),
+            &Observed { token: &token, statefulset: Some(&sts(1)), reports: &reports, now: "T2".into() },
+        );
         assert_eq!(running.phase, Some(Phase::Running));
         assert_eq!((running.guilds, running.users, running.voice_connections), (Some(5), Some(1250), Some(2)));
         assert_eq!(running.pod_name.as_deref(), Some("radio-0"));
@@ -229,8 +276,10 @@ mod tests {
         assert_eq!(cond(&running, condition::TOKEN_RESOLVED).last_transition_time, "T1");
         assert!(notices(Some(&pending), &running).iter().any(|n| n.reason == "Running"));
         // A steady state publishes nothing.
-        let again =
-            compute(&bot(Some(running.clone()), false), &Observed { token: &token, statefulset: Some(&sts(1)), reports: &reports, now: "T3".into() });
+        let again = compute(
+            &bot(Some(running.clone()), false),
+            &Observed { token: &token, statefulset: Some(&sts(1)), reports: &reports, now: "T3".into() },
+        );
         assert_eq!(again, running);
         assert!(notices(Some(&running), &again).is_empty());
     }
@@ -238,11 +287,16 @@ mod tests {
     #[test]
     fn suspension_and_resumption_are_reported() {
         let token = Ok("d".to_string());
-        let suspended = compute(&bot(None, true), &Observed { token: &token, statefulset: Some(&sts(0)), reports: &[], now: "T".into() });
+        let suspended = compute(
+            &bot(None, true),
+            &Observed { token: &token, statefulset: Some(&sts(0)), reports: &[], now: "T".into() },
+        );
         assert_eq!(suspended.phase, Some(Phase::Suspended));
         assert_eq!(cond(&suspended, condition::READY).reason, "Suspended");
-        let resumed =
-            compute(&bot(Some(suspended.clone()), false), &Observed { token: &token, statefulset: Some(&sts(0)), reports: &[], now: "T".into() });
+        let resumed = compute(
+            &bot(Some(suspended.clone()), false),
+            &Observed { token: &token, statefulset: Some(&sts(0)), reports: &[], now: "T".into() },
+        );
         let reasons: Vec<_> = notices(Some(&suspended), &resumed).into_iter().map(|n| n.reason).collect();
         assert_eq!(reasons, ["Resumed"]);
     }
@@ -250,7 +304,8 @@ mod tests {
     #[test]
     fn a_fixed_token_is_announced_and_synced_condition_is_kept() {
         let bad = Err(TokenProblem::Empty { secret: "t".into(), key: "token".into() });
-        let mut failed = compute(&bot(None, false), &Observed { token: &bad, statefulset: None, reports: &[], now: "T".into() });
+        let mut failed =
+            compute(&bot(None, false), &Observed { token: &bad, statefulset: None, reports: &[], now: "T".into() });
         failed.conditions.push(Condition {
             type_: condition::SYNCED.into(),
             status: "True".into(),
@@ -260,7 +315,10 @@ mod tests {
             observed_generation: None,
         });
         let good = Ok("d".to_string());
-        let fixed = compute(&bot(Some(failed.clone()), false), &Observed { token: &good, statefulset: Some(&sts(0)), reports: &[], now: "T".into() });
+        let fixed = compute(
+            &bot(Some(failed.clone()), false),
+            &Observed { token: &good, statefulset: Some(&sts(0)), reports: &[], now: "T".into() },
+        );
         assert!(notices(Some(&failed), &fixed).iter().any(|n| n.reason == "TokenResolved" && !n.warning));
         assert_eq!(cond(&fixed, condition::SYNCED).message, "from MusicBotDB record x");
     }

@@ -141,7 +141,10 @@ mod tests {
             (resolve(Some(&secret("other", &token)), "s", "token", CLIENT, ""), "KeyNotFound"),
             (resolve(Some(&secret("token", "  \n")), "s", "token", CLIENT, ""), "TokenEmpty"),
             (resolve(Some(&secret("token", "not-a-token")), "s", "token", CLIENT, ""), "TokenMalformed"),
-            (resolve(Some(&secret("token", &token_for("999999999999999999"))), "s", "token", CLIENT, ""), "ClientIdMismatch"),
+            (
+                resolve(Some(&secret("token", &token_for("999999999999999999"))), "s", "token", CLIENT, ""),
+                "ClientIdMismatch",
+            ),
         ];
         for (result, reason) in cases {
             let problem = result.unwrap_err();

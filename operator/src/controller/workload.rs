@@ -145,9 +145,7 @@ pub fn statefulset(bot: &MusicBot, defaults: &BotDefaults, token_digest: &str) -
     pod_annotations.insert(CONFIG_HASH_ANNOTATION.into(), config_hash(&env, token_digest));
     let resources = pod.resources.clone().unwrap_or_else(|| defaults.resources.clone());
     let pull_policy = pod.image_pull_policy.map(|p| p.as_str().to_string()).or(defaults.image_pull_policy.clone());
-    let probe = |path: &str, period: i32, failures: i32| {
-        json!({"httpGet": {"path": path, "port": "http"}, "periodSeconds": period, "failureThreshold": failures, "timeoutSeconds": 2})
-    };
+    let probe = |path: &str, period: i32, failures: i32| json!({"httpGet": {"path": path, "port": "http"}, "periodSeconds": period, "failureThreshold": failures, "timeoutSeconds": 2});
     let owner = bot.controller_owner_ref(&()).expect("MusicBot has a name and uid once stored");
 
     serde_json::from_value(json!({
@@ -283,7 +281,8 @@ mod tests {
     fn config_hash_changes_with_settings_and_token_but_not_otherwise() {
         let d = BotDefaults::default();
         let hash = |b: &MusicBot, t: &str| {
-            statefulset(b, &d, t).spec.unwrap().template.metadata.unwrap().annotations.unwrap()[CONFIG_HASH_ANNOTATION].clone()
+            statefulset(b, &d, t).spec.unwrap().template.metadata.unwrap().annotations.unwrap()[CONFIG_HASH_ANNOTATION]
+                .clone()
         };
         let b = basic();
         assert_eq!(hash(&b, "t1"), hash(&basic(), "t1"));
