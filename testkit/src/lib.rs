@@ -5,6 +5,7 @@
 //! no test ever skips itself because a server is absent.
 
 pub mod bins;
+pub mod discord;
 pub mod helm;
 pub mod kube_cluster;
 pub mod mongo;

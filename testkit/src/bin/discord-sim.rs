@@ -1,0 +1,179 @@
+//! Runs the Discord simulator by hand, for local development without a Discord account.
+//! See docs/simulator.md.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use testkit::discord::{BotSpec, DiscordSim, GuildSpec, OptionValue, Ports, SlashCommand, UserSpec};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+#[derive(Parser)]
+#[command(about = "A Discord simulator on loopback: REST (http), gateway (ws), voice (wss + UDP)")]
+struct Args {
+    /// Bot tokens to accept (repeat for several bots).
+    #[arg(long = "token", env = "DISCORD_SIM_TOKENS", value_delimiter = ',', default_value = "sim-token")]
+    tokens: Vec<String>,
+    /// Number of guilds; each has #general, a "Music" voice channel and a member sitting in it.
+    #[arg(long, default_value_t = 1)]
+    guilds: u64,
+    /// REST port (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    api_port: u16,
+    #[arg(long, default_value_t = 0)]
+    gateway_port: u16,
+    #[arg(long, default_value_t = 0)]
+    voice_port: u16,
+    #[arg(long, default_value_t = 0)]
+    udp_port: u16,
+    /// Gateway heartbeat interval in milliseconds.
+    #[arg(long, default_value_t = 41_250)]
+    heartbeat_ms: u64,
+    /// Seconds a bot has to answer an interaction.
+    #[arg(long, default_value_t = 3)]
+    interaction_deadline: u64,
+}
+
+/// Ids are fixed so a developer can type them.
+fn guild(n: u64) -> GuildSpec {
+    let base = 100_000_000_000_000_000 + n * 1_000;
+    GuildSpec::new(base, format!("Sim guild {n}"))
+        .text_channel(base + 1, "general")
+        .voice_channel(base + 2, "Music")
+        .member(UserSpec::new(base + 10, "alice"))
+        .member(UserSpec::new(base + 11, "bob"))
+        .in_voice(base + 10, base + 2)
+        .owner(base + 10)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "testkit=info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let guilds: Vec<GuildSpec> = (1..=args.guilds).map(guild).collect();
+    let mut builder = DiscordSim::builder()
+        .ports(Ports { api: args.api_port, gateway: args.gateway_port, voice: args.voice_port, udp: args.udp_port })
+        .heartbeat_interval(Duration::from_millis(args.heartbeat_ms))
+        .interaction_deadline(Duration::from_secs(args.interaction_deadline));
+    for g in &guilds {
+        builder = builder.guild(g.clone());
+    }
+    for t in &args.tokens {
+        builder = builder.bot(guilds.iter().fold(BotSpec::new(t), |b, g| b.in_guild(g.id)));
+    }
+    let sim = Arc::new(builder.start().await?);
+
+    println!("Discord simulator running.");
+    println!("  API base (HttpBuilder::proxy): {}", sim.api_url());
+    println!("  REST as documented:            {}", sim.api_base());
+    println!("  gateway:                       {}", sim.gateway_url());
+    println!("  voice gateway (wss):           {}", sim.voice_endpoint());
+    println!("  CA file (SSL_CERT_FILE):       {}", sim.ca_file().display());
+    for b in sim.bots() {
+        println!("  bot {:?}: token {:?}, user/application id {}", b.name, b.token, b.user_id);
+    }
+    for g in &guilds {
+        println!(
+            "  guild {} {:?}: #general {}, voice \"Music\" {}, alice {} (in voice), bob {}",
+            g.id,
+            g.name,
+            g.id + 1,
+            g.id + 2,
+            g.id + 10,
+            g.id + 11
+        );
+    }
+    println!("Type a slash command to send it from alice in the first guild, e.g. `/play query:440hz`;");
+    println!("`@TOKEN /cmd ...` picks a bot. Ctrl-C stops.");
+
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    // Without a terminal (stdin at EOF) the simulator keeps serving until Ctrl-C.
+    let mut stdin_open = true;
+    let mut report = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = report.tick() => print_audio(&sim, &guilds),
+            line = lines.next_line(), if stdin_open => match line? {
+                Some(line) if !line.trim().is_empty() => {
+                    if let Err(e) = command(&sim, &guilds[0], &args.tokens[0], &line) {
+                        println!("! {e:#}");
+                    }
+                }
+                Some(_) => {}
+                None => stdin_open = false,
+            },
+        }
+    }
+}
+
+/// Injects the command; the reply is printed when it comes, so the prompt stays responsive.
+fn command(sim: &Arc<DiscordSim>, g: &GuildSpec, default_token: &str, line: &str) -> Result<()> {
+    let mut words = line.split_whitespace().peekable();
+    let token = match words.peek().and_then(|w| w.strip_prefix('@')) {
+        Some(t) => {
+            let t = t.to_string();
+            words.next();
+            t
+        }
+        None => default_token.to_string(),
+    };
+    let name = words.next().and_then(|w| w.strip_prefix('/')).context("a command starts with /")?;
+    let mut cmd = SlashCommand::new(g.id, g.id + 1, g.id + 10, name);
+    let rest: Vec<&str> = words.collect();
+    // `key:value with spaces key2:value` → options; the value runs to the next `key:`.
+    let mut current: Option<(String, Vec<&str>)> = None;
+    for w in rest {
+        match w.split_once(':') {
+            Some((k, v)) if !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_') => {
+                if let Some((k, v)) = current.take() {
+                    cmd = cmd.option(k, option_value(&v.join(" ")));
+                }
+                current = Some((k.to_string(), vec![v]));
+            }
+            _ => current.as_mut().context("options look like key:value")?.1.push(w),
+        }
+    }
+    if let Some((k, v)) = current {
+        cmd = cmd.option(k, option_value(&v.join(" ")));
+    }
+    let rec = sim.try_bot(&token).with_context(|| format!("no bot has token {token:?}"))?.inject_interaction(cmd)?;
+    let sim = sim.clone();
+    tokio::spawn(async move {
+        match sim.wait_reply(rec.id, Duration::from_secs(30)).await {
+            Ok(r) => println!("< {}{}", if r.ephemeral() { "(ephemeral) " } else { "" }, r.text()),
+            Err(e) => println!("! no reply: {e}"),
+        }
+    });
+    Ok(())
+}
+
+fn option_value(v: &str) -> OptionValue {
+    if let Ok(i) = v.parse::<i64>() {
+        return OptionValue::Integer(i);
+    }
+    match v {
+        "true" => OptionValue::Boolean(true),
+        "false" => OptionValue::Boolean(false),
+        _ => OptionValue::String(v.to_string()),
+    }
+}
+
+fn print_audio(sim: &DiscordSim, guilds: &[GuildSpec]) {
+    for b in sim.bots() {
+        let bot = sim.bot(&b.token);
+        for g in guilds {
+            let a = bot.audio(g.id);
+            if a.packets > 0 {
+                let hz = a.dominant_hz.map(|h| format!("{h:.1} Hz")).unwrap_or_else(|| "-".into());
+                println!(
+                    "  audio {} in {}: {:.1} s ({:.1} s audible), dominant {hz}, {} gaps",
+                    b.name, g.id, a.seconds, a.audible_seconds, a.gaps
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! What a test declares: guilds (with channels, members and who sits in which voice channel)
+//! and bots (token, ids, which guilds they are in).
+
+/// A user account: a guild member or a bot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserSpec {
+    pub id: u64,
+    pub name: String,
+    pub bot: bool,
+}
+
+impl UserSpec {
+    pub fn new(id: u64, name: impl Into<String>) -> Self {
+        Self { id, name: name.into(), bot: false }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelKind {
+    Text,
+    Voice,
+}
+
+impl ChannelKind {
+    /// Discord's channel type number.
+    pub fn code(self) -> u8 {
+        match self {
+            ChannelKind::Text => 0,
+            ChannelKind::Voice => 2,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelSpec {
+    pub id: u64,
+    pub name: String,
+    pub kind: ChannelKind,
+}
+
+/// A guild as the simulator holds it; `voice_states` changes while a test runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuildSpec {
+    pub id: u64,
+    pub name: String,
+    pub owner_id: Option<u64>,
+    pub channels: Vec<ChannelSpec>,
+    pub members: Vec<UserSpec>,
+    /// (user, voice channel) for everyone currently in a voice channel.
+    pub voice_states: Vec<(u64, u64)>,
+}
+
+impl GuildSpec {
+    pub fn new(id: u64, name: impl Into<String>) -> Self {
+        Self {
+            id,
+            name: name.into(),
+            owner_id: None,
+            channels: Vec::new(),
+            members: Vec::new(),
+            voice_states: Vec::new(),
+        }
+    }
+
+    pub fn text_channel(mut self, id: u64, name: impl Into<String>) -> Self {
+        self.channels.push(ChannelSpec { id, name: name.into(), kind: ChannelKind::Text });
+        self
+    }
+
+    pub fn voice_channel(mut self, id: u64, name: impl Into<String>) -> Self {
+        self.channels.push(ChannelSpec { id, name: name.into(), kind: ChannelKind::Voice });
+        self
+    }
+
+    pub fn member(mut self, user: UserSpec) -> Self {
+        self.members.push(user);
+        self
+    }
+
+    /// Puts a member into a voice channel before the bot connects (shows up in GUILD_CREATE).
+    pub fn in_voice(mut self, user_id: u64, channel_id: u64) -> Self {
+        self.voice_states.retain(|(u, _)| *u != user_id);
+        self.voice_states.push((user_id, channel_id));
+        self
+    }
+
+    pub fn owner(mut self, user_id: u64) -> Self {
+        self.owner_id = Some(user_id);
+        self
+    }
+
+    pub fn channel(&self, id: u64) -> Option<&ChannelSpec> {
+        self.channels.iter().find(|c| c.id == id)
+    }
+
+    pub fn member_by_id(&self, id: u64) -> Option<&UserSpec> {
+        self.members.iter().find(|m| m.id == id)
+    }
+
+    pub fn voice_channel_of(&self, user_id: u64) -> Option<u64> {
+        self.voice_states.iter().find(|(u, _)| *u == user_id).map(|(_, c)| *c)
+    }
+
+    /// The owner: the declared one, else the first human member, else a fixed placeholder id.
+    pub fn owner_id(&self) -> u64 {
+        self.owner_id.or_else(|| self.members.iter().find(|m| !m.bot).map(|m| m.id)).unwrap_or(1)
+    }
+}
+
+/// A bot application, identified by its token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BotSpec {
+    pub token: String,
+    /// 0 = assigned by the simulator.
+    pub user_id: u64,
+    /// 0 = same as `user_id` (as for every bot created since 2016).
+    pub application_id: u64,
+    pub name: String,
+    pub guilds: Vec<u64>,
+    /// Reported by `GET /gateway/bot`.
+    pub shards: u32,
+}
+
+impl BotSpec {
+    pub fn new(token: impl Into<String>) -> Self {
+        Self { token: token.into(), user_id: 0, application_id: 0, name: String::new(), guilds: Vec::new(), shards: 1 }
+    }
+
+    pub fn user_id(mut self, id: u64) -> Self {
+        self.user_id = id;
+        self
+    }
+
+    pub fn application_id(mut self, id: u64) -> Self {
+        self.application_id = id;
+        self
+    }
+
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    pub fn in_guild(mut self, guild_id: u64) -> Self {
+        if !self.guilds.contains(&guild_id) {
+            self.guilds.push(guild_id);
+        }
+        self
+    }
+
+    pub fn shards(mut self, shards: u32) -> Self {
+        self.shards = shards.max(1);
+        self
+    }
+
+    pub fn user(&self) -> UserSpec {
+        UserSpec { id: self.user_id, name: self.name.clone(), bot: true }
+    }
+}

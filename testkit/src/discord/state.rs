@@ -1,0 +1,419 @@
+//! The simulator's state, shared by REST, gateway and voice tasks behind one mutex (never held
+//! across an await), and the gateway session bookkeeping: sequence numbers, resume backlog,
+//! shard routing.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+
+use super::audio::AudioTrack;
+use super::records::{GatewayFrame, InteractionRecord, RecordedRequest};
+use super::rtp::VoiceCipher;
+use super::spec::{BotSpec, GuildSpec};
+use super::validate;
+
+/// Resume backlog per session; Discord keeps a few minutes' worth.
+const BACKLOG: usize = 10_000;
+/// 2015-01-01, Discord's epoch for snowflakes.
+const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
+
+/// What a connection task is told to do.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    Frame(Value),
+    /// Close frame with a code and reason, then end the connection.
+    Close(u16, String),
+    /// Drop the TCP connection without a close frame.
+    Drop,
+}
+
+pub(crate) type Tx = mpsc::UnboundedSender<Outgoing>;
+
+#[derive(Clone)]
+pub(crate) struct Conn {
+    pub id: u64,
+    pub tx: Tx,
+}
+
+pub(crate) struct Session {
+    pub id: String,
+    pub shard: [u32; 2],
+    /// Gateway intents from IDENTIFY: events outside them are not sent, as on Discord.
+    pub intents: u64,
+    pub seq: u64,
+    pub backlog: VecDeque<Value>,
+    /// The live connection bound to this session.
+    pub conn: Option<Conn>,
+}
+
+pub(crate) struct BotState {
+    pub spec: BotSpec,
+    pub global_commands: Vec<Value>,
+    pub guild_commands: BTreeMap<u64, Vec<Value>>,
+    pub sessions: Vec<Session>,
+    pub ack_heartbeats: bool,
+    pub received: Vec<GatewayFrame>,
+    pub messages: Vec<Value>,
+    pub identifies: u32,
+    pub resumes: u32,
+}
+
+pub(crate) type VoiceKey = (u64, u64);
+
+pub(crate) struct VoiceSession {
+    pub channel: u64,
+    pub session_id: String,
+    pub token: String,
+    pub ssrc: Option<u32>,
+    pub cipher: Option<VoiceCipher>,
+    pub mode: Option<String>,
+    pub conn: Option<Conn>,
+    pub udp_peer: Option<SocketAddr>,
+    pub speaking: Option<u64>,
+    pub resumes: u32,
+}
+
+pub(crate) struct Endpoints {
+    pub api: SocketAddr,
+    pub gateway: SocketAddr,
+    pub voice: SocketAddr,
+    pub udp: SocketAddr,
+    pub heartbeat_interval: Duration,
+    pub voice_heartbeat_interval: Duration,
+}
+
+impl Endpoints {
+    pub fn gateway_url(&self) -> String {
+        format!("ws://{}", self.gateway)
+    }
+}
+
+pub(crate) struct State {
+    pub guilds: BTreeMap<u64, GuildSpec>,
+    pub bots: Vec<BotState>,
+    pub requests: Vec<RecordedRequest>,
+    pub interactions: Vec<InteractionRecord>,
+    pub voice: HashMap<VoiceKey, VoiceSession>,
+    pub ssrcs: HashMap<u32, VoiceKey>,
+    pub audio: HashMap<VoiceKey, AudioTrack>,
+    /// Voice session ids of human members, by (guild, user).
+    pub member_sessions: HashMap<VoiceKey, String>,
+    pub payload_errors: Vec<String>,
+    /// When each interaction was dispatched, for the answer deadline.
+    pub interaction_created: HashMap<u64, Instant>,
+    pub interaction_deadline: Duration,
+    pub started_at: String,
+    next_id: u64,
+    next_conn: u64,
+    next_ssrc: u32,
+}
+
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    changed: watch::Sender<u64>,
+    pub endpoints: Endpoints,
+}
+
+impl Shared {
+    pub fn new(state: State, endpoints: Endpoints) -> Self {
+        Self { state: Mutex::new(state), changed: watch::Sender::new(0), endpoints }
+    }
+
+    /// Runs `f` on the state and wakes every `wait_for`.
+    pub fn update<R>(&self, f: impl FnOnce(&mut State, &Endpoints) -> R) -> R {
+        let r = f(&mut self.lock(), &self.endpoints);
+        self.changed.send_modify(|v| *v += 1);
+        r
+    }
+
+    pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&self.lock())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic in a handler must not wedge every later test assertion.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until `f` returns `Some`, re-checking after every state change.
+    pub async fn wait_for<T>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut f: impl FnMut(&State) -> Option<T>,
+    ) -> anyhow::Result<T> {
+        let mut rx = self.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            rx.borrow_and_update();
+            if let Some(v) = self.read(&mut f) {
+                return Ok(v);
+            }
+            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+                anyhow::bail!("timed out after {timeout:?} waiting for {what}");
+            }
+        }
+    }
+}
+
+impl State {
+    pub fn new(guilds: Vec<GuildSpec>, bots: Vec<BotSpec>) -> Self {
+        let mut s = Self {
+            guilds: guilds.into_iter().map(|g| (g.id, g)).collect(),
+            bots: Vec::new(),
+            requests: Vec::new(),
+            interactions: Vec::new(),
+            voice: HashMap::new(),
+            ssrcs: HashMap::new(),
+            audio: HashMap::new(),
+            member_sessions: HashMap::new(),
+            payload_errors: Vec::new(),
+            interaction_created: HashMap::new(),
+            interaction_deadline: Duration::from_secs(3),
+            started_at: super::payloads::now(),
+            next_id: 0,
+            next_conn: 0,
+            next_ssrc: 1000,
+        };
+        for mut spec in bots {
+            if spec.user_id == 0 {
+                spec.user_id = s.snowflake();
+            }
+            if spec.application_id == 0 {
+                spec.application_id = spec.user_id;
+            }
+            if spec.name.is_empty() {
+                spec.name = format!("musicbot-{}", s.bots.len() + 1);
+            }
+            s.bots.push(BotState {
+                spec,
+                global_commands: Vec::new(),
+                guild_commands: BTreeMap::new(),
+                sessions: Vec::new(),
+                ack_heartbeats: true,
+                received: Vec::new(),
+                messages: Vec::new(),
+                identifies: 0,
+                resumes: 0,
+            });
+        }
+        s
+    }
+
+    /// A fresh, increasing snowflake carrying the current time.
+    pub fn snowflake(&mut self) -> u64 {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(DISCORD_EPOCH_MS);
+        self.next_id += 1;
+        ((ms.saturating_sub(DISCORD_EPOCH_MS)) << 22) | (self.next_id & 0x3F_FFFF)
+    }
+
+    pub fn conn_id(&mut self) -> u64 {
+        self.next_conn += 1;
+        self.next_conn
+    }
+
+    pub fn ssrc(&mut self) -> u32 {
+        self.next_ssrc += 1;
+        self.next_ssrc
+    }
+
+    pub fn bot_index(&self, token: &str) -> Option<usize> {
+        self.bots.iter().position(|b| b.spec.token == token)
+    }
+
+    /// Dispatches an event to one bot: to the session whose shard covers `guild`
+    /// (shard 0 for events outside guilds).
+    pub fn dispatch(&mut self, bot: usize, guild: Option<u64>, t: &str, d: Value) {
+        let targets: Vec<usize> = self.bots[bot]
+            .sessions
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| match guild {
+                Some(g) => shard_of(g, s.shard[1]) == s.shard[0],
+                None => s.shard[0] == 0,
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for i in targets {
+            self.dispatch_to_session(bot, i, t, d.clone());
+        }
+    }
+
+    /// Dispatches to every bot in `guild`.
+    pub fn dispatch_guild(&mut self, guild: u64, t: &str, d: Value) {
+        let bots: Vec<usize> = (0..self.bots.len()).filter(|b| self.bots[*b].spec.guilds.contains(&guild)).collect();
+        for b in bots {
+            self.dispatch(b, Some(guild), t, d.clone());
+        }
+    }
+
+    pub fn dispatch_to_session(&mut self, bot: usize, session: usize, t: &str, mut d: Value) {
+        let s = &mut self.bots[bot].sessions[session];
+        if !filter_by_intents(t, &mut d, s.intents) {
+            return;
+        }
+        s.seq += 1;
+        let payload = json!({"op": 0, "s": s.seq, "t": t, "d": d});
+        if let Err(e) = validate::gateway(&payload) {
+            tracing::error!(error = %e, "gateway payload serenity would misread");
+            self.payload_errors.push(e);
+        }
+        let s = &mut self.bots[bot].sessions[session];
+        s.backlog.push_back(payload.clone());
+        if s.backlog.len() > BACKLOG {
+            s.backlog.pop_front();
+        }
+        if let Some(conn) = &s.conn {
+            let _ = conn.tx.send(Outgoing::Frame(payload));
+        }
+    }
+
+    /// Sends a non-dispatch payload (heartbeat ack, invalid session, reconnect) on the live
+    /// connections of a bot, or only on `conn`.
+    pub fn send_op(&mut self, bot: usize, op: u8, d: Value) {
+        for s in &self.bots[bot].sessions {
+            if let Some(c) = &s.conn {
+                let _ = c.tx.send(Outgoing::Frame(json!({"op": op, "d": d, "s": null, "t": null})));
+            }
+        }
+    }
+
+    /// Closes (or drops) every live gateway connection of a bot.
+    pub fn close_gateway(&mut self, bot: usize, how: impl Fn() -> Outgoing) {
+        for s in &mut self.bots[bot].sessions {
+            if let Some(c) = s.conn.take() {
+                let _ = c.tx.send(how());
+            }
+        }
+    }
+
+    /// Forgets sessions (after op 9 or a non-resumable close): a RESUME then fails.
+    pub fn forget_sessions(&mut self, bot: usize) {
+        self.bots[bot].sessions.clear();
+    }
+
+    /// Binds a connection to a new session and sends READY and the shard's GUILD_CREATEs.
+    pub fn identify(&mut self, bot: usize, conn: Conn, shard: [u32; 2], intents: u64, resume_url: &str) -> String {
+        let shard = [shard[0], shard[1].max(1)];
+        let session_id = random_string(32);
+        let b = &mut self.bots[bot];
+        b.identifies += 1;
+        // A new IDENTIFY for a shard replaces its earlier session.
+        b.sessions.retain(|s| s.shard != shard);
+        b.sessions.push(Session {
+            id: session_id.clone(),
+            shard,
+            intents,
+            seq: 0,
+            backlog: VecDeque::new(),
+            conn: Some(conn),
+        });
+        let idx = b.sessions.len() - 1;
+        let guild_ids: Vec<u64> =
+            b.spec.guilds.iter().copied().filter(|g| shard_of(*g, shard[1]) == shard[0]).collect();
+        let ready = super::payloads::ready(&b.spec, &guild_ids, &session_id, resume_url, shard);
+        self.dispatch_to_session(bot, idx, "READY", ready);
+        for g in guild_ids {
+            if let Some(payload) = self.guild_create(bot, g) {
+                self.dispatch_to_session(bot, idx, "GUILD_CREATE", payload);
+            }
+        }
+        session_id
+    }
+
+    /// Rebinds a connection to an existing session, replays what it missed, then RESUMED.
+    pub fn resume(&mut self, bot: usize, conn: Conn, session_id: &str, seq: u64) -> bool {
+        let b = &mut self.bots[bot];
+        let Some(idx) = b.sessions.iter().position(|s| s.id == session_id) else {
+            return false;
+        };
+        b.resumes += 1;
+        let s = &mut b.sessions[idx];
+        for payload in s.backlog.iter().filter(|p| p["s"].as_u64().unwrap_or(0) > seq) {
+            let _ = conn.tx.send(Outgoing::Frame(payload.clone()));
+        }
+        if let Some(old) = s.conn.replace(conn) {
+            let _ = old.tx.send(Outgoing::Close(4000, "session resumed elsewhere".into()));
+        }
+        self.dispatch_to_session(bot, idx, "RESUMED", json!({}));
+        true
+    }
+
+    /// Unbinds a closed connection; its session stays resumable.
+    pub fn disconnected(&mut self, conn_id: u64) {
+        for b in &mut self.bots {
+            for s in &mut b.sessions {
+                if s.conn.as_ref().is_some_and(|c| c.id == conn_id) {
+                    s.conn = None;
+                }
+            }
+        }
+    }
+
+    /// The session a connection is bound to.
+    pub fn session_of(&self, bot: usize, conn_id: u64) -> Option<&Session> {
+        self.bots[bot].sessions.iter().find(|s| s.conn.as_ref().is_some_and(|c| c.id == conn_id))
+    }
+
+    /// GUILD_CREATE for a guild as `bot` sees it now.
+    pub fn guild_create(&mut self, bot: usize, guild: u64) -> Option<Value> {
+        let g = self.guilds.get(&guild)?.clone();
+        let spec = self.bots[bot].spec.clone();
+        let sessions: HashMap<u64, String> =
+            g.voice_states.iter().map(|(u, _)| (*u, self.voice_session_id(guild, *u))).collect();
+        Some(super::payloads::guild_create(&g, &spec, &self.started_at, |u| {
+            sessions.get(&u).cloned().unwrap_or_default()
+        }))
+    }
+
+    /// The voice session id of a user in a guild: a bot's comes from its voice session,
+    /// a human's is made up once and kept.
+    pub fn voice_session_id(&mut self, guild: u64, user: u64) -> String {
+        if let Some(v) = self.voice.get(&(guild, user)) {
+            return v.session_id.clone();
+        }
+        self.member_sessions.entry((guild, user)).or_insert_with(|| random_string(32)).clone()
+    }
+
+    pub fn record_frame(&mut self, bot: usize, frame: GatewayFrame) {
+        self.bots[bot].received.push(frame);
+    }
+}
+
+pub(crate) fn shard_of(guild: u64, total: u32) -> u32 {
+    ((guild >> 22) % u64::from(total.max(1))) as u32
+}
+
+pub(crate) fn random_string(len: usize) -> String {
+    rand::rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
+}
+
+pub(crate) const INTENT_GUILDS: u64 = 1 << 0;
+pub(crate) const INTENT_GUILD_VOICE_STATES: u64 = 1 << 7;
+
+/// Whether a session with `intents` receives event `t`; strips what the intents do not cover
+/// (voice states from GUILD_CREATE without GUILD_VOICE_STATES).
+fn filter_by_intents(t: &str, d: &mut Value, intents: u64) -> bool {
+    match t {
+        "GUILD_CREATE" => {
+            if intents & INTENT_GUILD_VOICE_STATES == 0 {
+                d["voice_states"] = json!([]);
+            }
+            intents & INTENT_GUILDS != 0
+        }
+        "GUILD_UPDATE" | "GUILD_DELETE" | "CHANNEL_CREATE" | "CHANNEL_UPDATE" | "CHANNEL_DELETE" => {
+            intents & INTENT_GUILDS != 0
+        }
+        "VOICE_STATE_UPDATE" => intents & INTENT_GUILD_VOICE_STATES != 0,
+        _ => true,
+    }
+}

@@ -1,0 +1,59 @@
+//! The UDP voice server: answers IP discovery, then decrypts and decodes every audio packet.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use discortp::discord::{IpDiscoveryPacket, IpDiscoveryType, MutableIpDiscoveryPacket};
+use tokio::net::UdpSocket;
+
+use super::audio::AudioTrack;
+use super::rtp;
+use super::state::{Shared, State};
+
+pub(crate) async fn serve(socket: UdpSocket, shared: Arc<Shared>) {
+    let mut buf = vec![0u8; 4096];
+    while let Ok((len, peer)) = socket.recv_from(&mut buf).await {
+        let packet = &buf[..len];
+        if let Some(reply) = shared.update(|s, _| on_packet(s, packet, peer)) {
+            let _ = socket.send_to(&reply, peer).await;
+        }
+    }
+}
+
+fn on_packet(s: &mut State, packet: &[u8], peer: SocketAddr) -> Option<Vec<u8>> {
+    if packet.len() == IpDiscoveryPacket::const_packet_size() {
+        let req = IpDiscoveryPacket::new(packet)?;
+        if req.get_pkt_type() == IpDiscoveryType::Request {
+            let key = *s.ssrcs.get(&req.get_ssrc())?;
+            s.voice.get_mut(&key)?.udp_peer = Some(peer);
+            return Some(discovery_response(req.get_ssrc(), peer));
+        }
+    }
+    // Anything else that is not Opus over RTP (UDP keepalives, RTCP) needs no answer.
+    let key = *s.ssrcs.get(&rtp::opus_ssrc(packet)?)?;
+    let cipher = s.voice.get(&key)?.cipher.as_ref()?;
+    let track = match s.audio.entry(key) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => e.insert(AudioTrack::new().ok()?),
+    };
+    match rtp::decrypt(cipher, packet) {
+        Ok(frame) => track.push(frame.ssrc, frame.timestamp, &frame.opus),
+        Err(_) => track.decrypt_failed(),
+    }
+    None
+}
+
+/// The peer's address as the server sees it, NUL-padded, as songbird expects.
+fn discovery_response(ssrc: u32, peer: SocketAddr) -> Vec<u8> {
+    let mut bytes = vec![0u8; MutableIpDiscoveryPacket::const_packet_size()];
+    let mut view = MutableIpDiscoveryPacket::new(&mut bytes).expect("buffer sized for the packet");
+    view.set_pkt_type(IpDiscoveryType::Response);
+    view.set_length(70);
+    view.set_ssrc(ssrc);
+    let mut address = [0u8; 64];
+    let ip = peer.ip().to_string();
+    address[..ip.len()].copy_from_slice(ip.as_bytes());
+    view.set_address(&address);
+    view.set_port(peer.port());
+    bytes
+}
