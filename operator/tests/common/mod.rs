@@ -59,12 +59,17 @@ impl Drop for Operator {
 }
 
 pub fn start_operator(client: &Client, ns: &str, defaults: BotDefaults) -> Operator {
+    // Port 9 (discard) on loopback: nothing answers, as no test here expects Discord.
+    start_operator_with(client, ns, defaults, "http://127.0.0.1:9/api/v10")
+}
+
+pub fn start_operator_with(client: &Client, ns: &str, defaults: BotDefaults, discord_api_url: &str) -> Operator {
     let metrics = Arc::new(Metrics::default());
     let ctx = Arc::new(Context::new(
         client.clone(),
         defaults,
         metrics.clone(),
-        "http://127.0.0.1:9/api/v10".into(),
+        discord_api_url.into(),
         Duration::from_secs(1),
         Some("test".into()),
     ));
