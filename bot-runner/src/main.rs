@@ -1,1 +1,27 @@
-fn main() {}
+use anyhow::Result;
+use clap::Parser;
+
+use bot_runner::cli::{Cli, Command, CommonArgs};
+use bot_runner::{app, telemetry};
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    // serenity, songbird and the MongoDB driver all use rustls: one provider for all.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let common: &CommonArgs = match &cli.command {
+        None => &cli.run.common,
+        Some(Command::Run(a)) => &a.common,
+        Some(Command::Fleet(a)) => &a.common,
+        Some(Command::Commands(_)) => &cli.run.common,
+    };
+    telemetry::init(common.log_format, &common.log_filter);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        match cli.command {
+            None => app::run(cli.run).await,
+            Some(Command::Run(a)) => app::run(*a).await,
+            Some(Command::Fleet(a)) => app::fleet(*a).await,
+            Some(Command::Commands(c)) => app::commands(c).await,
+        }
+    })
+}

@@ -74,3 +74,12 @@ pub fn secantusd() -> Result<PathBuf> {
 pub fn python_venv() -> Result<PathBuf> {
     secantusd().map(|p| p.parent().and_then(Path::parent).unwrap().to_path_buf())
 }
+
+/// yt-dlp from the same venv (`scripts/setup` pins it).
+pub fn yt_dlp() -> Result<PathBuf> {
+    let p = python_venv()?.join("bin/yt-dlp");
+    if !p.exists() {
+        anyhow::bail!("{} is missing: run scripts/setup (or scripts/test), which installs it", p.display());
+    }
+    Ok(p)
+}

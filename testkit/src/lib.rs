@@ -12,6 +12,7 @@ pub mod mongo;
 pub mod net;
 pub mod pki;
 mod process;
+pub mod tones;
 
 pub use helm::Helm;
 pub use kube_cluster::KubeCluster;

@@ -1,0 +1,227 @@
+//! One bot: a serenity client with songbird and poise, its music service, its guild
+//! tracking, and what it reports. `Bot::start` returns once the client is running.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use serenity::all::{Cache, ClientBuilder, ShardManager};
+use serenity::gateway::ConnectionStage;
+use songbird::SerenityInit;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::cli::PresenceArgs;
+use crate::metrics::{BotMetrics, Metrics, Snapshot};
+use crate::music::{MusicService, MusicSettings, Sources};
+use crate::token::Token;
+use crate::tracking::Tracking;
+use crate::{commands, discord};
+
+/// What a process needs to know to run a bot, besides its token.
+#[derive(Clone, Debug)]
+pub struct BotSpec {
+    pub name: String,
+    pub client_id: Option<u64>,
+    pub guild_ids: Vec<u64>,
+    /// `(shard id, shard count)`.
+    pub shard: (u32, u32),
+    pub presence: PresenceArgs,
+}
+
+/// Settings every bot of a process shares.
+#[derive(Clone)]
+pub struct Runtime {
+    pub api_url: Option<String>,
+    pub music: MusicSettings,
+    pub sources: Sources,
+    pub metrics: Arc<Metrics>,
+    pub mongo: Option<(mongodb::Database, musicbot_db::Collections)>,
+}
+
+pub struct Bot {
+    pub name: String,
+    client_id: AtomicU64,
+    pub guild_ids: Vec<u64>,
+    pub shard: (u32, u32),
+    pub music: Arc<MusicService>,
+    pub metrics: Arc<BotMetrics>,
+    pub cache: Arc<Cache>,
+    pub commands_deployed: AtomicBool,
+    pub tracking: Mutex<Option<Tracking>>,
+    shard_manager: Arc<ShardManager>,
+    /// Since when the gateway has not been connected (`None`: it is).
+    down_since: Mutex<Option<Instant>>,
+    client: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A bot's numbers for `/status`, `/bots` and the metrics.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BotReport {
+    pub name: String,
+    pub client_id: String,
+    pub guilds: u64,
+    pub users: u64,
+    pub voice_connections: u64,
+    pub gateway_connected: bool,
+    pub commands_deployed: bool,
+    #[serde(skip)]
+    pub latency: Option<Duration>,
+    #[serde(skip)]
+    pub queued_tracks: usize,
+}
+
+impl Bot {
+    pub async fn start(spec: BotSpec, token: Token, rt: &Runtime) -> Result<Arc<Bot>> {
+        let client_id = spec.client_id.or_else(|| token.client_id());
+        let http = discord::http(&token, rt.api_url.as_deref(), client_id);
+        let songbird = songbird::Songbird::serenity();
+        let cell: Arc<OnceLock<Arc<Bot>>> = Arc::new(OnceLock::new());
+        let data = cell.clone();
+        let framework = poise::Framework::builder()
+            .options(commands::options())
+            .setup(move |_, _, _| {
+                Box::pin(async move { Ok(data.get().expect("the bot exists before its client starts").clone()) })
+            })
+            .initialize_owners(false)
+            .build();
+        let mut builder = ClientBuilder::new_with_http(http, discord::intents())
+            .framework(framework)
+            .register_songbird_with(songbird.clone())
+            .status(discord::status(&spec.presence));
+        if let Some(activity) = discord::activity(&spec.presence) {
+            builder = builder.activity(activity);
+        }
+        let mut client = builder.await.context("building the Discord client")?;
+
+        let label = client_id.map(|c| c.to_string()).unwrap_or_else(|| spec.name.clone());
+        let metrics = rt.metrics.bot(&label);
+        let music = MusicService::new(
+            songbird,
+            client.http.clone(),
+            client.cache.clone(),
+            rt.sources.clone(),
+            rt.music.clone(),
+            metrics.clone(),
+        );
+        let tracking = match (&rt.mongo, client_id) {
+            (Some((db, cols)), Some(id)) => {
+                match musicbot_db::GuildTracker::for_client(db, cols, &id.to_string()).await {
+                    Ok(Some(t)) => Some(Tracking::start(t, spec.name.clone())),
+                    Ok(None) => {
+                        warn!(bot = %spec.name, client_id = id, "no MusicBotDB record for this bot: guilds are not tracked");
+                        None
+                    }
+                    Err(e) => {
+                        warn!(bot = %spec.name, error = %e, "MongoDB unavailable: guilds are not tracked");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let bot = Arc::new(Bot {
+            name: spec.name.clone(),
+            client_id: AtomicU64::new(client_id.unwrap_or(0)),
+            guild_ids: spec.guild_ids.clone(),
+            shard: spec.shard,
+            music: music.clone(),
+            metrics,
+            cache: client.cache.clone(),
+            commands_deployed: AtomicBool::new(false),
+            tracking: Mutex::new(tracking),
+            shard_manager: client.shard_manager.clone(),
+            down_since: Mutex::new(Some(Instant::now())),
+            client: Mutex::new(None),
+        });
+        let _ = cell.set(bot.clone());
+        tokio::spawn(crate::music::idle::sweep(Arc::downgrade(&music)));
+
+        let (shard, count) = spec.shard;
+        let name = spec.name.clone();
+        let task = tokio::spawn(async move {
+            let result = if count > 1 { client.start_shard(shard, count).await } else { client.start().await };
+            match result {
+                Ok(()) => info!(bot = %name, "gateway closed"),
+                Err(e) => warn!(bot = %name, error = %e, "the Discord client stopped"),
+            }
+        });
+        *bot.client.lock().expect("client lock") = Some(task);
+        info!(bot = %spec.name, client_id = client_id.unwrap_or(0), shard, shards = count, "bot starting");
+        Ok(bot)
+    }
+
+    pub fn client_id(&self) -> u64 {
+        self.client_id.load(Ordering::Relaxed)
+    }
+
+    pub fn learn_client_id(&self, id: u64) {
+        let _ = self.client_id.compare_exchange(0, id, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Whether every shard this process runs is connected, and their worst latency.
+    pub async fn gateway(&self) -> (bool, Option<Duration>) {
+        let runners = self.shard_manager.runners.lock().await;
+        let connected = !runners.is_empty() && runners.values().all(|r| r.stage == ConnectionStage::Connected);
+        let latency = runners.values().filter_map(|r| r.latency).max();
+        drop(runners);
+        let mut down = self.down_since.lock().expect("down lock");
+        match (connected, *down) {
+            (true, _) => *down = None,
+            (false, None) => *down = Some(Instant::now()),
+            (false, Some(_)) => {}
+        }
+        (connected, latency)
+    }
+
+    /// How long the gateway has been down, if it is.
+    pub fn down_for(&self) -> Option<Duration> {
+        self.down_since.lock().expect("down lock").map(|t| t.elapsed())
+    }
+
+    pub async fn report(&self) -> BotReport {
+        let (gateway_connected, latency) = self.gateway().await;
+        let guilds = self.cache.guilds();
+        let users = guilds.iter().filter_map(|g| self.cache.guild(*g).map(|g| g.member_count)).sum();
+        let report = BotReport {
+            name: self.name.clone(),
+            client_id: self.client_id().to_string(),
+            guilds: guilds.len() as u64,
+            users,
+            voice_connections: self.music.voice_connections().await as u64,
+            gateway_connected,
+            commands_deployed: self.commands_deployed.load(Ordering::Relaxed),
+            latency,
+            queued_tracks: self.music.queued_tracks().await,
+        };
+        self.metrics.set(&Snapshot {
+            gateway_connected,
+            latency,
+            guilds: report.guilds as usize,
+            users,
+            voice_connections: report.voice_connections as usize,
+            queued_tracks: report.queued_tracks,
+        });
+        report
+    }
+
+    /// Leaves voice (so listeners see the bot go, not hang), closes the gateway, and writes
+    /// what guild tracking still holds.
+    pub async fn shutdown(&self) {
+        self.music.leave_all().await;
+        self.shard_manager.shutdown_all().await;
+        let task = self.client.lock().expect("client lock").take();
+        if let Some(task) = task
+            && tokio::time::timeout(Duration::from_secs(5), task).await.is_err()
+        {
+            warn!(bot = %self.name, "the gateway did not close in time");
+        }
+        let tracking = self.tracking.lock().expect("tracking lock").take();
+        if let Some(t) = tracking {
+            t.finish().await;
+        }
+        info!(bot = %self.name, "bot stopped");
+    }
+}

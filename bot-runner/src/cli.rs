@@ -1,0 +1,278 @@
+//! Command line: flags with `MUSICBOT_*` environment fallbacks, the names the operator sets
+//! in bot pods (see the operator's `workload.rs`). The token never comes from a flag value:
+//! argv is world-readable in `/proc`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(name = "bot-runner", version, about = "A Discord music bot (serenity + songbird), one per token")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Flags of `run`, so a bare `bot-runner` runs the bot.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run one bot (the default).
+    Run(Box<RunArgs>),
+    /// Run several bots in one process: every active bot in MongoDB, or one per token file.
+    Fleet(Box<FleetArgs>),
+    /// Deploy or clear slash commands without starting a gateway (the seed's scripts).
+    #[command(subcommand)]
+    Commands(CommandsCommand),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// File holding the bot token (as the operator mounts it). Without it the token is read
+    /// from $DISCORD_TOKEN, for local use.
+    #[arg(long, env = "MUSICBOT_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Discord application (client) id; taken from the token when absent.
+    #[arg(long, env = "MUSICBOT_CLIENT_ID")]
+    pub client_id: Option<String>,
+
+    /// Name shown in /bots and logs.
+    #[arg(long, env = "MUSICBOT_BOT_NAME")]
+    pub bot_name: Option<String>,
+
+    /// Guilds that get guild-scoped commands (comma-separated); empty registers them globally.
+    #[arg(long, env = "MUSICBOT_GUILD_IDS", value_delimiter = ',')]
+    pub guild_ids: Vec<u64>,
+
+    /// This process's shard and the bot's shard count.
+    #[arg(long, env = "MUSICBOT_SHARD_ID", default_value_t = 0)]
+    pub shard_id: u32,
+    #[arg(long, env = "MUSICBOT_SHARD_COUNT", default_value_t = 1)]
+    pub shard_count: u32,
+
+    #[command(flatten)]
+    pub presence: PresenceArgs,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FleetArgs {
+    /// Token files, one bot each (instead of, or besides, the bots in MongoDB).
+    #[arg(long = "token-file", env = "MUSICBOT_TOKEN_FILES", value_delimiter = ',')]
+    pub token_files: Vec<PathBuf>,
+
+    /// Token-encryption key file, for `enc:v1:` tokens in MongoDB.
+    #[arg(long, env = "MUSICBOT_TOKEN_KEY_FILE")]
+    pub token_key_file: Option<PathBuf>,
+
+    /// Guilds that get guild-scoped commands, for every bot; empty registers them globally.
+    #[arg(long, env = "MUSICBOT_GUILD_IDS", value_delimiter = ',')]
+    pub guild_ids: Vec<u64>,
+
+    #[command(flatten)]
+    pub presence: PresenceArgs,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CommandsCommand {
+    /// Register the slash commands (a bulk overwrite, skipped when nothing changed).
+    Deploy(CommandsArgs),
+    /// Remove every slash command.
+    Clear(CommandsArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CommandsArgs {
+    /// Only this bot (default: every active bot in MongoDB, or the bot of --token-file/$DISCORD_TOKEN).
+    #[arg(long)]
+    pub client_id: Option<String>,
+
+    /// Only this guild's commands (default: global ones).
+    #[arg(long, requires = "client_id")]
+    pub guild: Option<u64>,
+
+    /// Token file of a single bot, when not using MongoDB.
+    #[arg(long, env = "MUSICBOT_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    #[arg(long, env = "MUSICBOT_TOKEN_KEY_FILE")]
+    pub token_key_file: Option<PathBuf>,
+
+    #[arg(long, env = "MUSICBOT_MONGODB_URI", hide_env_values = true)]
+    pub mongodb_uri: Option<String>,
+
+    #[arg(long, env = "MUSICBOT_DISCORD_API_URL")]
+    pub discord_api_url: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// MongoDB URI for guild tracking (optional: without it the bot runs all the same).
+    #[arg(long, env = "MUSICBOT_MONGODB_URI", hide_env_values = true)]
+    pub mongodb_uri: Option<String>,
+
+    /// Collection names of the seed's Prisma models.
+    #[arg(long, env = "MUSICBOT_BOTS_COLLECTION", default_value = "MusicBotDB")]
+    pub bots_collection: String,
+    #[arg(long, env = "MUSICBOT_GUILDS_COLLECTION", default_value = "ServerMusicBotDB")]
+    pub guilds_collection: String,
+
+    /// Discord API base URL; point it at the simulator (`http://127.0.0.1:PORT`) to run
+    /// without Discord. Discord's own URL keeps serenity's rate limiter on.
+    #[arg(long, env = "MUSICBOT_DISCORD_API_URL")]
+    pub discord_api_url: Option<String>,
+
+    /// Port of /health, /ready, /metrics, /status and /bots.
+    #[arg(long, env = "MUSICBOT_HTTP_PORT", default_value_t = 8080)]
+    pub http_port: u16,
+
+    /// Address the HTTP server binds.
+    #[arg(long, env = "MUSICBOT_HTTP_HOST", default_value = "0.0.0.0")]
+    pub http_host: String,
+
+    #[command(flatten)]
+    pub music: MusicArgs,
+
+    /// yt-dlp (or a compatible program) for YouTube, SoundCloud and search.
+    #[arg(long, env = "MUSICBOT_YTDLP", default_value = "yt-dlp")]
+    pub ytdlp: String,
+
+    /// /health fails once the gateway has been down this long, so the kubelet restarts us.
+    #[arg(long, env = "MUSICBOT_GATEWAY_STUCK_SECONDS", default_value_t = 300)]
+    pub gateway_stuck_seconds: u64,
+
+    /// Time allowed for leaving voice and closing gateways on SIGTERM.
+    #[arg(long, env = "MUSICBOT_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
+    pub shutdown_grace_seconds: u64,
+
+    #[arg(long, env = "MUSICBOT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log filter, in tracing-subscriber's EnvFilter syntax.
+    #[arg(long, env = "RUST_LOG", default_value = "info,serenity=warn,songbird=warn")]
+    pub log_filter: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MusicArgs {
+    /// Volume of a new guild queue, in percent (0–200).
+    #[arg(long, env = "MUSICBOT_DEFAULT_VOLUME", default_value_t = 100, value_parser = clap::value_parser!(u16).range(0..=200))]
+    pub default_volume: u16,
+
+    /// Most tracks one guild can queue.
+    #[arg(long, env = "MUSICBOT_MAX_QUEUE_LENGTH", default_value_t = 500)]
+    pub max_queue_length: usize,
+
+    /// Leave voice after this many seconds idle: nothing playing, or nobody listening (0 = never).
+    #[arg(long, env = "MUSICBOT_IDLE_LEAVE_SECONDS", default_value_t = 300)]
+    pub idle_leave_seconds: u64,
+
+    /// Stay in the voice channel when it empties or the queue ends.
+    #[arg(long, env = "MUSICBOT_STAY_IN_CHANNEL", default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub stay_in_channel: bool,
+}
+
+impl MusicArgs {
+    pub fn idle_leave(&self) -> Option<Duration> {
+        (self.idle_leave_seconds > 0 && !self.stay_in_channel).then(|| Duration::from_secs(self.idle_leave_seconds))
+    }
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct PresenceArgs {
+    #[arg(long, env = "MUSICBOT_PRESENCE_STATUS", value_enum)]
+    pub presence_status: Option<PresenceStatus>,
+    #[arg(long, env = "MUSICBOT_ACTIVITY_TYPE", value_enum, requires = "activity_name")]
+    pub activity_type: Option<ActivityType>,
+    #[arg(long, env = "MUSICBOT_ACTIVITY_NAME")]
+    pub activity_name: Option<String>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PresenceStatus {
+    Online,
+    Idle,
+    Dnd,
+    Invisible,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActivityType {
+    Playing,
+    Listening,
+    Watching,
+    Competing,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_operators_environment_configures_a_bot() {
+        // Exactly the variables workload.rs puts in a bot pod.
+        let env = [
+            ("MUSICBOT_TOKEN_FILE", "/var/run/secrets/musicbot/token"),
+            ("MUSICBOT_CLIENT_ID", "123456789012345678"),
+            ("MUSICBOT_BOT_NAME", "Radio"),
+            ("MUSICBOT_HTTP_PORT", "8081"),
+            ("MUSICBOT_SHARD_COUNT", "2"),
+            ("MUSICBOT_SHARD_ID", "1"),
+            ("MUSICBOT_DEFAULT_VOLUME", "80"),
+            ("MUSICBOT_MAX_QUEUE_LENGTH", "50"),
+            ("MUSICBOT_IDLE_LEAVE_SECONDS", "60"),
+            ("MUSICBOT_STAY_IN_CHANNEL", "true"),
+            ("MUSICBOT_LOG_FORMAT", "json"),
+            ("MUSICBOT_GUILD_IDS", "111111111111111111,222222222222222222"),
+            ("MUSICBOT_PRESENCE_STATUS", "dnd"),
+            ("MUSICBOT_ACTIVITY_TYPE", "playing"),
+            ("MUSICBOT_ACTIVITY_NAME", "lofi"),
+        ];
+        let args: Vec<String> = std::iter::once("bot-runner".to_string())
+            .chain(env.iter().flat_map(|(k, v)| {
+                let flag = format!("--{}", k.trim_start_matches("MUSICBOT_").to_lowercase().replace('_', "-"));
+                [flag, v.to_string()]
+            }))
+            .collect();
+        // Flags and env share names; parsing the flags proves every variable has a home.
+        let cli = Cli::try_parse_from(args).unwrap();
+        let run = cli.run;
+        assert_eq!(run.client_id.as_deref(), Some("123456789012345678"));
+        assert_eq!((run.shard_id, run.shard_count), (1, 2));
+        assert_eq!(run.guild_ids, vec![111111111111111111, 222222222222222222]);
+        assert_eq!(run.common.music.default_volume, 80);
+        assert!(run.common.music.stay_in_channel);
+        assert_eq!(run.common.music.idle_leave(), None, "staying in the channel disables idle leave");
+        assert_eq!(run.common.log_format, LogFormat::Json);
+        assert_eq!(run.presence.presence_status, Some(PresenceStatus::Dnd));
+        assert_eq!(run.presence.activity_type, Some(ActivityType::Playing));
+    }
+
+    #[test]
+    fn the_token_has_no_flag() {
+        let e = Cli::try_parse_from(["bot-runner", "--token", "abc"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(Cli::try_parse_from(["bot-runner", "--default-volume", "500"]).is_err());
+        assert!(Cli::try_parse_from(["bot-runner", "--guild-ids", "abc"]).is_err());
+    }
+}

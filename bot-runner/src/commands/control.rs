@@ -1,0 +1,144 @@
+use std::time::Duration;
+
+use super::{Context, Error, require_listener, user};
+use crate::music::queue::{Ended, LoopMode};
+use crate::music::source::{format_duration, parse_position};
+
+/// Skip to the next song.
+#[poise::command(slash_command, guild_only)]
+pub async fn skip(ctx: Context<'_>) -> Result<(), Error> {
+    let guild = require_listener(ctx).await?;
+    let music = ctx.data().music.clone();
+    let player = music.player(guild);
+    let mut p = player.lock().await;
+    let Some(skipped) = p.queue.current().map(|t| t.title.clone()) else {
+        return Err(user("Nothing is playing."));
+    };
+    let next = music.advance(guild, &mut p, Ended::Skipped).await;
+    drop(p);
+    let reply = match next {
+        Some(t) => format!("Skipped **{skipped}**. Now playing **{}**", t.title),
+        None => format!("Skipped **{skipped}**. The queue is empty."),
+    };
+    ctx.say(reply).await?;
+    Ok(())
+}
+
+/// Stop playing and clear the queue.
+#[poise::command(slash_command, guild_only)]
+pub async fn stop(ctx: Context<'_>) -> Result<(), Error> {
+    let guild = require_listener(ctx).await?;
+    ctx.data().music.player(guild).lock().await.stop();
+    ctx.say("Stopped, and cleared the queue.").await?;
+    Ok(())
+}
+
+/// Pause the song.
+#[poise::command(slash_command, guild_only)]
+pub async fn pause(ctx: Context<'_>) -> Result<(), Error> {
+    let guild = require_listener(ctx).await?;
+    let player = ctx.data().music.player(guild);
+    let mut p = player.lock().await;
+    if p.paused {
+        return Err(user("Already paused. Use /resume to carry on."));
+    }
+    if !p.set_paused(true) {
+        return Err(user("Nothing is playing."));
+    }
+    drop(p);
+    ctx.say("Paused.").await?;
+    Ok(())
+}
+
+/// Resume a paused song.
+#[poise::command(slash_command, guild_only)]
+pub async fn resume(ctx: Context<'_>) -> Result<(), Error> {
+    let guild = require_listener(ctx).await?;
+    let player = ctx.data().music.player(guild);
+    let mut p = player.lock().await;
+    if !p.paused {
+        return Err(user("Nothing is paused."));
+    }
+    if !p.set_paused(false) {
+        return Err(user("Nothing is playing."));
+    }
+    drop(p);
+    ctx.say("Resumed.").await?;
+    Ok(())
+}
+
+/// Set the volume, in percent.
+#[poise::command(slash_command, guild_only)]
+pub async fn volume(
+    ctx: Context<'_>,
+    #[description = "0 to 200"]
+    #[min = 0]
+    #[max = 200]
+    level: i64,
+) -> Result<(), Error> {
+    // Discord enforces min/max, but a client can send anything: check again.
+    let Ok(level @ 0..=200) = u16::try_from(level) else {
+        return Err(user(format!("The volume goes from 0 to 200; {level} is out of range.")));
+    };
+    let guild = require_listener(ctx).await?;
+    ctx.data().music.player(guild).lock().await.set_volume(level);
+    ctx.say(format!("Volume set to {level}%.")).await?;
+    Ok(())
+}
+
+/// Loop nothing, the current song, or the whole queue.
+#[poise::command(slash_command, guild_only, rename = "loop")]
+pub async fn loop_(ctx: Context<'_>, #[description = "off, track or queue"] mode: LoopMode) -> Result<(), Error> {
+    let guild = require_listener(ctx).await?;
+    ctx.data().music.player(guild).lock().await.queue.loop_mode = mode;
+    let what = match mode {
+        LoopMode::Off => "Looping is off.",
+        LoopMode::Track => "Looping the current song.",
+        LoopMode::Queue => "Looping the queue.",
+    };
+    ctx.say(what).await?;
+    Ok(())
+}
+
+/// Jump to a position in the song.
+#[poise::command(slash_command, guild_only)]
+pub async fn seek(
+    ctx: Context<'_>,
+    #[description = "Seconds, or m:ss"]
+    #[max_length = 12]
+    position: String,
+) -> Result<(), Error> {
+    let Some(to) = parse_position(&position) else {
+        return Err(user(format!(
+            "I couldn't read `{}` as a time; try `90` or `1:30`.",
+            position.chars().take(12).collect::<String>()
+        )));
+    };
+    let guild = require_listener(ctx).await?;
+    let player = ctx.data().music.player(guild);
+    let p = player.lock().await;
+    let Some(handle) = p.handle().cloned() else {
+        return Err(user("Nothing is playing."));
+    };
+    if let Some(length) = p.queue.current().and_then(|t| t.duration).filter(|l| to >= *l) {
+        return Err(user(format!("That's past the end of the song ({}).", format_duration(length))));
+    }
+    drop(p);
+    // Seeking may re-open a stream; answer Discord first.
+    ctx.defer().await?;
+    let reply = match tokio::time::timeout(Duration::from_secs(10), handle.seek_async(to)).await {
+        Ok(Ok(at)) => format!("Jumped to {}.", format_duration(at)),
+        _ => "I couldn't seek in this song (its source doesn't allow it).".to_string(),
+    };
+    ctx.say(reply).await?;
+    Ok(())
+}
+
+/// Leave the voice channel and clear the queue.
+#[poise::command(slash_command, guild_only)]
+pub async fn leave(ctx: Context<'_>) -> Result<(), Error> {
+    let guild = require_listener(ctx).await?;
+    ctx.data().music.leave(guild, "asked to").await;
+    ctx.say("Bye!").await?;
+    Ok(())
+}

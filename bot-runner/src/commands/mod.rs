@@ -1,0 +1,139 @@
+//! The slash commands, poise style: one small function each, state in the bot's per-guild
+//! players. Mistakes a user can make are `UserError`s and get a polite ephemeral reply.
+
+mod control;
+mod play;
+mod queue;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use poise::CreateReply;
+use serenity::all::{ChannelId, GuildId};
+use tracing::{error, warn};
+
+use crate::bot::Bot;
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+pub type Context<'a> = poise::Context<'a, Arc<Bot>, Error>;
+
+/// Something the user can fix; shown to them alone.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UserError(pub String);
+
+pub fn user(msg: impl Into<String>) -> Error {
+    Box::new(UserError(msg.into()))
+}
+
+pub fn all() -> Vec<poise::Command<Arc<Bot>, Error>> {
+    vec![
+        play::play(),
+        control::skip(),
+        control::stop(),
+        control::pause(),
+        control::resume(),
+        queue::queue(),
+        queue::nowplaying(),
+        control::volume(),
+        control::loop_(),
+        queue::shuffle(),
+        queue::remove(),
+        control::seek(),
+        control::leave(),
+    ]
+}
+
+/// What Discord stores for our commands: the definitions `deploy` compares and overwrites.
+pub fn definitions() -> Vec<serenity::all::CreateCommand> {
+    poise::builtins::create_application_commands(&all())
+}
+
+pub fn options() -> poise::FrameworkOptions<Arc<Bot>, Error> {
+    poise::FrameworkOptions {
+        commands: all(),
+        on_error: |e| Box::pin(on_error(e)),
+        pre_command: |ctx| Box::pin(async move { ctx.set_invocation_data(Instant::now()).await }),
+        post_command: |ctx| Box::pin(async move { observe(ctx, true).await }),
+        event_handler: |fw, event| Box::pin(crate::events::handle(fw, event)),
+        // Owners are not used; fetching them is a request we don't need.
+        initialize_owners: false,
+        ..Default::default()
+    }
+}
+
+async fn observe(ctx: Context<'_>, ok: bool) {
+    if let Some(start) = ctx.invocation_data::<Instant>().await {
+        ctx.data().metrics.observe_command(&ctx.command().name, ok, start.elapsed());
+    }
+}
+
+async fn ephemeral(ctx: Context<'_>, text: String) {
+    if let Err(e) = ctx.send(CreateReply::default().content(text).ephemeral(true)).await {
+        warn!(error = %e, "could not send an error reply");
+    }
+}
+
+async fn on_error(err: poise::FrameworkError<'_, Arc<Bot>, Error>) {
+    use poise::FrameworkError as E;
+    match err {
+        E::Command { error, ctx, .. } => {
+            observe(ctx, false).await;
+            match error.downcast_ref::<UserError>() {
+                Some(u) => ephemeral(ctx, u.0.clone()).await,
+                None => {
+                    error!(command = %ctx.command().name, error = %error, "command failed");
+                    ephemeral(ctx, "Something went wrong on my side; please try again.".into()).await;
+                }
+            }
+        }
+        E::ArgumentParse { error, input, ctx, .. } => {
+            observe(ctx, false).await;
+            let what = input.map(|i| format!(" `{}`", i.chars().take(100).collect::<String>())).unwrap_or_default();
+            ephemeral(
+                ctx,
+                format!("I couldn't use that value{what}: {error}. Check the command's options and try again."),
+            )
+            .await;
+        }
+        // poise's word for an option value outside the definition (an unknown choice, a
+        // wrong type): the client sent something Discord's UI would not have offered.
+        E::CommandStructureMismatch { description, ctx, .. } => {
+            warn!(description, "command options did not match the definition");
+            ephemeral(
+                poise::Context::Application(ctx),
+                format!("I couldn't use those options ({description}). Please pick from the choices offered."),
+            )
+            .await;
+        }
+        E::GuildOnly { ctx, .. } => ephemeral(ctx, "That only works in a server.".into()).await,
+        other => {
+            if let Err(e) = poise::builtins::on_error(other).await {
+                warn!(error = %e, "could not report an error");
+            }
+        }
+    }
+}
+
+/// The guild of a guild-only command.
+fn guild(ctx: Context<'_>) -> Result<GuildId, Error> {
+    ctx.guild_id().ok_or_else(|| user("That only works in a server."))
+}
+
+/// The voice channel the caller is in, from the cache.
+fn caller_channel(ctx: Context<'_>, guild: GuildId) -> Option<ChannelId> {
+    let g = ctx.serenity_context().cache.guild(guild)?;
+    g.voice_states.get(&ctx.author().id).and_then(|v| v.channel_id)
+}
+
+/// Playback controls are for people listening: the caller must be in the bot's channel.
+async fn require_listener(ctx: Context<'_>) -> Result<GuildId, Error> {
+    let guild = guild(ctx)?;
+    let Some(bot_channel) = ctx.data().music.current_channel(guild).await else {
+        return Err(user("I'm not in a voice channel. Use /play to start."));
+    };
+    if caller_channel(ctx, guild) != Some(bot_channel) {
+        return Err(user(format!("Join me in <#{bot_channel}> to do that.")));
+    }
+    Ok(guild)
+}

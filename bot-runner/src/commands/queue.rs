@@ -1,0 +1,116 @@
+use std::fmt::Write;
+
+use poise::ChoiceParameter;
+
+use super::{Context, Error, guild, require_listener, user};
+use crate::music::source::format_duration;
+
+const PER_PAGE: usize = 10;
+
+/// Show the queue, a page at a time.
+#[poise::command(slash_command, guild_only)]
+pub async fn queue(
+    ctx: Context<'_>,
+    #[description = "Page number"]
+    #[min = 1]
+    #[max = 1000]
+    page: Option<i64>,
+) -> Result<(), Error> {
+    let guild = guild(ctx)?;
+    let page = match page {
+        None => 1,
+        Some(n) if n >= 1 => usize::try_from(n).unwrap_or(usize::MAX),
+        Some(n) => return Err(user(format!("Pages start at 1; {n} is not a page."))),
+    };
+    let Some(player) = ctx.data().music.existing_player(guild) else {
+        return Err(user("The queue is empty. Use /play to add a song."));
+    };
+    let p = player.lock().await;
+    let Some(current) = p.queue.current() else {
+        return Err(user("The queue is empty. Use /play to add a song."));
+    };
+    let mut text = format!("Now playing: **{}**\n", current.title);
+    let shown = p.queue.page(page, PER_PAGE);
+    for (n, t) in &shown.tracks {
+        let length = t.duration.map(|d| format!(" ({})", format_duration(d))).unwrap_or_default();
+        let _ = writeln!(text, "{n}. {}{length}", t.title);
+    }
+    let _ = write!(
+        text,
+        "Page {}/{} · {} waiting · loop: {}",
+        shown.number,
+        shown.pages,
+        p.queue.len(),
+        p.queue.loop_mode.name()
+    );
+    drop(p);
+    ctx.say(text).await?;
+    Ok(())
+}
+
+/// Show the song playing now.
+#[poise::command(slash_command, guild_only)]
+pub async fn nowplaying(ctx: Context<'_>) -> Result<(), Error> {
+    let guild = guild(ctx)?;
+    let music = ctx.data().music.clone();
+    let Some(player) = music.existing_player(guild) else {
+        return Err(user("Nothing is playing."));
+    };
+    let p = player.lock().await;
+    let Some(track) = p.queue.current().cloned() else {
+        return Err(user("Nothing is playing."));
+    };
+    let at = music.position(&p).await.map(format_duration).unwrap_or_else(|| "0:00".into());
+    let length = track.duration.map(|d| format!(" / {}", format_duration(d))).unwrap_or_default();
+    let state = if p.paused { " (paused)" } else { "" };
+    let text = format!(
+        "**{}**{state} · {at}{length} · volume {}% · loop: {}",
+        track.title,
+        p.volume,
+        p.queue.loop_mode.name()
+    );
+    drop(p);
+    ctx.say(text).await?;
+    Ok(())
+}
+
+/// Shuffle the songs waiting in the queue.
+#[poise::command(slash_command, guild_only)]
+pub async fn shuffle(ctx: Context<'_>) -> Result<(), Error> {
+    let guild = require_listener(ctx).await?;
+    let player = ctx.data().music.player(guild);
+    let mut p = player.lock().await;
+    if p.queue.len() < 2 {
+        return Err(user("There's nothing to shuffle: fewer than two songs are waiting."));
+    }
+    p.queue.shuffle(|n| fastrand::usize(..n));
+    let n = p.queue.len();
+    drop(p);
+    ctx.say(format!("Shuffled {n} songs.")).await?;
+    Ok(())
+}
+
+/// Remove a song from the queue.
+#[poise::command(slash_command, guild_only)]
+pub async fn remove(
+    ctx: Context<'_>,
+    #[description = "Its number in /queue"]
+    #[min = 1]
+    #[max = 10000]
+    position: i64,
+) -> Result<(), Error> {
+    let guild = require_listener(ctx).await?;
+    let player = ctx.data().music.player(guild);
+    let removed = {
+        let mut p = player.lock().await;
+        let index = usize::try_from(position).unwrap_or(0);
+        p.queue.remove(index).map_err(|e| user(format!("{}.", capitalise(&e.to_string()))))?
+    };
+    ctx.say(format!("Removed **{}**.", removed.title)).await?;
+    Ok(())
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+}

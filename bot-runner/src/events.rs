@@ -1,0 +1,69 @@
+//! Gateway events the bot acts on, besides commands: READY (register commands), guilds
+//! coming and going (MongoDB tracking), and the bot itself being disconnected from voice.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use serenity::all::FullEvent;
+use tracing::{info, warn};
+
+use crate::bot::Bot;
+use crate::commands::Error;
+use crate::registration;
+use crate::tracking::GuildEvent;
+
+pub async fn handle(fw: poise::FrameworkContext<'_, Arc<Bot>, Error>, event: &FullEvent) -> Result<(), Error> {
+    let bot = fw.user_data;
+    match event {
+        FullEvent::Ready { data_about_bot: ready } => {
+            bot.learn_client_id(ready.application.id.get());
+            info!(bot = %bot.name, user = %ready.user.name, guilds = ready.guilds.len(), "gateway ready");
+            // Once per process: a reconnect's READY needs no new registration.
+            if !bot.commands_deployed.load(Ordering::Relaxed) {
+                let (bot, http) = (bot.clone(), fw.serenity_context.http.clone());
+                tokio::spawn(async move {
+                    match registration::deploy(&http, &bot.guild_ids).await {
+                        Ok(outcome) => {
+                            info!(bot = %bot.name, ?outcome, "slash commands");
+                            bot.commands_deployed.store(true, Ordering::Relaxed);
+                        }
+                        Err(e) => warn!(bot = %bot.name, error = %e, "registering slash commands failed"),
+                    }
+                });
+            }
+        }
+        FullEvent::CacheReady { guilds } => {
+            track(bot, GuildEvent::Present(guilds.iter().map(|g| g.get()).collect(), bot.shard));
+        }
+        FullEvent::GuildCreate { guild, is_new } => {
+            if *is_new == Some(true) {
+                info!(bot = %bot.name, guild = %guild.id, name = %guild.name, "joined a guild");
+            }
+            track(bot, GuildEvent::Joined(guild.id.get()));
+        }
+        // `unavailable` means an outage, not that the bot was removed.
+        FullEvent::GuildDelete { incomplete, .. } if !incomplete.unavailable => {
+            info!(bot = %bot.name, guild = %incomplete.id, "left a guild");
+            bot.music.leave(incomplete.id, "removed from the guild").await;
+            track(bot, GuildEvent::Left(incomplete.id.get()));
+        }
+        FullEvent::VoiceStateUpdate { new, .. } => {
+            let me = fw.serenity_context.cache.current_user().id;
+            if new.user_id == me
+                && new.channel_id.is_none()
+                && let Some(guild) = new.guild_id
+            {
+                // Someone disconnected the bot: its queue goes with it.
+                bot.music.leave(guild, "disconnected from voice").await;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn track(bot: &Bot, event: GuildEvent) {
+    if let Some(t) = bot.tracking.lock().expect("tracking lock").as_ref() {
+        t.send(event);
+    }
+}

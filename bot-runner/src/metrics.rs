@@ -1,0 +1,161 @@
+//! Prometheus metrics (prometheus-client), one series per bot (`bot` = client id) so the
+//! multi-bot mode reports each bot. Gauges are refreshed from live state at scrape time.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BotLabels {
+    bot: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CommandLabels {
+    bot: String,
+    command: String,
+    outcome: String,
+}
+
+fn command_histogram() -> Histogram {
+    // 1 ms … 16 s: an acknowledgement should take milliseconds; /play waits for yt-dlp.
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    gateway_latency: Family<BotLabels, Gauge<f64, AtomicU64>>,
+    gateway_connected: Family<BotLabels, Gauge>,
+    guilds: Family<BotLabels, Gauge>,
+    users: Family<BotLabels, Gauge>,
+    voice_connections: Family<BotLabels, Gauge>,
+    queued_tracks: Family<BotLabels, Gauge>,
+    tracks_started: Family<BotLabels, Counter>,
+    tracks_failed: Family<BotLabels, Counter>,
+    commands: Family<CommandLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("musicbot");
+        let m = Self {
+            gateway_latency: Family::default(),
+            gateway_connected: Family::default(),
+            guilds: Family::default(),
+            users: Family::default(),
+            voice_connections: Family::default(),
+            queued_tracks: Family::default(),
+            tracks_started: Family::default(),
+            tracks_failed: Family::default(),
+            commands: Family::new_with_constructor(command_histogram),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "gateway_latency_seconds",
+            "Heartbeat round trip to the Discord gateway",
+            m.gateway_latency.clone(),
+        );
+        registry.register(
+            "gateway_connected",
+            "1 while every shard of the bot is connected",
+            m.gateway_connected.clone(),
+        );
+        registry.register("guilds", "Guilds the bot is in", m.guilds.clone());
+        registry.register("users", "Members of the bot's guilds", m.users.clone());
+        registry.register("voice_connections", "Voice channels the bot is connected to", m.voice_connections.clone());
+        registry.register("queued_tracks", "Tracks waiting in the bot's guild queues", m.queued_tracks.clone());
+        registry.register("tracks_started", "Tracks that started playing", m.tracks_started.clone());
+        registry.register("tracks_failed", "Tracks whose source failed", m.tracks_failed.clone());
+        registry.register("command_duration_seconds", "Time to answer a slash command", m.commands.clone());
+        Self { registry, ..m }
+    }
+}
+
+impl Metrics {
+    pub fn bot(self: &Arc<Self>, client_id: &str) -> Arc<BotMetrics> {
+        let label = BotLabels { bot: client_id.to_string() };
+        Arc::new(BotMetrics {
+            tracks_started: self.tracks_started.get_or_create(&label).clone(),
+            tracks_failed: self.tracks_failed.get_or_create(&label).clone(),
+            metrics: self.clone(),
+            label,
+        })
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// One bot's handles on the shared registry.
+pub struct BotMetrics {
+    pub tracks_started: Counter,
+    pub tracks_failed: Counter,
+    metrics: Arc<Metrics>,
+    label: BotLabels,
+}
+
+/// A bot's live numbers, set at scrape time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Snapshot {
+    pub gateway_connected: bool,
+    pub latency: Option<Duration>,
+    pub guilds: usize,
+    pub users: u64,
+    pub voice_connections: usize,
+    pub queued_tracks: usize,
+}
+
+impl BotMetrics {
+    pub fn observe_command(&self, command: &str, ok: bool, took: Duration) {
+        let labels = CommandLabels {
+            bot: self.label.bot.clone(),
+            command: command.to_string(),
+            outcome: if ok { "ok" } else { "error" }.to_string(),
+        };
+        self.metrics.commands.get_or_create(&labels).observe(took.as_secs_f64());
+    }
+
+    pub fn set(&self, s: &Snapshot) {
+        let m = &self.metrics;
+        let l = &self.label;
+        m.gateway_connected.get_or_create(l).set(i64::from(s.gateway_connected));
+        m.gateway_latency.get_or_create(l).set(s.latency.map_or(0.0, |d| d.as_secs_f64()));
+        m.guilds.get_or_create(l).set(s.guilds as i64);
+        m.users.get_or_create(l).set(s.users as i64);
+        m.voice_connections.get_or_create(l).set(s.voice_connections as i64);
+        m.queued_tracks.get_or_create(l).set(s.queued_tracks as i64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_carry_the_bot_label() {
+        let m = Arc::new(Metrics::default());
+        let bot = m.bot("123456789012345678");
+        bot.tracks_started.inc();
+        bot.observe_command("play", true, Duration::from_millis(3));
+        bot.set(&Snapshot { gateway_connected: true, guilds: 2, ..Default::default() });
+        let text = m.encode();
+        assert!(text.contains(r#"musicbot_tracks_started_total{bot="123456789012345678"} 1"#), "{text}");
+        assert!(text.contains(r#"musicbot_guilds{bot="123456789012345678"} 2"#), "{text}");
+        assert!(
+            text.contains(
+                r#"musicbot_command_duration_seconds_count{bot="123456789012345678",command="play",outcome="ok"} 1"#
+            ),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,76 @@
+//! songbird's events, handed back to the music service on a task of their own: songbird
+//! runs handlers one after another, and ours wait on a guild's lock.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use serenity::all::{ChannelId, GuildId};
+use songbird::events::context_data::DisconnectReason;
+use songbird::tracks::PlayMode;
+use songbird::{Event, EventContext, EventHandler};
+use tracing::{info, warn};
+
+use super::MusicService;
+
+#[derive(Clone)]
+pub(super) struct TrackEnd {
+    pub music: Weak<MusicService>,
+    pub guild: GuildId,
+    pub track: u64,
+}
+
+#[serenity::async_trait]
+impl EventHandler for TrackEnd {
+    async fn act(&self, ctx: &EventContext<'_>) -> Option<Event> {
+        let failure = match ctx {
+            EventContext::Track(states) => states.iter().find_map(|(state, _)| match &state.playing {
+                PlayMode::Errored(e) => Some(e.to_string()),
+                _ => None,
+            }),
+            _ => None,
+        };
+        if let Some(music) = self.music.upgrade() {
+            let (guild, track) = (self.guild, self.track);
+            tokio::spawn(async move { music.track_finished(guild, track, failure).await });
+        }
+        None
+    }
+}
+
+/// Brings the bot back after songbird gave up on a voice connection it did not end itself
+/// (the voice server went away, the socket died): the queue plays on once it is back.
+pub(super) struct Rejoin {
+    pub music: Weak<MusicService>,
+    pub guild: GuildId,
+}
+
+#[serenity::async_trait]
+impl EventHandler for Rejoin {
+    async fn act(&self, ctx: &EventContext<'_>) -> Option<Event> {
+        let EventContext::DriverDisconnect(data) = ctx else { return None };
+        let reason = data.reason?;
+        if matches!(reason, DisconnectReason::Requested) {
+            return None;
+        }
+        let music = self.music.upgrade()?;
+        let (guild, channel) = (self.guild, ChannelId::new(data.channel_id.0.get()));
+        warn!(%guild, %channel, ?reason, "voice connection lost; rejoining");
+        tokio::spawn(async move {
+            // A player that is gone means we left on purpose meanwhile.
+            for attempt in 1..=5u32 {
+                if music.existing_player(guild).is_none() {
+                    return;
+                }
+                match music.songbird.join(guild, channel).await {
+                    Ok(_) => {
+                        info!(%guild, attempt, "voice rejoined");
+                        return;
+                    }
+                    Err(e) => warn!(%guild, attempt, error = %e, "rejoining voice failed"),
+                }
+                tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+            }
+        });
+        None
+    }
+}

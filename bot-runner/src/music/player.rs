@@ -1,0 +1,172 @@
+//! One guild's playback: the queue, the songbird track playing now, volume and pause. The
+//! queue decides what comes next; this starts and stops songbird tracks to match.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serenity::all::GuildId;
+use songbird::tracks::TrackHandle;
+use songbird::{Event, TrackEvent};
+use tracing::{info, warn};
+
+use super::events::TrackEnd;
+use super::queue::{Ended, Queue, QueueError, Track};
+use super::{MusicService, MusicSettings};
+
+pub struct Player {
+    pub queue: Queue,
+    /// Percent, 0–200.
+    pub volume: u16,
+    pub paused: bool,
+    now: Option<(u64, TrackHandle)>,
+    /// Since when nothing has been playing to anyone (`None`: busy).
+    pub idle_since: Option<Instant>,
+    pub(super) events_installed: bool,
+}
+
+impl Player {
+    pub fn new(settings: &MusicSettings) -> Self {
+        Self {
+            queue: Queue::new(settings.max_queue_length),
+            volume: settings.default_volume,
+            paused: false,
+            now: None,
+            idle_since: Some(Instant::now()),
+            events_installed: false,
+        }
+    }
+
+    pub fn is_playing(&self) -> bool {
+        self.now.is_some() && !self.paused
+    }
+
+    pub fn handle(&self) -> Option<&TrackHandle> {
+        self.now.as_ref().map(|(_, h)| h)
+    }
+
+    /// Is `id` the track songbird is playing for us? Events of tracks already replaced are stale.
+    pub fn is_current(&self, id: u64) -> bool {
+        self.now.as_ref().is_some_and(|(n, _)| *n == id)
+    }
+
+    pub fn touch(&mut self) {
+        self.idle_since = if self.is_playing() { None } else { Some(Instant::now()) };
+    }
+
+    /// Stops the track and empties the queue.
+    pub fn stop(&mut self) {
+        if let Some((_, h)) = self.now.take() {
+            let _ = h.stop();
+        }
+        self.queue.clear();
+        self.paused = false;
+        self.touch();
+    }
+
+    pub fn set_volume(&mut self, percent: u16) {
+        self.volume = percent;
+        if let Some(h) = self.handle() {
+            let _ = h.set_volume(gain(percent));
+        }
+    }
+
+    pub fn set_paused(&mut self, paused: bool) -> bool {
+        let Some(h) = self.handle() else { return false };
+        let ok = if paused { h.pause() } else { h.play() }.is_ok();
+        if ok {
+            self.paused = paused;
+            self.touch();
+        }
+        ok
+    }
+}
+
+fn gain(percent: u16) -> f32 {
+    f32::from(percent) / 100.0
+}
+
+impl MusicService {
+    /// Queues a track, starting it if nothing plays. Returns its place in line (0 = now).
+    pub async fn enqueue(self: &Arc<Self>, guild: GuildId, track: Track) -> Result<usize, QueueError> {
+        let player = self.player(guild);
+        let mut p = player.lock().await;
+        let position = p.queue.push(track)?;
+        if position == 0 {
+            self.start_current(guild, &mut p).await;
+        }
+        Ok(position)
+    }
+
+    /// Ends the current track the way `how` says and starts the next, if any. Returns the
+    /// track that now plays.
+    pub async fn advance(self: &Arc<Self>, guild: GuildId, p: &mut Player, how: Ended) -> Option<Track> {
+        if let Some((_, h)) = p.now.take() {
+            let _ = h.stop();
+        }
+        p.paused = false;
+        p.queue.advance(how);
+        self.start_current(guild, p).await;
+        p.queue.current().cloned()
+    }
+
+    /// Plays the queue's current track through songbird. A track that cannot even start is
+    /// reported and skipped, so one bad source never stalls the queue.
+    async fn start_current(self: &Arc<Self>, guild: GuildId, p: &mut Player) {
+        loop {
+            let Some(track) = p.queue.current().cloned() else {
+                p.touch();
+                return;
+            };
+            let Some(call) = self.songbird.get(guild) else {
+                // Not in voice any more (kicked, or left): nothing can play.
+                p.queue.clear();
+                p.touch();
+                return;
+            };
+            let handle = call.lock().await.play_only_input(self.sources.input(&track.source));
+            let _ = handle.set_volume(gain(p.volume));
+            let end = TrackEnd { music: Arc::downgrade(self), guild, track: track.id };
+            let hooked = handle.add_event(Event::Track(TrackEvent::End), end.clone()).is_ok()
+                && handle.add_event(Event::Track(TrackEvent::Error), end).is_ok();
+            if hooked {
+                self.metrics.tracks_started.inc();
+                info!(%guild, track = track.id, title = %track.title, "track started");
+                p.now = Some((track.id, handle));
+                p.touch();
+                return;
+            }
+            self.metrics.tracks_failed.inc();
+            warn!(%guild, track = track.id, "songbird dropped the track before it started");
+            p.queue.advance(Ended::Failed);
+        }
+    }
+
+    /// A songbird track ended or failed. Stale events (of a track we already moved past)
+    /// are ignored.
+    pub(super) async fn track_finished(self: &Arc<Self>, guild: GuildId, id: u64, failure: Option<String>) {
+        let Some(player) = self.existing_player(guild) else { return };
+        let mut p = player.lock().await;
+        if !p.is_current(id) {
+            return;
+        }
+        let how = match &failure {
+            None => Ended::Finished,
+            Some(reason) => {
+                self.metrics.tracks_failed.inc();
+                let track = p.queue.current().cloned();
+                warn!(%guild, track = id, reason, "track failed");
+                if let Some(t) = track {
+                    self.announce(t.text_channel, format!("Couldn't play **{}**: {reason}. Skipping it.", t.title))
+                        .await;
+                }
+                Ended::Failed
+            }
+        };
+        self.advance(guild, &mut p, how).await;
+    }
+
+    /// Where the current track is, for `/nowplaying`.
+    pub async fn position(&self, p: &Player) -> Option<Duration> {
+        p.handle()?.get_info().await.ok().map(|s| s.position)
+    }
+}

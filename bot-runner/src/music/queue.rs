@@ -1,0 +1,259 @@
+//! A guild's queue as plain data: what plays now, what comes next, and the loop mode. No
+//! I/O here, so every rule (loop, skip, shuffle, remove, paging, the length limit) is
+//! unit-tested; the player drives it.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use poise::ChoiceParameter;
+
+use super::source::Source;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Track {
+    /// Unique within the process; ties songbird's events to the track they are about.
+    pub id: u64,
+    pub title: String,
+    pub source: Source,
+    pub duration: Option<Duration>,
+    pub requested_by: u64,
+    /// Where to say that the track failed.
+    pub text_channel: u64,
+}
+
+#[derive(ChoiceParameter, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LoopMode {
+    #[default]
+    #[name = "off"]
+    Off,
+    #[name = "track"]
+    Track,
+    #[name = "queue"]
+    Queue,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QueueError {
+    #[error("the queue is full ({0} tracks at most)")]
+    Full(usize),
+    #[error("there is no track {index} in the queue (it has {len})")]
+    NoSuchTrack { index: usize, len: usize },
+}
+
+#[derive(Debug)]
+pub struct Queue {
+    current: Option<Track>,
+    upcoming: VecDeque<Track>,
+    pub loop_mode: LoopMode,
+    max_len: usize,
+}
+
+/// How the current track ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    Finished,
+    Failed,
+    Skipped,
+}
+
+pub struct Page<'a> {
+    pub number: usize,
+    pub pages: usize,
+    /// 1-based positions in the upcoming list, with their tracks.
+    pub tracks: Vec<(usize, &'a Track)>,
+}
+
+impl Queue {
+    pub fn new(max_len: usize) -> Self {
+        Self { current: None, upcoming: VecDeque::new(), loop_mode: LoopMode::Off, max_len: max_len.max(1) }
+    }
+
+    pub fn current(&self) -> Option<&Track> {
+        self.current.as_ref()
+    }
+
+    pub fn upcoming(&self) -> impl ExactSizeIterator<Item = &Track> {
+        self.upcoming.iter()
+    }
+
+    /// Tracks waiting, not counting the one playing.
+    pub fn len(&self) -> usize {
+        self.upcoming.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.current.is_none() && self.upcoming.is_empty()
+    }
+
+    /// Adds a track; returns its place in line (0 = it plays now, because nothing did).
+    pub fn push(&mut self, track: Track) -> Result<usize, QueueError> {
+        if self.upcoming.len() + usize::from(self.current.is_some()) >= self.max_len {
+            return Err(QueueError::Full(self.max_len));
+        }
+        if self.current.is_none() && self.upcoming.is_empty() {
+            self.current = Some(track);
+            return Ok(0);
+        }
+        self.upcoming.push_back(track);
+        Ok(self.upcoming.len())
+    }
+
+    /// Moves on after the current track ended and returns what plays next. A track that
+    /// failed is not looped (it would fail again); a skip leaves track-loop behind for the
+    /// next track but keeps the skipped one in a looping queue.
+    pub fn advance(&mut self, how: Ended) -> Option<&Track> {
+        let ended = self.current.take();
+        match (self.loop_mode, how, ended) {
+            (LoopMode::Track, Ended::Finished, Some(t)) => self.current = Some(t),
+            (LoopMode::Queue, Ended::Finished | Ended::Skipped, Some(t)) => {
+                self.upcoming.push_back(t);
+                self.current = self.upcoming.pop_front();
+            }
+            _ => self.current = self.upcoming.pop_front(),
+        }
+        self.current.as_ref()
+    }
+
+    /// Empties everything (`/stop`).
+    pub fn clear(&mut self) {
+        self.current = None;
+        self.upcoming.clear();
+    }
+
+    pub fn shuffle(&mut self, mut rand_below: impl FnMut(usize) -> usize) {
+        let q = self.upcoming.make_contiguous();
+        for i in (1..q.len()).rev() {
+            q.swap(i, rand_below(i + 1));
+        }
+    }
+
+    /// Removes the upcoming track at a 1-based position, as `/queue` numbers them.
+    pub fn remove(&mut self, position: usize) -> Result<Track, QueueError> {
+        let len = self.upcoming.len();
+        position
+            .checked_sub(1)
+            .and_then(|i| self.upcoming.remove(i))
+            .ok_or(QueueError::NoSuchTrack { index: position, len })
+    }
+
+    /// Page `number` (1-based, clamped) of the upcoming tracks.
+    pub fn page(&self, number: usize, per_page: usize) -> Page<'_> {
+        let per_page = per_page.max(1);
+        let pages = self.upcoming.len().div_ceil(per_page).max(1);
+        let number = number.clamp(1, pages);
+        let tracks = self
+            .upcoming
+            .iter()
+            .enumerate()
+            .skip((number - 1) * per_page)
+            .take(per_page)
+            .map(|(i, t)| (i + 1, t))
+            .collect();
+        Page { number, pages, tracks }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn track(id: u64) -> Track {
+        Track {
+            id,
+            title: format!("t{id}"),
+            source: Source::Http(format!("http://x/{id}.mp3")),
+            duration: None,
+            requested_by: 1,
+            text_channel: 2,
+        }
+    }
+
+    fn queue(ids: &[u64]) -> Queue {
+        let mut q = Queue::new(100);
+        for id in ids {
+            q.push(track(*id)).unwrap();
+        }
+        q
+    }
+
+    fn ids(q: &Queue) -> (Option<u64>, Vec<u64>) {
+        (q.current().map(|t| t.id), q.upcoming().map(|t| t.id).collect())
+    }
+
+    #[test]
+    fn the_first_track_plays_at_once_the_rest_wait_in_line() {
+        let mut q = Queue::new(100);
+        assert_eq!(q.push(track(1)), Ok(0));
+        assert_eq!(q.push(track(2)), Ok(1));
+        assert_eq!(q.push(track(3)), Ok(2));
+        assert_eq!(ids(&q), (Some(1), vec![2, 3]));
+    }
+
+    #[test]
+    fn without_loop_tracks_play_once() {
+        let mut q = queue(&[1, 2]);
+        assert_eq!(q.advance(Ended::Finished).map(|t| t.id), Some(2));
+        assert_eq!(q.advance(Ended::Finished).map(|t| t.id), None);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn track_loop_repeats_until_skipped_and_never_repeats_a_failure() {
+        let mut q = queue(&[1, 2, 3]);
+        q.loop_mode = LoopMode::Track;
+        assert_eq!(q.advance(Ended::Finished).map(|t| t.id), Some(1));
+        assert_eq!(q.advance(Ended::Skipped).map(|t| t.id), Some(2));
+        assert_eq!(q.advance(Ended::Failed).map(|t| t.id), Some(3));
+    }
+
+    #[test]
+    fn queue_loop_cycles_and_keeps_skipped_tracks() {
+        let mut q = queue(&[1, 2]);
+        q.loop_mode = LoopMode::Queue;
+        assert_eq!(q.advance(Ended::Finished).map(|t| t.id), Some(2));
+        assert_eq!(q.advance(Ended::Skipped).map(|t| t.id), Some(1));
+        assert_eq!(ids(&q), (Some(1), vec![2]));
+        assert_eq!(q.advance(Ended::Failed).map(|t| t.id), Some(2), "a failed track leaves the loop");
+        assert_eq!(ids(&q), (Some(2), vec![]));
+        assert_eq!(q.advance(Ended::Finished).map(|t| t.id), Some(2), "a queue of one loops on itself");
+    }
+
+    #[test]
+    fn the_limit_counts_the_playing_track() {
+        let mut q = Queue::new(2);
+        q.push(track(1)).unwrap();
+        q.push(track(2)).unwrap();
+        assert_eq!(q.push(track(3)), Err(QueueError::Full(2)));
+    }
+
+    #[test]
+    fn remove_is_one_based_and_checked() {
+        let mut q = queue(&[1, 2, 3]);
+        assert_eq!(q.remove(2).map(|t| t.id), Ok(3));
+        assert_eq!(q.remove(0), Err(QueueError::NoSuchTrack { index: 0, len: 1 }));
+        assert_eq!(q.remove(5), Err(QueueError::NoSuchTrack { index: 5, len: 1 }));
+        assert_eq!(ids(&q), (Some(1), vec![2]));
+    }
+
+    #[test]
+    fn shuffle_permutes_only_the_upcoming_tracks() {
+        let mut q = queue(&[1, 2, 3, 4, 5]);
+        q.shuffle(|_| 0);
+        let (current, mut rest) = ids(&q);
+        assert_eq!(current, Some(1));
+        assert_ne!(rest, vec![2, 3, 4, 5]);
+        rest.sort();
+        assert_eq!(rest, vec![2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn pages_are_numbered_and_clamped() {
+        let q = queue(&(1..=26).collect::<Vec<_>>());
+        let p = q.page(1, 10);
+        assert_eq!((p.number, p.pages, p.tracks.len(), p.tracks[0].0, p.tracks[0].1.id), (1, 3, 10, 1, 2));
+        let p = q.page(9, 10);
+        assert_eq!((p.number, p.tracks.len(), p.tracks[4].0), (3, 5, 25));
+        let empty = Queue::new(5);
+        assert_eq!((empty.page(1, 10).pages, empty.page(1, 10).tracks.len()), (1, 0));
+    }
+}

@@ -1,0 +1,125 @@
+//! Command registration and what a user gets for a mistake.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn commands_are_registered_once_and_not_again_on_restart() -> anyhow::Result<()> {
+    let sim = world().start().await?;
+    let token = token_for(APP);
+    let puts = |sim: &testkit::discord::DiscordSim| {
+        sim.requests().iter().filter(|r| r.method == "PUT" && r.route().contains("/commands")).count()
+    };
+    let gets = |sim: &testkit::discord::DiscordSim| {
+        sim.requests().iter().filter(|r| r.method == "GET" && r.route().contains("/commands")).count()
+    };
+
+    let mut first = BotProcess::start(&sim, Launch::bot(APP)).await?;
+    first.wait_ready().await?;
+    eventually("commandsDeployed", WAIT, async || {
+        first.json("/status").await.ok().filter(|s| s["commandsDeployed"] == true)
+    })
+    .await?;
+    assert_eq!(puts(&sim), 1, "the first start overwrites once");
+    let names: Vec<String> =
+        sim.bot(&token).commands(None).iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
+    for n in [
+        "play",
+        "skip",
+        "stop",
+        "pause",
+        "resume",
+        "queue",
+        "nowplaying",
+        "volume",
+        "loop",
+        "shuffle",
+        "remove",
+        "seek",
+        "leave",
+    ] {
+        assert!(names.contains(&n.to_string()), "/{n} registered globally: {names:?}");
+    }
+    drop(first);
+
+    let reads_before = gets(&sim);
+    let mut second = BotProcess::start(&sim, Launch::bot(APP)).await?;
+    second.wait_ready().await?;
+    eventually("the restarted bot to read its commands", WAIT, async || (gets(&sim) > reads_before).then_some(()))
+        .await?;
+    eventually("commandsDeployed", WAIT, async || {
+        second.json("/status").await.ok().filter(|s| s["commandsDeployed"] == true)
+    })
+    .await?;
+    assert_eq!(puts(&sim), 1, "unchanged commands are not overwritten on restart");
+    Ok(())
+}
+
+#[tokio::test]
+async fn guild_ids_register_guild_commands_and_the_cli_clears_them() -> anyhow::Result<()> {
+    let sim = world().start().await?;
+    let token = token_for(APP);
+    let mut bot = BotProcess::start(&sim, Launch::bot(APP).env("MUSICBOT_GUILD_IDS", GUILD.to_string())).await?;
+    bot.wait_ready().await?;
+    eventually("guild commands", WAIT, async || (sim.bot(&token).commands(Some(GUILD)).len() == 13).then_some(()))
+        .await?;
+    assert!(sim.bot(&token).commands(None).is_empty(), "nothing global");
+    drop(bot);
+
+    // `bot-runner commands clear --client-id X --guild G`, the seed's clear script.
+    let mut clear = BotProcess::start(
+        &sim,
+        Launch::bot(APP).args(&["commands", "clear", "--client-id", &APP.to_string(), "--guild", &GUILD.to_string()]),
+    )
+    .await?;
+    let status = clear.wait_exit(WAIT).await?;
+    assert!(status.success(), "{}", clear.logs());
+    assert!(clear.logs().contains("commands cleared"), "{}", clear.logs());
+    assert!(sim.bot(&token).commands(Some(GUILD)).is_empty());
+
+    let mut deploy = BotProcess::start(&sim, Launch::bot(APP).args(&["commands", "deploy"])).await?;
+    assert!(deploy.wait_exit(WAIT).await?.success(), "{}", deploy.logs());
+    assert_eq!(sim.bot(&token).commands(None).len(), 13, "deploy without --guild is global");
+    let mut again = BotProcess::start(&sim, Launch::bot(APP).args(&["commands", "deploy"])).await?;
+    assert!(again.wait_exit(WAIT).await?.success());
+    assert!(again.logs().contains("already up to date"), "{}", again.logs());
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_arguments_get_a_polite_ephemeral_reply() -> anyhow::Result<()> {
+    let sim = world().start().await?;
+    let tones = Tones::start().await?;
+    let mut bot = BotProcess::start(&sim, Launch::bot(APP)).await?;
+    bot.wait_ready().await?;
+    let b = sim.bot(&bot.token);
+    let playing = b.inject_interaction(play(&tones.wav(440, 60)))?;
+    sim.wait_reply(playing.id, WAIT).await?;
+
+    let cases = [
+        (cmd("volume").option("level", 500), "0 to 200"),
+        (cmd("seek").option("position", "soon"), "`soon`"),
+        (cmd("remove").option("position", 99), "no track 99"),
+        (cmd("loop").option("mode", 7), "pick from the choices"),
+        (cmd("queue").option("page", -1), "Pages start at 1"),
+        (play("   "), "URL or some words"),
+        (play("http://"), "URL"),
+        (testkit::discord::SlashCommand::new(GUILD, TEXT, BOB, "skip"), "Join me in"),
+        (
+            testkit::discord::SlashCommand::new(GUILD, TEXT, BOB, "play").option("query", "anything"),
+            "Join a voice channel",
+        ),
+    ];
+    for (c, want) in cases {
+        let name = c.clone();
+        let i = b.inject_interaction(c)?;
+        let r = sim.wait_reply(i.id, WAIT).await?;
+        assert!(r.ephemeral(), "{name:?}: the reply is for the caller alone: {r:?}");
+        assert!(r.text().contains(want), "{name:?}: {:?} should mention {want:?}", r.text());
+    }
+    // Still playing: mistakes change nothing.
+    let heard = b.wait_for_audio(GUILD, 1.0, Duration::from_secs(20)).await?;
+    assert!(near(heard.dominant_hz, 440.0));
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! bot-runner end to end: the real binary against the Discord simulator (audio decoded
+//! and measured), SecantusDB for guild tracking, and its HTTP endpoints.
+
+mod commands;
+mod controls;
+mod fleet;
+mod playback;
+mod process;
+mod resilience;
+mod support;
+mod tracking;

@@ -1,0 +1,75 @@
+//! The process as the kubelet sees it: probes, metrics, SIGTERM, and a token that never
+//! leaks (log, HTTP answers, metrics, argv).
+
+use std::time::Duration;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn probes_metrics_and_a_graceful_sigterm() -> anyhow::Result<()> {
+    let sim = world().start().await?;
+    let tones = Tones::start().await?;
+    let mut bot = BotProcess::start(&sim, Launch::bot(APP).env("MUSICBOT_BOT_NAME", "Radio")).await?;
+    bot.wait_ready().await?;
+    let b = sim.bot(&bot.token);
+
+    let (code, health) = bot.get("/health").await?;
+    assert_eq!(code, 200, "{health}");
+    let health: serde_json::Value = serde_json::from_str(&health)?;
+    assert_eq!((health["status"].as_str(), health["activeBots"].as_u64()), (Some("ok"), Some(1)));
+
+    let i = b.inject_interaction(play(&tones.wav(440, 60)))?;
+    sim.wait_reply(i.id, WAIT).await?;
+    b.wait_for_audio(GUILD, 1.0, WAIT).await?;
+
+    let status = bot.json("/status").await?;
+    assert_eq!((status["guilds"].as_u64(), status["voiceConnections"].as_u64()), (Some(1), Some(1)), "{status}");
+    assert!(status["users"].as_u64() >= Some(2), "Alice and Bob at least (Discord counts the bot too): {status}");
+    assert_eq!(status["gatewayConnected"], true);
+    assert_eq!(status["shard"], serde_json::json!({"id": 0, "count": 1}));
+    let metrics = bot.get("/metrics").await?.1;
+    for series in [
+        format!("musicbot_guilds{{bot=\"{APP}\"}} 1"),
+        format!("musicbot_voice_connections{{bot=\"{APP}\"}} 1"),
+        format!("musicbot_gateway_connected{{bot=\"{APP}\"}} 1"),
+        format!("musicbot_tracks_started_total{{bot=\"{APP}\"}} 1"),
+        "musicbot_gateway_latency_seconds".to_string(),
+        format!("musicbot_command_duration_seconds_count{{bot=\"{APP}\",command=\"play\",outcome=\"ok\"}} 1"),
+    ] {
+        assert!(metrics.contains(&series), "{series} missing from\n{metrics}");
+    }
+    let bots = bot.json("/bots").await?;
+    assert_eq!(bots["bots"][0]["name"], "Radio");
+    assert_eq!(bots["bots"][0]["clientId"], APP.to_string());
+
+    // The token: not in argv, not in any answer, not in the log.
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", bot.pid()))?;
+    assert!(!String::from_utf8_lossy(&cmdline).contains(&bot.token));
+    let secret = bot.token.split('.').next_back().unwrap().to_string();
+    for path in ["/health", "/ready", "/status", "/metrics", "/bots"] {
+        let body = bot.get(path).await?.1;
+        assert!(!body.contains(&bot.token) && !body.contains(&secret), "{path} shows the token");
+    }
+
+    let (status, took) = bot.terminate().await?;
+    assert!(status.success(), "exit status {status}:\n{}", bot.logs());
+    assert!(took < Duration::from_secs(20), "exited within the grace period: {took:?}");
+    assert_eq!(sim.guild(GUILD).unwrap().voice_channel_of(APP), None, "left voice before exiting");
+    b.wait_disconnected(WAIT).await?;
+    let logs = bot.logs();
+    assert!(logs.contains("SIGTERM received") && logs.contains("bye"), "{logs}");
+    assert!(!logs.contains(&bot.token) && !logs.contains(&secret), "the token reached the log");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_missing_token_is_a_clear_error() -> anyhow::Result<()> {
+    let sim = world().start().await?;
+    let mut launch = Launch::bot(APP);
+    launch.token = "   ".into();
+    let mut bot = BotProcess::start(&sim, launch).await?;
+    let status = bot.wait_exit(WAIT).await?;
+    assert!(!status.success());
+    assert!(bot.logs().contains("the bot token is empty"), "{}", bot.logs());
+    Ok(())
+}

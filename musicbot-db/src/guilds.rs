@@ -1,0 +1,126 @@
+//! `ServerMusicBotDB` upkeep from a bot's point of view: the guilds it joins and leaves,
+//! and `MusicBotDB.guildCount`. Writes are idempotent so a replayed GUILD_CREATE (every
+//! gateway (re)connect sends one per guild) changes nothing.
+
+use chrono::Utc;
+use futures::TryStreamExt;
+use mongodb::bson::{Bson, DateTime, Document, doc, oid::ObjectId};
+use mongodb::{Collection, Database};
+
+use crate::records::{AssignmentStatus, BotRecord, Collections};
+
+#[derive(Clone, Debug)]
+pub struct GuildTracker {
+    bots: Collection<Document>,
+    guilds: Collection<Document>,
+    bot_id: ObjectId,
+}
+
+impl GuildTracker {
+    pub fn new(db: &Database, collections: &Collections, bot_id: ObjectId) -> Self {
+        Self { bots: db.collection(&collections.bots), guilds: db.collection(&collections.guilds), bot_id }
+    }
+
+    /// The tracker of the bot with this client id, or `None` when the database has no record
+    /// of it (a bot applied by hand: it runs, untracked).
+    pub async fn for_client(
+        db: &Database,
+        collections: &Collections,
+        client_id: &str,
+    ) -> mongodb::error::Result<Option<Self>> {
+        let found = db.collection::<Document>(&collections.bots).find_one(doc! {"clientId": client_id}).await?;
+        Ok(found.and_then(|d| d.get_object_id("_id").ok()).map(|id| Self::new(db, collections, id)))
+    }
+
+    pub fn bot_id(&self) -> ObjectId {
+        self.bot_id
+    }
+
+    /// The bot is in `guild`: its entry becomes ACTIVE. `activatedAt` marks the transition,
+    /// so it is kept when the entry was already active; a pending invite is fulfilled here.
+    pub async fn joined(&self, guild: u64) -> mongodb::error::Result<()> {
+        let now = DateTime::from_chrono(Utc::now());
+        let filter = doc! {"serverId": guild.to_string(), "musicBotId": self.bot_id};
+        let already = doc! {"status": AssignmentStatus::Active.as_str()};
+        let mut f = filter.clone();
+        f.extend(already);
+        if self.guilds.find_one(f).await?.is_some() {
+            return Ok(());
+        }
+        self.guilds
+            .update_one(
+                filter,
+                doc! {
+                    "$set": {"status": AssignmentStatus::Active.as_str(), "activatedAt": now, "removedAt": Bson::Null, "updatedAt": now},
+                    "$setOnInsert": {"createdAt": now},
+                },
+            )
+            .upsert(true)
+            .await?;
+        Ok(())
+    }
+
+    /// The bot left `guild` (or was kicked): REMOVED with `removedAt`.
+    pub async fn left(&self, guild: u64) -> mongodb::error::Result<()> {
+        let now = DateTime::from_chrono(Utc::now());
+        self.guilds
+            .update_one(
+                doc! {"serverId": guild.to_string(), "musicBotId": self.bot_id, "status": {"$ne": AssignmentStatus::Removed.as_str()}},
+                doc! {"$set": {"status": AssignmentStatus::Removed.as_str(), "removedAt": now, "updatedAt": now}},
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// After READY: entries ACTIVE in the database for guilds this shard no longer sees were
+    /// left while the bot was offline. `owns` says which guilds belong to this shard.
+    pub async fn reconcile(&self, present: &[u64], owns: impl Fn(u64) -> bool) -> mongodb::error::Result<Vec<u64>> {
+        for g in present {
+            self.joined(*g).await?;
+        }
+        let mut gone = Vec::new();
+        let mut active = self
+            .guilds
+            .find(doc! {"musicBotId": self.bot_id, "status": AssignmentStatus::Active.as_str()})
+            .projection(doc! {"serverId": 1})
+            .await?;
+        while let Some(d) = active.try_next().await? {
+            if let Some(g) = d.get_str("serverId").ok().and_then(|s| s.parse::<u64>().ok())
+                && owns(g)
+                && !present.contains(&g)
+            {
+                gone.push(g);
+            }
+        }
+        for g in &gone {
+            self.left(*g).await?;
+        }
+        Ok(gone)
+    }
+
+    /// Sets `guildCount` from the ACTIVE entries, which every shard's process keeps, so the
+    /// count is right however the bot is sharded.
+    pub async fn refresh_guild_count(&self) -> mongodb::error::Result<u64> {
+        let n = self
+            .guilds
+            .count_documents(doc! {"musicBotId": self.bot_id, "status": AssignmentStatus::Active.as_str()})
+            .await?;
+        self.bots
+            .update_one(
+                doc! {"_id": self.bot_id},
+                doc! {"$set": {"guildCount": n as i64, "updatedAt": DateTime::now()}},
+            )
+            .await?;
+        Ok(n)
+    }
+}
+
+/// Every `MusicBotDB` document, parsed; malformed ones come back as errors beside their id
+/// so the caller can skip them and go on.
+pub async fn all_bots(
+    db: &Database,
+    collections: &Collections,
+) -> mongodb::error::Result<Vec<(Option<ObjectId>, Result<BotRecord, crate::RecordError>)>> {
+    let docs: Vec<Document> = db.collection::<Document>(&collections.bots).find(doc! {}).await?.try_collect().await?;
+    Ok(docs.iter().map(|d| (d.get_object_id("_id").ok(), BotRecord::from_document(d))).collect())
+}

@@ -1,0 +1,14 @@
+//! The fleet's MongoDB data, shared by the operator (sync, assignment, CLI) and bot-runner
+//! (guild tracking, multi-bot mode, command scripts).
+//!
+//! Collections and field names follow the seed's Prisma models, so an existing database
+//! works unchanged: `MusicBotDB` (one document per bot) and `ServerMusicBotDB` (which bot
+//! serves which guild).
+
+pub mod cipher;
+pub mod guilds;
+pub mod records;
+
+pub use cipher::{CipherError, TokenCipher};
+pub use guilds::GuildTracker;
+pub use records::{AssignmentStatus, BotRecord, Collections, RecordError};

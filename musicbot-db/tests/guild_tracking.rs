@@ -1,0 +1,59 @@
+//! Guild tracking against a real MongoDB-protocol server (SecantusDB).
+
+use mongodb::bson::{Document, doc, oid::ObjectId};
+use musicbot_db::{Collections, GuildTracker};
+use testkit::mongo::MongoServer;
+
+#[tokio::test]
+async fn join_leave_and_guild_count_follow_the_seed_schema() -> anyhow::Result<()> {
+    let server = MongoServer::shared().await;
+    let client = server.client().await?;
+    let db = client.database(&MongoServer::database_name("tracking"));
+    let cols = Collections::default();
+    let bot_id = ObjectId::new();
+    db.collection::<Document>("MusicBotDB")
+        .insert_one(doc! {"_id": bot_id, "name": "Music Bot #1", "clientId": "123456789012345678", "token": "x", "isActive": true, "guildCount": 0})
+        .await?;
+    let tracker = GuildTracker::for_client(&db, &cols, "123456789012345678").await?.expect("the record is found");
+    assert!(GuildTracker::for_client(&db, &cols, "999999999999999999").await?.is_none());
+    let guilds = db.collection::<Document>("ServerMusicBotDB");
+    // A pending invite written by guild assignment becomes ACTIVE when the bot joins.
+    guilds.insert_one(doc! {"serverId": "111", "musicBotId": bot_id, "status": "PENDING_INVITE"}).await?;
+
+    tracker.joined(111).await?;
+    tracker.joined(222).await?;
+    let first = guilds.find_one(doc! {"serverId": "222"}).await?.unwrap();
+    tracker.joined(222).await?; // a replayed GUILD_CREATE
+    let again = guilds.find_one(doc! {"serverId": "222"}).await?.unwrap();
+    assert_eq!(
+        first.get_datetime("activatedAt")?,
+        again.get_datetime("activatedAt")?,
+        "activatedAt marks the transition"
+    );
+    assert_eq!(guilds.count_documents(doc! {"serverId": "222"}).await?, 1);
+    let pending = guilds.find_one(doc! {"serverId": "111"}).await?.unwrap();
+    assert_eq!(pending.get_str("status")?, "ACTIVE");
+    assert_eq!(tracker.refresh_guild_count().await?, 2);
+
+    tracker.left(111).await?;
+    let removed = guilds.find_one(doc! {"serverId": "111"}).await?.unwrap();
+    assert_eq!(removed.get_str("status")?, "REMOVED");
+    assert!(removed.get_datetime("removedAt").is_ok());
+    assert_eq!(tracker.refresh_guild_count().await?, 1);
+    let bot = db.collection::<Document>("MusicBotDB").find_one(doc! {"_id": bot_id}).await?.unwrap();
+    assert_eq!(bot.get_i64("guildCount")?, 1);
+
+    // Offline while removed from 222 and added to 333: reconcile after READY catches up,
+    // leaving guilds of other shards alone.
+    tracker.joined(444).await?;
+    let gone = tracker.reconcile(&[333], |g| g != 444).await?;
+    assert_eq!(gone, vec![222]);
+    let status = |g: &'static str| {
+        let guilds = guilds.clone();
+        async move { guilds.find_one(doc! {"serverId": g}).await.unwrap().unwrap().get_str("status").unwrap().to_string() }
+    };
+    assert_eq!(status("222").await, "REMOVED");
+    assert_eq!(status("333").await, "ACTIVE");
+    assert_eq!(status("444").await, "ACTIVE", "another shard's guild is not touched");
+    Ok(())
+}
