@@ -2,6 +2,8 @@
 //! from the Rust types, and the controller running in-process on one namespace.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod chart;
+
 use base64::Engine;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
