@@ -65,6 +65,8 @@ async fn main() -> Result<()> {
         builder = builder.bot(guilds.iter().fold(BotSpec::new(t), |b, g| b.in_guild(g.id)));
     }
     let sim = Arc::new(builder.start().await?);
+    // Something to play without the internet: bot-runner fetches these like any audio file.
+    let tones = testkit::tones::ToneServer::start().await?;
 
     println!("Discord simulator running.");
     println!("  API base (HttpBuilder::proxy): {}", sim.api_url());
@@ -86,7 +88,8 @@ async fn main() -> Result<()> {
             g.id + 11
         );
     }
-    println!("Type a slash command to send it from alice in the first guild, e.g. `/play query:440hz`;");
+    println!("  test tones:                    {} (any Hz and seconds in the path)", tones.wav(440, 30));
+    println!("Type a slash command to send it from alice in the first guild, e.g. `/play query:{}`;", tones.wav(440, 30));
     println!("`@TOKEN /cmd ...` picks a bot. Ctrl-C stops.");
 
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
