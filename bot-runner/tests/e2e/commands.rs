@@ -2,6 +2,11 @@
 
 use std::time::Duration;
 
+use mongodb::bson::{Document, doc};
+use musicbot_db::TokenCipher;
+use testkit::discord::DiscordSim;
+use testkit::mongo::MongoServer;
+
 use crate::support::*;
 
 #[tokio::test]
@@ -121,5 +126,52 @@ async fn bad_arguments_get_a_polite_ephemeral_reply() -> anyhow::Result<()> {
     // Still playing: mistakes change nothing.
     let heard = b.wait_for_audio(GUILD, 1.0, Duration::from_secs(20)).await?;
     assert!(near(heard.dominant_hz, 440.0));
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_command_scripts_cover_every_bot_in_mongodb() -> anyhow::Result<()> {
+    let (app2, retired) = (APP + 1, APP + 2);
+    let sim = DiscordSim::builder()
+        .guild(guild())
+        .bot(bot_spec(APP).in_guild(GUILD))
+        .bot(bot_spec(app2).in_guild(GUILD))
+        .bot(bot_spec(retired).in_guild(GUILD))
+        .start()
+        .await?;
+    let mongo = MongoServer::shared().await;
+    let db_name = MongoServer::database_name("scripts");
+    let db = mongo.client().await?.database(&db_name);
+    let key = TokenCipher::generate_key();
+    let cipher = TokenCipher::from_key_material(key.as_bytes())?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("key"), &key)?;
+    db.collection::<Document>("MusicBotDB")
+        .insert_many([
+            doc! {"name": "One", "clientId": APP.to_string(), "token": token_for(APP), "isActive": true},
+            doc! {"name": "Two", "clientId": app2.to_string(), "token": cipher.encrypt(&app2.to_string(), &token_for(app2)), "isActive": true},
+            doc! {"name": "Retired", "clientId": retired.to_string(), "token": token_for(retired), "isActive": false},
+        ])
+        .await?;
+    let uri = format!("mongodb://127.0.0.1:{}/{db_name}?directConnection=true", mongo.port());
+    let run = async |args: &[&str]| -> anyhow::Result<String> {
+        let mut launch = Launch::bot(APP).args(args).env("MUSICBOT_MONGODB_URI", uri.clone());
+        launch.token_file = false;
+        launch = launch.env("MUSICBOT_TOKEN_KEY_FILE", dir.path().join("key").to_str().unwrap());
+        let mut p = BotProcess::start(&sim, launch).await?;
+        let status = p.wait_exit(WAIT).await?;
+        anyhow::ensure!(status.success(), "{args:?} failed:\n{}", p.logs());
+        Ok(p.logs())
+    };
+    let count = |app: u64| sim.bot(&token_for(app)).commands(None).len();
+
+    let out = run(&["commands", "deploy"]).await?;
+    assert!(out.contains("One (") && out.contains("Two ("), "{out}");
+    assert_eq!((count(APP), count(app2), count(retired)), (13, 13, 0), "every active bot, and only those");
+
+    let out = run(&["commands", "clear", "--client-id", &app2.to_string()]).await?;
+    assert!(out.contains("Two (") && !out.contains("One ("), "{out}");
+    assert_eq!((count(APP), count(app2)), (13, 0), "one bot by client id");
+    assert!(!out.contains(&token_for(APP)) && !out.contains(&token_for(app2)));
     Ok(())
 }

@@ -79,14 +79,16 @@ impl Drop for BotProcess {
 }
 
 pub struct Launch<'a> {
+    /// Written to the token file, unless `None` (then no MUSICBOT_TOKEN_FILE is set).
     pub token: String,
+    pub token_file: bool,
     pub args: Vec<String>,
     pub env: Vec<(&'a str, String)>,
 }
 
 impl<'a> Launch<'a> {
     pub fn bot(app: u64) -> Self {
-        Self { token: token_for(app), args: vec!["run".into()], env: Vec::new() }
+        Self { token: token_for(app), token_file: true, args: vec!["run".into()], env: Vec::new() }
     }
 
     pub fn env(mut self, k: &'a str, v: impl Into<String>) -> Self {
@@ -111,7 +113,6 @@ impl BotProcess {
         cmd.args(&launch.args)
             .env_remove("DISCORD_TOKEN")
             .env_remove("MUSICBOT_MONGODB_URI")
-            .env("MUSICBOT_TOKEN_FILE", &token_file)
             .env("MUSICBOT_DISCORD_API_URL", sim.api_url())
             .env("MUSICBOT_HTTP_HOST", "127.0.0.1")
             .env("MUSICBOT_HTTP_PORT", port.to_string())
@@ -124,6 +125,11 @@ impl BotProcess {
             .stdout(Stdio::from(std::fs::File::create(&log)?))
             .stderr(Stdio::from(std::fs::OpenOptions::new().append(true).open(&log)?))
             .kill_on_drop(true);
+        if launch.token_file {
+            cmd.env("MUSICBOT_TOKEN_FILE", &token_file);
+        } else {
+            cmd.env_remove("MUSICBOT_TOKEN_FILE");
+        }
         for (k, v) in &launch.env {
             cmd.env(k, v);
         }
