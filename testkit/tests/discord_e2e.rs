@@ -20,31 +20,6 @@ use testkit::discord::{SimTls, SlashCommand};
 
 const TONE_HZ: f64 = 440.0;
 
-/// A WAV file in memory: 16-bit stereo PCM at 48 kHz.
-fn wav_tone(hz: f64, seconds: f64) -> Vec<u8> {
-    let frames = (seconds * 48_000.0) as u32;
-    let data_len = frames * 4;
-    let mut wav = Vec::with_capacity(44 + data_len as usize);
-    wav.extend_from_slice(b"RIFF");
-    wav.extend_from_slice(&(36 + data_len).to_le_bytes());
-    wav.extend_from_slice(b"WAVEfmt ");
-    wav.extend_from_slice(&16u32.to_le_bytes());
-    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    wav.extend_from_slice(&2u16.to_le_bytes()); // channels
-    wav.extend_from_slice(&48_000u32.to_le_bytes());
-    wav.extend_from_slice(&(48_000u32 * 4).to_le_bytes()); // byte rate
-    wav.extend_from_slice(&4u16.to_le_bytes()); // block align
-    wav.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
-    wav.extend_from_slice(b"data");
-    wav.extend_from_slice(&data_len.to_le_bytes());
-    for i in 0..frames {
-        let s = (0.4 * (2.0 * std::f64::consts::PI * hz * f64::from(i) / 48_000.0).sin() * f64::from(i16::MAX)) as i16;
-        wav.extend_from_slice(&s.to_le_bytes());
-        wav.extend_from_slice(&s.to_le_bytes());
-    }
-    wav
-}
-
 /// The smallest music bot: `/play` joins the caller's voice channel and plays the tone.
 struct ToneBot;
 
@@ -67,7 +42,7 @@ impl EventHandler for ToneBot {
             Some(channel) => {
                 let manager = songbird::get(&ctx).await.expect("songbird is registered");
                 let call = manager.join(guild_id, channel).await.expect("joining voice");
-                call.lock().await.play_input(Input::from(wav_tone(TONE_HZ, 4.0)));
+                call.lock().await.play_input(Input::from(testkit::tones::wav(TONE_HZ, 4.0)));
                 format!("Playing a {TONE_HZ} Hz tone")
             }
             None => "Join a voice channel first".to_string(),

@@ -94,10 +94,7 @@ async fn guild_ids_register_guild_commands_and_the_cli_clears_them() -> anyhow::
 
 #[tokio::test]
 async fn bad_arguments_get_a_polite_ephemeral_reply() -> anyhow::Result<()> {
-    let sim = world().start().await?;
-    let tones = Tones::start().await?;
-    let mut bot = BotProcess::start(&sim, Launch::bot(APP)).await?;
-    bot.wait_ready().await?;
+    let Scene { sim, tones, bot } = Scene::start(Launch::bot(APP)).await?;
     let b = sim.bot(&bot.token);
     let playing = b.inject_interaction(play(&tones.wav(440, 60)))?;
     sim.wait_reply(playing.id, WAIT).await?;

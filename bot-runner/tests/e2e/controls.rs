@@ -20,10 +20,7 @@ async fn hear_more(b: &Bot<'_>, more: f64) -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn queued_tracks_play_in_order_and_skip_moves_on() -> anyhow::Result<()> {
-    let sim = world().start().await?;
-    let tones = Tones::start().await?;
-    let mut bot = BotProcess::start(&sim, Launch::bot(APP)).await?;
-    bot.wait_ready().await?;
+    let Scene { sim, tones, bot } = Scene::start(Launch::bot(APP)).await?;
     let b = sim.bot(&bot.token);
 
     assert_eq!(say(&sim, &b, play(&tones.wav(440, 3))).await?, "Playing **3.wav**");
@@ -54,10 +51,7 @@ async fn queued_tracks_play_in_order_and_skip_moves_on() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn pause_resume_and_volume_are_heard() -> anyhow::Result<()> {
-    let sim = world().start().await?;
-    let tones = Tones::start().await?;
-    let mut bot = BotProcess::start(&sim, Launch::bot(APP)).await?;
-    bot.wait_ready().await?;
+    let Scene { sim, tones, bot } = Scene::start(Launch::bot(APP)).await?;
     let b = sim.bot(&bot.token);
 
     say(&sim, &b, play(&tones.wav(440, 60))).await?;
@@ -84,10 +78,7 @@ async fn pause_resume_and_volume_are_heard() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn track_loop_repeats_a_short_track() -> anyhow::Result<()> {
-    let sim = world().start().await?;
-    let tones = Tones::start().await?;
-    let mut bot = BotProcess::start(&sim, Launch::bot(APP)).await?;
-    bot.wait_ready().await?;
+    let Scene { sim, tones, bot } = Scene::start(Launch::bot(APP)).await?;
     let b = sim.bot(&bot.token);
 
     say(&sim, &b, play(&tones.wav(550, 2))).await?;

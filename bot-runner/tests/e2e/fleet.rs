@@ -67,7 +67,13 @@ async fn three_bots_in_one_process_play_at_once() -> anyhow::Result<()> {
     let health = fleet.json("/health").await?;
     assert_eq!((health["status"].as_str(), health["activeBots"].as_u64()), (Some("ok"), Some(3)), "{health}");
     assert!(health["uptime"].as_f64().is_some(), "{health}");
-    let listed = fleet.json("/bots").await?;
+    // Each bot's guild arrives (GUILD_CREATE) just after its READY.
+    let listed = eventually("every bot's guild in /bots", WAIT, async || {
+        fleet.json("/bots").await.ok().filter(|l| {
+            l["bots"].as_array().is_some_and(|b| b.len() == 3 && b.iter().all(|b| b["users"].as_u64() >= Some(3)))
+        })
+    })
+    .await?;
     let mut names: Vec<&str> = listed["bots"].as_array().unwrap().iter().map(|b| b["name"].as_str().unwrap()).collect();
     names.sort();
     assert_eq!(names, ["Music Bot #1", "Music Bot #2", "music-bot-3"], "{listed}");

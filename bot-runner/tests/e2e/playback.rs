@@ -4,10 +4,7 @@ use crate::support::*;
 
 #[tokio::test]
 async fn play_a_served_file_and_hear_it() -> anyhow::Result<()> {
-    let sim = world().start().await?;
-    let tones = Tones::start().await?;
-    let mut bot = BotProcess::start(&sim, Launch::bot(APP)).await?;
-    bot.wait_ready().await?;
+    let Scene { sim, tones, bot } = Scene::start(Launch::bot(APP)).await?;
     let b = sim.bot(&bot.token);
 
     let play = b.inject_interaction(play(&tones.wav(440, 5)))?;
@@ -35,10 +32,7 @@ async fn play_a_served_file_and_hear_it() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn a_page_goes_through_yt_dlp() -> anyhow::Result<()> {
-    let sim = world().start().await?;
-    let tones = Tones::start().await?;
-    let mut bot = BotProcess::start(&sim, Launch::bot(APP)).await?;
-    bot.wait_ready().await?;
+    let Scene { sim, tones, bot } = Scene::start(Launch::bot(APP)).await?;
     let b = sim.bot(&bot.token);
 
     let play = b.inject_interaction(play(&tones.page(660, 6)))?;
@@ -52,10 +46,7 @@ async fn a_page_goes_through_yt_dlp() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn a_failing_source_is_reported_and_the_queue_moves_on() -> anyhow::Result<()> {
-    let sim = world().start().await?;
-    let tones = Tones::start().await?;
-    let mut bot = BotProcess::start(&sim, Launch::bot(APP)).await?;
-    bot.wait_ready().await?;
+    let Scene { sim, tones, bot } = Scene::start(Launch::bot(APP)).await?;
     let b = sim.bot(&bot.token);
 
     // A dead link is caught before it is queued, and said so.

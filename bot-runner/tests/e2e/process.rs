@@ -7,10 +7,7 @@ use crate::support::*;
 
 #[tokio::test]
 async fn probes_metrics_and_a_graceful_sigterm() -> anyhow::Result<()> {
-    let sim = world().start().await?;
-    let tones = Tones::start().await?;
-    let mut bot = BotProcess::start(&sim, Launch::bot(APP).env("MUSICBOT_BOT_NAME", "Radio")).await?;
-    bot.wait_ready().await?;
+    let Scene { sim, tones, mut bot } = Scene::start(Launch::bot(APP).env("MUSICBOT_BOT_NAME", "Radio")).await?;
     let b = sim.bot(&bot.token);
 
     let (code, health) = bot.get("/health").await?;
@@ -18,9 +15,7 @@ async fn probes_metrics_and_a_graceful_sigterm() -> anyhow::Result<()> {
     let health: serde_json::Value = serde_json::from_str(&health)?;
     assert_eq!((health["status"].as_str(), health["activeBots"].as_u64()), (Some("ok"), Some(1)));
 
-    let i = b.inject_interaction(play(&tones.wav(440, 60)))?;
-    sim.wait_reply(i.id, WAIT).await?;
-    b.wait_for_audio(GUILD, 1.0, WAIT).await?;
+    start_playing(&sim, &b, &tones).await?;
 
     let status = bot.json("/status").await?;
     assert_eq!((status["guilds"].as_u64(), status["voiceConnections"].as_u64()), (Some(1), Some(1)), "{status}");

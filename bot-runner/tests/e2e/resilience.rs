@@ -6,14 +6,9 @@ use crate::support::*;
 
 #[tokio::test]
 async fn a_dropped_gateway_reconnects_and_the_music_keeps_playing() -> anyhow::Result<()> {
-    let sim = world().start().await?;
-    let tones = Tones::start().await?;
-    let mut bot = BotProcess::start(&sim, Launch::bot(APP)).await?;
-    bot.wait_ready().await?;
+    let Scene { sim, tones, bot } = Scene::start(Launch::bot(APP)).await?;
     let b = sim.bot(&bot.token);
-    let i = b.inject_interaction(play(&tones.wav(440, 60)))?;
-    sim.wait_reply(i.id, WAIT).await?;
-    b.wait_for_audio(GUILD, 1.0, WAIT).await?;
+    start_playing(&sim, &b, &tones).await?;
 
     b.drop_gateway();
     b.wait_connections(2, WAIT).await?;
@@ -31,14 +26,9 @@ async fn a_dropped_gateway_reconnects_and_the_music_keeps_playing() -> anyhow::R
 
 #[tokio::test]
 async fn a_dropped_voice_connection_is_resumed_or_rejoined() -> anyhow::Result<()> {
-    let sim = world().start().await?;
-    let tones = Tones::start().await?;
-    let mut bot = BotProcess::start(&sim, Launch::bot(APP)).await?;
-    bot.wait_ready().await?;
+    let Scene { sim, tones, bot } = Scene::start(Launch::bot(APP)).await?;
     let b = sim.bot(&bot.token);
-    let i = b.inject_interaction(play(&tones.wav(440, 60)))?;
-    sim.wait_reply(i.id, WAIT).await?;
-    b.wait_for_audio(GUILD, 1.0, WAIT).await?;
+    start_playing(&sim, &b, &tones).await?;
 
     // The socket dies: songbird resumes the voice session; the RTP stream goes on.
     assert!(b.drop_voice(GUILD), "a voice connection to drop");
@@ -64,14 +54,9 @@ async fn a_dropped_voice_connection_is_resumed_or_rejoined() -> anyhow::Result<(
 
 #[tokio::test]
 async fn an_empty_channel_is_left_after_the_idle_time() -> anyhow::Result<()> {
-    let sim = world().start().await?;
-    let tones = Tones::start().await?;
-    let mut bot = BotProcess::start(&sim, Launch::bot(APP).env("MUSICBOT_IDLE_LEAVE_SECONDS", "2")).await?;
-    bot.wait_ready().await?;
+    let Scene { sim, tones, bot } = Scene::start(Launch::bot(APP).env("MUSICBOT_IDLE_LEAVE_SECONDS", "2")).await?;
     let b = sim.bot(&bot.token);
-    let i = b.inject_interaction(play(&tones.wav(440, 60)))?;
-    sim.wait_reply(i.id, WAIT).await?;
-    b.wait_for_audio(GUILD, 1.0, WAIT).await?;
+    start_playing(&sim, &b, &tones).await?;
     // Playing to a listener is not idle, however long it lasts.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(sim.guild(GUILD).unwrap().voice_channel_of(APP), Some(VOICE), "still there while Alice listens");

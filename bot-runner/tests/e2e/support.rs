@@ -191,6 +191,31 @@ impl BotProcess {
     }
 }
 
+/// The usual scene: the one-guild world, the tone server, and a ready bot.
+pub struct Scene {
+    pub sim: DiscordSim,
+    pub tones: Tones,
+    pub bot: BotProcess,
+}
+
+impl Scene {
+    pub async fn start(launch: Launch<'_>) -> Result<Self> {
+        let sim = world().start().await?;
+        let tones = Tones::start().await?;
+        let mut bot = BotProcess::start(&sim, launch).await?;
+        bot.wait_ready().await?;
+        Ok(Self { sim, tones, bot })
+    }
+}
+
+/// Alice asks for a 60 s 440 Hz tone; returns once a second of it was heard.
+pub async fn start_playing(sim: &DiscordSim, b: &testkit::discord::Bot<'_>, tones: &Tones) -> Result<()> {
+    let i = b.inject_interaction(play(&tones.wav(440, 60)))?;
+    sim.wait_reply(i.id, WAIT).await?;
+    b.wait_for_audio(GUILD, 1.0, WAIT).await?;
+    Ok(())
+}
+
 /// Waits until `f` holds, polling.
 pub async fn eventually<T>(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> Result<T> {
     let deadline = Instant::now() + timeout;
