@@ -19,7 +19,7 @@ use crate::{discord, http, registration};
 
 pub async fn runtime(common: &CommonArgs) -> Result<Runtime> {
     let mongo = match &common.mongodb_uri {
-        Some(uri) => Some((connect(uri).await?, collections(common))),
+        Some(uri) => Some((connect(uri, common.mongodb_database.as_deref()).await?, collections(common))),
         None => None,
     };
     Ok(Runtime {
@@ -39,11 +39,12 @@ fn collections(common: &CommonArgs) -> Collections {
     Collections { bots: common.bots_collection.clone(), guilds: common.guilds_collection.clone() }
 }
 
-/// The database named in the URI, else `musicbot`. The URI may hold a password: errors
-/// never repeat it.
-pub async fn connect(uri: &str) -> Result<mongodb::Database> {
+/// `database`, else the one named in the URI, else `musicbot`. The URI may hold a
+/// password: errors never repeat it.
+pub async fn connect(uri: &str, database: Option<&str>) -> Result<mongodb::Database> {
     let options = mongodb::options::ClientOptions::parse(uri).await.context("parsing the MongoDB URI")?;
-    let name = options.default_database.clone().unwrap_or_else(|| "musicbot".into());
+    let name =
+        database.map(str::to_string).or_else(|| options.default_database.clone()).unwrap_or_else(|| "musicbot".into());
     let client = mongodb::Client::with_options(options).context("configuring the MongoDB client")?;
     Ok(client.database(&name))
 }
@@ -211,7 +212,7 @@ async fn command_targets(args: &CommandsArgs) -> Result<Vec<(String, u64, Token)
     let Some(uri) = &args.mongodb_uri else {
         bail!("no bots: give --token-file (or DISCORD_TOKEN) for one bot, or --mongodb-uri for the fleet");
     };
-    let db = connect(uri).await?;
+    let db = connect(uri, None).await?;
     let cipher = args.token_key_file.as_deref().map(read_key).transpose()?;
     let mut out = Vec::new();
     for (record, token) in active_bots(&db, &Collections::default(), cipher.as_ref()).await? {

@@ -120,6 +120,10 @@ pub struct CommonArgs {
     #[arg(long, env = "MUSICBOT_MONGODB_URI", hide_env_values = true)]
     pub mongodb_uri: Option<String>,
 
+    /// Database of the records (default: the one named in the URI, else "musicbot").
+    #[arg(long, env = "MUSICBOT_MONGODB_DATABASE")]
+    pub mongodb_database: Option<String>,
+
     /// Collection names of the seed's Prisma models.
     #[arg(long, env = "MUSICBOT_BOTS_COLLECTION", default_value = "MusicBotDB")]
     pub bots_collection: String,

@@ -5,10 +5,14 @@
 //! works unchanged: `MusicBotDB` (one document per bot) and `ServerMusicBotDB` (which bot
 //! serves which guild).
 
+pub mod assignment;
 pub mod cipher;
 pub mod guilds;
+pub mod invite;
 pub mod records;
 
+pub use assignment::{AssignError, Assigner, Assignment};
 pub use cipher::{CipherError, TokenCipher};
 pub use guilds::GuildTracker;
+pub use invite::{MUSIC_BOT_PERMISSIONS, invite_url};
 pub use records::{AssignmentStatus, BotRecord, Collections, RecordError};

@@ -1,10 +1,14 @@
 //! Command-line flags of the operator, each with an environment fallback.
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, ValueEnum};
+use std::path::PathBuf;
 use std::time::Duration;
 
+// The flags of `musicbot-operator [run]`. `Parser` (which implies `Args`) so it can be
+// flattened into the CLI and still be inspected on its own (`Config::command()`); no
+// struct-level `#[command]` or doc comment, which would leak into the commands it is
+// flattened into.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "musicbot-operator", version, about = "Runs fleets of Discord music bots on Kubernetes")]
 pub struct Config {
     /// Watch MusicBots in this namespace only (default: every namespace).
     #[arg(long, env = "MUSICBOT_WATCH_NAMESPACE")]
@@ -73,6 +77,76 @@ pub struct Config {
     /// Log filter, in tracing-subscriber's EnvFilter syntax.
     #[arg(long, env = "RUST_LOG", default_value = "info,kube=warn")]
     pub log_filter: String,
+
+    #[command(flatten)]
+    pub mongo: MongoArgs,
+
+    #[command(flatten)]
+    pub sync: SyncArgs,
+}
+
+/// Where the bot records are: shared by the operator and the `bots` commands.
+#[derive(Args, Debug, Clone)]
+pub struct MongoArgs {
+    /// MongoDB connection string of the bot records. Unset: no sync and no guild assignment.
+    // hide_env_values: the URI may hold a password, and --help would print it.
+    #[arg(long, env = "MUSICBOT_MONGODB_URI", hide_env_values = true)]
+    pub mongodb_uri: Option<String>,
+
+    /// Database of the records (default: the one named in the URI, else "musicbot").
+    #[arg(long, env = "MUSICBOT_MONGODB_DATABASE")]
+    pub mongodb_database: Option<String>,
+
+    /// Collection of the bot records (the seed's Prisma model name by default).
+    #[arg(long, env = "MUSICBOT_BOTS_COLLECTION", default_value = "MusicBotDB")]
+    pub bots_collection: String,
+
+    /// Collection of the guild assignments (the seed's Prisma model name by default).
+    #[arg(long, env = "MUSICBOT_GUILDS_COLLECTION", default_value = "ServerMusicBotDB")]
+    pub guilds_collection: String,
+
+    /// File holding the token-encryption key: 32 raw bytes, or their base64.
+    #[arg(long, env = "MUSICBOT_TOKEN_KEY_FILE")]
+    pub token_key_file: Option<PathBuf>,
+}
+
+/// How the sync learns about changes.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Change streams; polling when the server has none.
+    Auto,
+    /// Change streams only.
+    Watch,
+    /// A full read every --sync-poll-interval-seconds.
+    Poll,
+}
+
+/// The MongoDB sync and guild assignment (active when --mongodb-uri is set).
+#[derive(Args, Debug, Clone)]
+pub struct SyncArgs {
+    /// Namespace of the synced Secrets and MusicBots (default: the operator's own namespace, else "default").
+    #[arg(long, env = "MUSICBOT_SYNC_NAMESPACE")]
+    pub sync_namespace: Option<String>,
+
+    /// How the sync follows MongoDB.
+    #[arg(long, env = "MUSICBOT_SYNC_MODE", value_enum, default_value_t = SyncMode::Auto)]
+    pub sync_mode: SyncMode,
+
+    /// Seconds between reads of the whole collection when polling.
+    #[arg(long, env = "MUSICBOT_SYNC_POLL_INTERVAL_SECONDS", default_value_t = 10)]
+    pub sync_poll_interval_seconds: u64,
+
+    /// Seconds between full resyncs while following a change stream (repairs objects deleted by hand).
+    #[arg(long, env = "MUSICBOT_SYNC_RESYNC_INTERVAL_SECONDS", default_value_t = 600)]
+    pub sync_resync_interval_seconds: u64,
+
+    /// Collection (in the records' database) where the sync keeps its change-stream resume token.
+    #[arg(long, env = "MUSICBOT_SYNC_STATE_COLLECTION", default_value = "MusicBotOperatorSync")]
+    pub sync_state_collection: String,
+
+    /// Seconds an assigned bot's invite stays PENDING_INVITE before it becomes FAILED.
+    #[arg(long, env = "MUSICBOT_INVITE_TIMEOUT_SECONDS", default_value_t = 3600)]
+    pub invite_timeout_seconds: u64,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +158,18 @@ pub enum LogFormat {
 impl Config {
     pub fn status_interval(&self) -> Duration {
         Duration::from_secs(self.status_interval_seconds.max(1))
+    }
+
+    /// The namespace this process runs in (from its service account), if in a pod.
+    pub fn own_namespace() -> Option<String> {
+        std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    }
+
+    pub fn sync_namespace(&self) -> String {
+        self.sync.sync_namespace.clone().or_else(Self::own_namespace).unwrap_or_else(|| "default".into())
     }
 
     pub fn identity(&self) -> String {

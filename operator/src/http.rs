@@ -1,12 +1,13 @@
-//! The operator's HTTP server: probes, metrics, and the seed-compatible `/bots` listing.
+//! The operator's HTTP server: probes, metrics, the seed-compatible `/bots` listing and
+//! guild assignment (`POST /assignments`).
 
 use crate::crd::MusicBot;
 use crate::metrics::Metrics;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json};
-use axum::routing::get;
-use axum::{Router, serve};
+use axum::routing::{get, post};
+use axum::{Extension, Router, serve};
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 use serde::Serialize;
@@ -23,12 +24,23 @@ pub struct AppState {
     pub ready: AtomicBool,
 }
 
+/// Guild assignment behind `POST /assignments`; None without MongoDB.
+#[derive(Clone, Default)]
+pub struct Assignments(pub Option<musicbot_db::Assigner>);
+
+/// The routes, with guild assignment answering 503 (no MongoDB).
 pub fn router(state: Arc<AppState>) -> Router {
+    router_with(state, Assignments::default())
+}
+
+pub fn router_with(state: Arc<AppState>, assignments: Assignments) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/bots", get(bots))
+        .route("/assignments", post(crate::assign::create))
+        .layer(Extension(assignments))
         .with_state(state)
 }
 
@@ -37,7 +49,15 @@ pub async fn serve_on(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    serve_router(listener, router(state), shutdown).await
+}
+
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve(listener, router).with_graceful_shutdown(shutdown).await
 }
 
 async fn health(State(s): State<Arc<AppState>>) -> impl IntoResponse {

@@ -1,23 +1,48 @@
 use anyhow::Context as _;
 use clap::Parser;
 use kube::Client;
+use musicbot_db::Assigner;
+use musicbot_operator::cli::{Action, Cli};
 use musicbot_operator::config::Config;
 use musicbot_operator::controller::{self, BotDefaults, Context};
 use musicbot_operator::http::{self, AppState};
 use musicbot_operator::metrics::Metrics;
-use musicbot_operator::{leader, telemetry};
+use musicbot_operator::mongo::Records;
+use musicbot_operator::{assign, leader, sync, telemetry};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
-    telemetry::init(config.log_format, &config.log_filter);
     // Two rustls providers in one process make rustls refuse to pick one: name ours.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    match Cli::parse().action() {
+        Action::Run(config) => run(*config).await,
+        Action::Bots(command) => {
+            telemetry::init(musicbot_operator::config::LogFormat::Text, "warn");
+            musicbot_operator::cli::bots::run(command).await
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    telemetry::init(config.log_format, &config.log_filter);
+
+    // MongoDB is optional: without it the operator runs hand-applied MusicBots only.
+    let records = if config.mongo.configured() {
+        Some(config.mongo.open().await?)
+    } else {
+        if config.mongo.token_key_file.is_some() {
+            warn!("--token-key-file is set but --mongodb-uri is not: no sync, the key is unused");
+        }
+        None
+    };
+    let assigner = records
+        .as_ref()
+        .map(|r| Assigner::new(&r.db, &r.collections, Duration::from_secs(config.sync.invite_timeout_seconds.max(1))));
 
     let client = Client::try_default().await.context("connecting to Kubernetes")?;
     let metrics = Arc::new(Metrics::default());
@@ -45,7 +70,8 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.http_addr))?;
     info!(addr = %listener.local_addr()?, "serving /health /ready /metrics /bots");
-    let server = tokio::spawn(http::serve_on(listener, state.clone(), stopped()));
+    let routes = http::router_with(state.clone(), http::Assignments(assigner.clone()));
+    let server = tokio::spawn(http::serve_router(listener, routes, stopped()));
 
     let mut ctx = Context::new(
         client.clone(),
@@ -59,11 +85,8 @@ async fn main() -> anyhow::Result<()> {
     let ctx = Arc::new(ctx);
 
     if config.leader_election {
-        let ns = config
-            .leader_election_namespace
-            .clone()
-            .or_else(|| std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok())
-            .unwrap_or_else(|| "default".into());
+        let ns =
+            config.leader_election_namespace.clone().or_else(Config::own_namespace).unwrap_or_else(|| "default".into());
         let identity = config.identity();
         let mut leadership =
             leader::campaign(client, ns.trim(), &config.leader_election_lease, &identity, config.lease_seconds)
@@ -84,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
         let stop = stopped();
         let lost_lease = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = lost_lease.clone();
-        controller::run(ctx, config.watch_namespace.clone(), async move {
+        lead(ctx, &config, records, assigner, metrics.clone(), async move {
             tokio::select! {
                 _ = lost => flag.store(true, Ordering::Relaxed),
                 _ = stop => {}
@@ -100,9 +123,62 @@ async fn main() -> anyhow::Result<()> {
         }
     } else {
         state.ready.store(true, Ordering::Relaxed);
-        controller::run(ctx, config.watch_namespace.clone(), stopped()).await;
+        lead(ctx, &config, records, assigner, metrics.clone(), stopped()).await;
     }
     finish(server).await
+}
+
+/// What only the leader does, all stopped by `shutdown`: the controller, the MongoDB sync
+/// and the sweeper of unused invites.
+async fn lead(
+    ctx: Arc<Context>,
+    config: &Config,
+    records: Option<Records>,
+    assigner: Option<Assigner>,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let controller = controller::run(ctx.clone(), config.watch_namespace.clone(), stopped());
+    let sync = async {
+        let Some(records) = records else { return };
+        let settings = sync_settings(config, records.collections.clone());
+        if config.watch_namespace.as_ref().is_some_and(|w| *w != settings.namespace) {
+            warn!(
+                sync_namespace = %settings.namespace,
+                "--sync-namespace is outside --watch-namespace: synced MusicBots will not be reconciled by this operator"
+            );
+        }
+        sync::run(ctx.client.clone(), records.db, records.cipher, settings, metrics.clone(), stopped()).await;
+    };
+    let expiry = async {
+        if let Some(assigner) = assigner {
+            assign::expire_invites(assigner, metrics.clone(), stopped()).await;
+        }
+    };
+    tokio::join!(controller, sync, expiry);
+}
+
+fn sync_settings(config: &Config, collections: musicbot_db::Collections) -> sync::Settings {
+    sync::Settings {
+        namespace: config.sync_namespace(),
+        collections,
+        state_collection: config.sync.sync_state_collection.clone(),
+        mode: config.sync.sync_mode,
+        poll_interval: Duration::from_secs(config.sync.sync_poll_interval_seconds.max(1)),
+        resync_interval: Duration::from_secs(config.sync.sync_resync_interval_seconds.max(10)),
+        instance: Some(config.identity()),
+    }
 }
 
 async fn finish(server: tokio::task::JoinHandle<std::io::Result<()>>) -> anyhow::Result<()> {
@@ -127,6 +203,17 @@ fn bot_defaults(config: &Config) -> anyhow::Result<BotDefaults> {
     if let Some(s) = &config.bot_mongodb_uri_secret {
         let (name, key) = s.split_once('/').context("--bot-mongodb-uri-secret must be NAME/KEY")?;
         d.mongodb_uri_secret = Some((name.into(), key.into()));
+    }
+    // Bot pods must find the same records the sync reads.
+    let defaults = musicbot_db::Collections::default();
+    if let Some(db) = &config.mongo.mongodb_database {
+        d.mongodb_names.push(("MUSICBOT_MONGODB_DATABASE", db.clone()));
+    }
+    if config.mongo.bots_collection != defaults.bots {
+        d.mongodb_names.push(("MUSICBOT_BOTS_COLLECTION", config.mongo.bots_collection.clone()));
+    }
+    if config.mongo.guilds_collection != defaults.guilds {
+        d.mongodb_names.push(("MUSICBOT_GUILDS_COLLECTION", config.mongo.guilds_collection.clone()));
     }
     Ok(d)
 }

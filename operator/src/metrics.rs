@@ -1,6 +1,7 @@
 //! Prometheus metrics of the operator (prometheus-client, text exposition on `/metrics`).
 
 use crate::crd::Phase;
+use crate::sync::metrics::SyncMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -34,6 +35,8 @@ pub struct Metrics {
     bots: Family<PhaseLabels, Gauge>,
     phases: Mutex<HashMap<(String, String), Phase>>,
     pub is_leader: Gauge,
+    /// The MongoDB sync and guild assignment.
+    pub sync: SyncMetrics,
 }
 
 impl Default for Metrics {
@@ -52,7 +55,8 @@ impl Default for Metrics {
         for phase in Phase::ALL {
             bots.get_or_create(&PhaseLabels { phase: phase.as_str().into() }).set(0);
         }
-        Self { registry, reconciles, errors, duration, bots, phases: Mutex::default(), is_leader }
+        let sync = SyncMetrics::register(&mut registry);
+        Self { registry, reconciles, errors, duration, bots, phases: Mutex::default(), is_leader, sync }
     }
 }
 

@@ -108,8 +108,10 @@ pub fn compute(bot: &MusicBot, seen: &Observed) -> MusicBotStatus {
             "slash commands are not registered yet".into(),
         ),
     }
-    // Synced is owned by the MongoDB sync; keep whatever it wrote.
-    conditions.extend(old.conditions.iter().filter(|c| c.type_ == condition::SYNCED).cloned());
+    // Synced: only for MusicBots made by the MongoDB sync, from the annotations it writes.
+    if let Some((ok, reason, message)) = synced(bot) {
+        set(condition::SYNCED, Some(ok), reason, message);
+    }
 
     let sum = |f: fn(&BotReport) -> u64| (!seen.reports.is_empty()).then(|| seen.reports.iter().map(f).sum());
     MusicBotStatus {
@@ -123,6 +125,20 @@ pub fn compute(bot: &MusicBot, seen: &Observed) -> MusicBotStatus {
             .then(|| format!("{}-0", bot.metadata.name.clone().unwrap_or_default())),
         ready_shards: seen.statefulset.map(|_| ready),
     }
+}
+
+/// The `Synced` condition from the sync's annotations: which record, when, and whether the
+/// record is currently invalid (its last good version keeps running). None when the
+/// MusicBot was not made by the sync.
+fn synced(bot: &MusicBot) -> Option<(bool, &'static str, String)> {
+    use crate::sync::desired::{SYNC_ERROR, SYNCED_AT, SYNCED_FROM};
+    let annotations = bot.metadata.annotations.as_ref()?;
+    let from = annotations.get(SYNCED_FROM)?;
+    let at = annotations.get(SYNCED_AT).map(String::as_str).unwrap_or("an unknown time");
+    Some(match annotations.get(SYNC_ERROR) {
+        Some(why) => (false, "RecordInvalid", format!("{from} is invalid ({why}); running its version synced at {at}")),
+        None => (true, "Synced", format!("from {from} at {at}")),
+    })
 }
 
 /// A condition keeps its `lastTransitionTime` while its status stays the same.
@@ -302,24 +318,50 @@ mod tests {
     }
 
     #[test]
-    fn a_fixed_token_is_announced_and_synced_condition_is_kept() {
+    fn a_fixed_token_is_announced() {
         let bad = Err(TokenProblem::Empty { secret: "t".into(), key: "token".into() });
-        let mut failed =
+        let failed =
             compute(&bot(None, false), &Observed { token: &bad, statefulset: None, reports: &[], now: "T".into() });
-        failed.conditions.push(Condition {
-            type_: condition::SYNCED.into(),
-            status: "True".into(),
-            reason: "Synced".into(),
-            message: "from MusicBotDB record x".into(),
-            last_transition_time: "T0".into(),
-            observed_generation: None,
-        });
         let good = Ok("d".to_string());
         let fixed = compute(
             &bot(Some(failed.clone()), false),
             &Observed { token: &good, statefulset: Some(&sts(0)), reports: &[], now: "T".into() },
         );
         assert!(notices(Some(&failed), &fixed).iter().any(|n| n.reason == "TokenResolved" && !n.warning));
-        assert_eq!(cond(&fixed, condition::SYNCED).message, "from MusicBotDB record x");
+    }
+
+    #[test]
+    fn synced_follows_the_sync_annotations_and_is_absent_without_them() {
+        use crate::sync::desired::{SYNC_ERROR, SYNCED_AT, SYNCED_FROM};
+        let token = Ok("d".to_string());
+        let seen = |now: &str| Observed { token: &token, statefulset: None, reports: &[], now: now.into() };
+        let hand_made = compute(&bot(None, false), &seen("T0"));
+        assert!(hand_made.conditions.iter().all(|c| c.type_ != condition::SYNCED));
+
+        let mut synced_bot = bot(None, false);
+        synced_bot.metadata.annotations = Some(std::collections::BTreeMap::from([
+            (SYNCED_FROM.to_string(), "MusicBotDB/650000000000000000000001".to_string()),
+            (SYNCED_AT.to_string(), "2026-11-26T10:00:00Z".to_string()),
+        ]));
+        let first = compute(&synced_bot, &seen("T1"));
+        let c = cond(&first, condition::SYNCED);
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Synced"));
+        assert_eq!(c.message, "from MusicBotDB/650000000000000000000001 at 2026-11-26T10:00:00Z");
+
+        // A later sync keeps the transition time and updates the message.
+        synced_bot.status = Some(first);
+        synced_bot.metadata.annotations.as_mut().unwrap().insert(SYNCED_AT.into(), "2026-11-26T11:00:00Z".into());
+        let second = compute(&synced_bot, &seen("T2"));
+        assert_eq!(cond(&second, condition::SYNCED).last_transition_time, "T1");
+        assert!(cond(&second, condition::SYNCED).message.ends_with("11:00:00Z"));
+
+        synced_bot.metadata.annotations.as_mut().unwrap().insert(SYNC_ERROR.into(), "field `isActive` ...".into());
+        let invalid = compute(&synced_bot, &seen("T3"));
+        let c = cond(&invalid, condition::SYNCED);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str(), c.last_transition_time.as_str()),
+            ("False", "RecordInvalid", "T3")
+        );
+        assert!(c.message.contains("isActive"), "{}", c.message);
     }
 }

@@ -27,6 +27,9 @@ pub struct BotDefaults {
     pub discord_api_url: Option<String>,
     /// A Secret key holding the MongoDB URI, passed to bot-runner for guild tracking.
     pub mongodb_uri_secret: Option<(String, String)>,
+    /// Where the records live when not where bot-runner looks by default (database named
+    /// in the URI, the seed's collection names): `(variable, value)` pairs for bot pods.
+    pub mongodb_names: Vec<(&'static str, String)>,
     pub log_format_json: bool,
 }
 
@@ -43,6 +46,7 @@ impl Default for BotDefaults {
             http_port: 8080,
             discord_api_url: None,
             mongodb_uri_secret: None,
+            mongodb_names: Vec::new(),
             log_format_json: true,
         }
     }
@@ -111,6 +115,7 @@ pub fn bot_env(bot: &MusicBot, defaults: &BotDefaults) -> Vec<Value> {
     }
     if let Some((name, key)) = &defaults.mongodb_uri_secret {
         env.push(json!({"name": "MUSICBOT_MONGODB_URI", "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}));
+        env.extend(defaults.mongodb_names.iter().map(|(k, v)| plain(k, v.clone())));
     }
     if let Some(pod) = &spec.pod {
         env.extend(pod.env.iter().map(|e| serde_json::to_value(e).expect("EnvVar serializes")));
@@ -331,5 +336,27 @@ mod tests {
         assert_eq!(env["MUSICBOT_PRESENCE_STATUS"], "dnd");
         assert_eq!(env["MUSICBOT_ACTIVITY_TYPE"], "playing");
         assert_eq!(env["MUSICBOT_ACTIVITY_NAME"], "lofi");
+    }
+
+    #[test]
+    fn bot_pods_look_for_their_record_where_the_sync_reads() {
+        let b = bot(json!({"clientId": "123456789012345678", "tokenSecretRef": {"name": "t"}}));
+        let names = vec![("MUSICBOT_BOTS_COLLECTION", "Bots".to_string())];
+        let without_mongo = BotDefaults { mongodb_names: names.clone(), ..BotDefaults::default() };
+        let names_of = |d: &BotDefaults| -> Vec<String> {
+            bot_env(&b, d).iter().filter_map(|e| e["name"].as_str().map(str::to_string)).collect()
+        };
+        assert!(
+            !names_of(&without_mongo)
+                .iter()
+                .any(|n| n.starts_with("MUSICBOT_MONGODB") || n == "MUSICBOT_BOTS_COLLECTION")
+        );
+        let with_mongo = BotDefaults { mongodb_uri_secret: Some(("mongo".into(), "uri".into())), ..without_mongo };
+        let env = bot_env(&b, &with_mongo);
+        assert!(env.iter().any(|e| e["name"] == "MUSICBOT_BOTS_COLLECTION" && e["value"] == "Bots"));
+        assert!(
+            env.iter()
+                .any(|e| e["name"] == "MUSICBOT_MONGODB_URI" && e["valueFrom"]["secretKeyRef"]["name"] == "mongo")
+        );
     }
 }

@@ -123,3 +123,77 @@ where
     })
     .await
 }
+
+/// The MongoDB sync running in-process for one namespace until stopped or dropped.
+pub struct Sync {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Sync {
+    /// Stops the sync as a shutdown would (its resume token is stored) and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            within("the sync to stop", task).await.unwrap();
+        }
+    }
+
+    /// The sum of a metric's samples (all label sets).
+    pub fn metric(&self, name: &str) -> f64 {
+        metric_value(&self.metrics.encode(), name)
+    }
+}
+
+impl Drop for Sync {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The sum of the samples of `name` (with any labels) in a metrics exposition. `name` may
+/// include a label set, e.g. `foo_total{reason="start"}`.
+pub fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b' ' | b'{')))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+pub fn sync_settings(ns: &str, mode: musicbot_operator::config::SyncMode) -> musicbot_operator::sync::Settings {
+    musicbot_operator::sync::Settings {
+        namespace: ns.into(),
+        collections: musicbot_db::Collections::default(),
+        state_collection: "MusicBotOperatorSync".into(),
+        mode,
+        poll_interval: Duration::from_secs(1),
+        resync_interval: Duration::from_secs(600),
+        instance: Some("test".into()),
+    }
+}
+
+pub fn start_sync(
+    client: &Client,
+    db: &mongodb::Database,
+    cipher: Option<Arc<musicbot_db::TokenCipher>>,
+    settings: musicbot_operator::sync::Settings,
+) -> Sync {
+    let metrics = Arc::new(Metrics::default());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(musicbot_operator::sync::run(
+        client.clone(),
+        db.clone(),
+        cipher,
+        settings,
+        metrics.clone(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    Sync { stop: Some(tx), task: Some(task), metrics }
+}

@@ -1,0 +1,271 @@
+//! Guild assignment, which the seed did by hand: asked for a bot for guild G, pick the
+//! least-loaded active bot not yet in G, write a `PENDING_INVITE` entry and hand back its
+//! invite URL. The bot's own process turns the entry `ACTIVE` when it joins G
+//! ([`crate::GuildTracker::joined`]); an invite not used in time becomes `FAILED`
+//! ([`Assigner::expire_stale`]), which frees the slot.
+//!
+//! Load = the bot's `ACTIVE` plus `PENDING_INVITE` entries: a pending invite reserves its
+//! slot, so a burst of requests spreads over the fleet instead of all going to the bot
+//! that was least loaded a moment ago.
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use mongodb::bson::{self, Bson, Document, doc, oid::ObjectId};
+use mongodb::{Collection, Database};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use crate::invite::invite_url;
+use crate::records::{AssignmentStatus, BotRecord, Collections, is_snowflake};
+
+/// One bot chosen for one guild.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Assignment {
+    pub bot_id: ObjectId,
+    pub client_id: String,
+    pub name: String,
+    pub guild_id: String,
+    pub invite_url: String,
+    /// After this the invite counts as unused and the entry becomes FAILED.
+    pub expires_at: DateTime<Utc>,
+    /// The bot's load before this assignment.
+    pub load: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AssignError {
+    #[error("guild id {0:?} is not a Discord snowflake (digits only, 17 to 20 of them)")]
+    InvalidGuild(String),
+    #[error("no active bot in the fleet")]
+    NoActiveBot,
+    #[error("every active bot is already in guild {0} or invited to it")]
+    AllInGuild(String),
+    #[error("MongoDB: {0}")]
+    Db(#[from] mongodb::error::Error),
+}
+
+#[derive(Clone, Debug)]
+pub struct Assigner {
+    db: Database,
+    collections: Collections,
+    invite_timeout: Duration,
+}
+
+const MAX_INVITE_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+const HOLDS_A_SLOT: [&str; 2] = ["ACTIVE", "PENDING_INVITE"];
+
+impl Assigner {
+    /// `invite_timeout` is capped at a year, which keeps the date arithmetic in range.
+    pub fn new(db: &Database, collections: &Collections, invite_timeout: Duration) -> Self {
+        let invite_timeout = invite_timeout.min(MAX_INVITE_TIMEOUT);
+        Self { db: db.clone(), collections: collections.clone(), invite_timeout }
+    }
+
+    fn timeout(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.invite_timeout).unwrap_or(chrono::Duration::days(365))
+    }
+
+    pub fn invite_timeout(&self) -> Duration {
+        self.invite_timeout
+    }
+
+    fn guilds(&self) -> Collection<Document> {
+        self.db.collection(&self.collections.guilds)
+    }
+
+    /// Picks a bot for `guild` and records the pending invite.
+    pub async fn assign(&self, guild: &str) -> Result<Assignment, AssignError> {
+        if !is_snowflake(guild) {
+            return Err(AssignError::InvalidGuild(guild.to_string()));
+        }
+        // Stale invites must not keep holding slots until the next sweep.
+        self.expire_stale().await?;
+        let bots: Vec<BotRecord> = crate::guilds::all_bots(&self.db, &self.collections)
+            .await?
+            .into_iter()
+            .filter_map(|(_, parsed)| parsed.ok())
+            .filter(|b| b.is_active)
+            .collect();
+        if bots.is_empty() {
+            return Err(AssignError::NoActiveBot);
+        }
+        let loads = self.loads().await?;
+        let in_guild = self.bots_in_guild(guild).await?;
+        for (bot, load) in candidates(&bots, &loads, &in_guild) {
+            let now = Utc::now();
+            if self.claim(bot.id, guild, now).await? {
+                return Ok(Assignment {
+                    bot_id: bot.id,
+                    client_id: bot.client_id.clone(),
+                    name: bot.name.clone(),
+                    guild_id: guild.to_string(),
+                    invite_url: invite_url(&bot.client_id, Some(guild)),
+                    expires_at: now + self.timeout(),
+                    load,
+                });
+            }
+            // Another request claimed this pair between our read and write: next bot.
+        }
+        Err(AssignError::AllInGuild(guild.to_string()))
+    }
+
+    /// Slots held per bot: ACTIVE and PENDING_INVITE entries.
+    pub async fn loads(&self) -> mongodb::error::Result<HashMap<ObjectId, u64>> {
+        let pipeline = [
+            doc! {"$match": {"status": {"$in": HOLDS_A_SLOT.to_vec()}}},
+            doc! {"$group": {"_id": "$musicBotId", "n": {"$sum": 1}}},
+        ];
+        let rows: Vec<Document> = self.guilds().aggregate(pipeline).await?.try_collect().await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let id = r.get_object_id("_id").ok()?;
+                let n = match r.get("n")? {
+                    Bson::Int32(n) => i64::from(*n),
+                    Bson::Int64(n) => *n,
+                    Bson::Double(n) => *n as i64,
+                    _ => return None,
+                };
+                Some((id, n.max(0) as u64))
+            })
+            .collect())
+    }
+
+    async fn bots_in_guild(&self, guild: &str) -> mongodb::error::Result<HashSet<ObjectId>> {
+        let rows: Vec<Document> = self
+            .guilds()
+            .find(doc! {"serverId": guild, "status": {"$in": HOLDS_A_SLOT.to_vec()}})
+            .projection(doc! {"musicBotId": 1})
+            .await?
+            .try_collect()
+            .await?;
+        Ok(rows.iter().filter_map(|r| r.get_object_id("musicBotId").ok()).collect())
+    }
+
+    /// Writes the PENDING_INVITE entry unless the pair already holds a slot. One document per
+    /// (guild, bot), as [`crate::GuildTracker::joined`] expects: an old REMOVED or FAILED
+    /// entry is reused.
+    async fn claim(&self, bot: ObjectId, guild: &str, now: DateTime<Utc>) -> mongodb::error::Result<bool> {
+        let now = bson_time(now);
+        let pending = doc! {
+            "status": AssignmentStatus::PendingInvite.as_str(),
+            "invitedAt": now,
+            "updatedAt": now,
+            "activatedAt": Bson::Null,
+            "removedAt": Bson::Null,
+        };
+        let reused = self
+            .guilds()
+            .update_one(
+                doc! {"serverId": guild, "musicBotId": bot, "status": {"$in": ["REMOVED", "FAILED"]}},
+                doc! {"$set": pending.clone()},
+            )
+            .await?;
+        if reused.modified_count == 1 {
+            return Ok(true);
+        }
+        let mut fresh = pending;
+        fresh.insert("createdAt", now);
+        let inserted = self
+            .guilds()
+            .update_one(doc! {"serverId": guild, "musicBotId": bot}, doc! {"$setOnInsert": fresh})
+            .upsert(true)
+            .await?;
+        Ok(inserted.upserted_id.is_some())
+    }
+
+    /// PENDING_INVITE entries older than the invite timeout become FAILED. Entries from
+    /// before assignment existed have no `invitedAt`; their `createdAt` counts instead.
+    pub async fn expire_stale(&self) -> mongodb::error::Result<u64> {
+        let now = Utc::now();
+        let cutoff = bson_time(now - self.timeout());
+        let now = bson_time(now);
+        let result = self
+            .guilds()
+            .update_many(
+                doc! {
+                    "status": AssignmentStatus::PendingInvite.as_str(),
+                    "$or": [
+                        {"invitedAt": {"$lt": cutoff}},
+                        {"invitedAt": {"$exists": false}, "createdAt": {"$lt": cutoff}},
+                    ],
+                },
+                doc! {"$set": {"status": AssignmentStatus::Failed.as_str(), "failedAt": now, "updatedAt": now}},
+            )
+            .await?;
+        Ok(result.modified_count)
+    }
+}
+
+/// Active bots not yet in the guild, least loaded first (ties: the older record, so the
+/// order is stable). A client id recorded twice counts once, as its oldest record, which is
+/// the one the sync runs.
+pub fn candidates<'a>(
+    bots: &'a [BotRecord],
+    loads: &HashMap<ObjectId, u64>,
+    in_guild: &HashSet<ObjectId>,
+) -> Vec<(&'a BotRecord, u64)> {
+    let mut oldest: BTreeMap<&str, &BotRecord> = BTreeMap::new();
+    for b in bots.iter().filter(|b| b.is_active) {
+        let slot = oldest.entry(b.client_id.as_str()).or_insert(b);
+        if b.id < slot.id {
+            *slot = b;
+        }
+    }
+    let mut out: Vec<(&BotRecord, u64)> = oldest
+        .into_values()
+        .filter(|b| !in_guild.contains(&b.id))
+        .map(|b| (b, loads.get(&b.id).copied().unwrap_or(0)))
+        .collect();
+    out.sort_by_key(|(b, load)| (*load, b.id));
+    out
+}
+
+fn bson_time(t: DateTime<Utc>) -> bson::DateTime {
+    bson::DateTime::from_millis(t.timestamp_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bot(n: u8, active: bool, client: &str) -> BotRecord {
+        let mut id = [0u8; 12];
+        id[11] = n;
+        BotRecord {
+            id: ObjectId::from_bytes(id),
+            name: format!("bot {n}"),
+            client_id: client.into(),
+            token: "x".into(),
+            is_active: active,
+            guild_count: 0,
+        }
+    }
+
+    #[test]
+    fn least_loaded_active_bot_not_in_the_guild_comes_first() {
+        let bots = [
+            bot(1, true, "100000000000000001"),
+            bot(2, false, "100000000000000002"),
+            bot(3, true, "100000000000000003"),
+            bot(4, true, "100000000000000004"),
+        ];
+        let loads = HashMap::from([(bots[0].id, 2), (bots[2].id, 1)]);
+        let in_guild = HashSet::from([bots[3].id]);
+        let order: Vec<_> = candidates(&bots, &loads, &in_guild).into_iter().map(|(b, l)| (b.id, l)).collect();
+        assert_eq!(order, vec![(bots[2].id, 1), (bots[0].id, 2)], "inactive and already-present bots are left out");
+    }
+
+    #[test]
+    fn ties_go_to_the_older_record_and_duplicates_count_once() {
+        let bots = [
+            bot(5, true, "100000000000000005"),
+            bot(1, true, "100000000000000001"),
+            bot(9, true, "100000000000000005"),
+        ];
+        let order: Vec<_> =
+            candidates(&bots, &HashMap::new(), &HashSet::new()).into_iter().map(|(b, _)| b.id).collect();
+        assert_eq!(order, vec![bots[1].id, bots[0].id]);
+    }
+}

@@ -1,0 +1,366 @@
+//! MongoDB → cluster sync: every `MusicBotDB` record becomes a Secret (its token) and a
+//! MusicBot labelled as made by the sync, kept in step through change streams (polling
+//! where the server has none). See docs/sync.md.
+//!
+//! - `desired`: pure record → objects; `plan`: pure mirror of the collection and the step per
+//!   MusicBot; `apply`: the Kubernetes side; `stream`/`resume`: following MongoDB.
+//! - Runs on the elected leader only, beside the controller.
+
+pub mod apply;
+pub mod desired;
+pub mod metrics;
+pub mod plan;
+pub mod resume;
+mod stream;
+
+use crate::config::SyncMode;
+use crate::metrics::Metrics;
+use apply::{Known, KubeSide, Outcome};
+use futures::{StreamExt, TryStreamExt};
+use mongodb::bson::{Bson, Document, doc};
+use mongodb::{Collection, Database};
+use musicbot_db::{Collections, TokenCipher};
+use plan::{Applied, Mirror, Parsed, Problem};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// Writes to Kubernetes in flight during a resync.
+const CONCURRENCY: usize = 16;
+/// How often MusicBots whose last write failed are retried.
+const RETRY_EVERY: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Namespace of the synced Secrets and MusicBots.
+    pub namespace: String,
+    pub collections: Collections,
+    /// Where the resume token is kept.
+    pub state_collection: String,
+    pub mode: SyncMode,
+    pub poll_interval: Duration,
+    /// Full resyncs while following a change stream, as a safety net for objects deleted
+    /// or edited by hand.
+    pub resync_interval: Duration,
+    /// This replica, for Events.
+    pub instance: Option<String>,
+}
+
+/// Runs the sync until `shutdown` resolves. Never returns early: MongoDB or Kubernetes
+/// failures are retried with backoff.
+pub async fn run(
+    client: kube::Client,
+    db: Database,
+    cipher: Option<Arc<TokenCipher>>,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let (stop_tx, stop) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    info!(
+        namespace = %settings.namespace,
+        collection = %settings.collections.bots,
+        mode = ?settings.mode,
+        encryption = cipher.is_some(),
+        "starting the MongoDB sync"
+    );
+    let mut syncer = Syncer::new(client, &db, cipher, &settings, metrics.clone());
+    let mut resume =
+        resume::ResumeStore::new(&db, &settings.state_collection, &settings.collections.bots, &settings.namespace);
+    let mut mode = settings.mode;
+    let mut needs_resync = Some("start");
+    let mut backoff = Duration::from_millis(500);
+    while !*stop.borrow() {
+        let ended = match mode {
+            SyncMode::Poll => stream::poll(&mut syncer, &settings, &stop).await,
+            SyncMode::Auto | SyncMode::Watch => {
+                stream::follow(&mut syncer, &mut resume, &mut needs_resync, &settings, &stop).await
+            }
+        };
+        metrics.sync.set_up(false);
+        match ended {
+            stream::Ended::Shutdown => break,
+            stream::Ended::Invalidated => backoff = Duration::from_millis(500),
+            stream::Ended::Unsupported(why) if mode == SyncMode::Auto => {
+                warn!("change streams are unavailable ({why}); polling every {:?}", settings.poll_interval);
+                mode = SyncMode::Poll;
+            }
+            stream::Ended::Unsupported(why) => {
+                metrics.sync.error("mongodb");
+                warn!(retry_in = ?backoff, "change streams are unavailable ({why}) and --sync-mode is watch");
+                sleep_or_stop(backoff, &stop).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            stream::Ended::Failed(e) => {
+                metrics.sync.error(e.side());
+                warn!(retry_in = ?backoff, "sync interrupted: {e}");
+                sleep_or_stop(backoff, &stop).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+        if matches!(mode, SyncMode::Poll) {
+            backoff = Duration::from_millis(500);
+        }
+    }
+    resume.flush().await;
+    info!("the MongoDB sync stopped");
+}
+
+async fn sleep_or_stop(d: Duration, stop: &watch::Receiver<bool>) {
+    let mut stop = stop.clone();
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = stop.wait_for(|s| *s) => {}
+    }
+}
+
+/// A failure that interrupts following MongoDB.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("MongoDB: {0}")]
+    Mongo(#[from] mongodb::error::Error),
+    #[error("Kubernetes: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+impl SyncError {
+    fn side(&self) -> &'static str {
+        match self {
+            SyncError::Mongo(_) => "mongodb",
+            SyncError::Kube(_) => "kubernetes",
+        }
+    }
+}
+
+/// The sync's state: the mirror of the collection and what it last applied.
+pub struct Syncer {
+    kube: KubeSide,
+    records: Collection<Document>,
+    collection: String,
+    cipher: Option<Arc<TokenCipher>>,
+    mirror: Mirror,
+    /// Synced MusicBots by name.
+    applied: BTreeMap<String, Applied>,
+    /// Names of hand-made objects, as of the last resync.
+    unmanaged: HashSet<String>,
+    /// MusicBot names whose record cannot be synced because the name is taken: name → record.
+    name_taken: BTreeMap<String, (String, Problem)>,
+    /// MusicBot names whose last write failed; retried.
+    dirty: BTreeSet<String>,
+    last_retry: Instant,
+    /// What was last reported per record, so each problem is logged and evented once.
+    reported: HashMap<String, String>,
+    plaintext_warned: HashSet<String>,
+    metrics: Arc<Metrics>,
+}
+
+impl Syncer {
+    fn new(
+        client: kube::Client,
+        db: &Database,
+        cipher: Option<Arc<TokenCipher>>,
+        settings: &Settings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            kube: KubeSide::new(client, &settings.namespace, &settings.collections.bots, settings.instance.clone()),
+            records: db.collection(&settings.collections.bots),
+            collection: settings.collections.bots.clone(),
+            cipher,
+            mirror: Mirror::default(),
+            applied: BTreeMap::new(),
+            unmanaged: HashSet::new(),
+            name_taken: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            last_retry: Instant::now(),
+            reported: HashMap::new(),
+            plaintext_warned: HashSet::new(),
+            metrics,
+        }
+    }
+
+    fn parse(&self, doc: &Document) -> Parsed {
+        plan::parse(doc, self.cipher.as_deref())
+    }
+
+    /// Reads every record and every synced object, and converges all of them.
+    pub async fn resync(&mut self, reason: &'static str) -> Result<(), SyncError> {
+        let started = Instant::now();
+        self.metrics.sync.resync(reason);
+        let docs: Vec<Document> = self.records.find(doc! {}).await?.try_collect().await?;
+        let mirror = Mirror::from_records(docs.iter().map(|d| {
+            let key = d.get("_id").map(plan::record_key).unwrap_or_else(|| "<no _id>".into());
+            (key, self.parse(d))
+        }));
+        let listing = self.kube.list().await?;
+        self.mirror = mirror;
+        self.applied = listing.applied;
+        self.unmanaged = listing.unmanaged;
+        self.name_taken.clear();
+        let names: BTreeSet<String> =
+            self.mirror.clients().map(desired::bot_name).chain(self.applied.keys().cloned()).collect();
+        self.converge(names, true).await;
+        // Secrets left behind (e.g. by a crash between deleting a MusicBot and its Secret).
+        let wanted: HashSet<String> = self.applied.keys().map(|n| desired::secret_name(n)).collect();
+        for orphan in listing.managed_secrets.iter().filter(|s| !wanted.contains(*s)) {
+            if let Err(e) = self.kube.delete_managed_secret(orphan).await {
+                warn!(secret = %orphan, "could not delete an orphaned synced Secret: {e}");
+            } else {
+                self.metrics.sync.write("delete");
+            }
+        }
+        self.report().await;
+        let took_ms = started.elapsed().as_millis() as u64;
+        let (records, synced) = (self.mirror.len(), self.applied.len());
+        // Polling resyncs all the time: only the first and unusual ones are worth a line.
+        if matches!(reason, "poll" | "periodic") {
+            tracing::debug!(reason, records, synced, took_ms, "full resync done");
+        } else {
+            info!(reason, records, synced, took_ms, "full resync done");
+        }
+        Ok(())
+    }
+
+    /// One record changed (inserted, updated, replaced or deleted): re-read it and converge
+    /// the MusicBots it touches.
+    pub async fn on_change(&mut self, id: &Bson) -> Result<(), SyncError> {
+        let found = self.records.find_one(doc! {"_id": id.clone()}).await?;
+        let key = plan::record_key(id);
+        let new = found.as_ref().map(|d| self.parse(d));
+        let names = plan::affected(&key, self.mirror.get(&key), new.as_ref(), self.applied.iter());
+        self.mirror.set(key, new);
+        self.converge(names, false).await;
+        self.report().await;
+        Ok(())
+    }
+
+    /// Retries MusicBots whose last write failed.
+    pub async fn retry_dirty(&mut self) {
+        if self.dirty.is_empty() || self.last_retry.elapsed() < RETRY_EVERY {
+            return;
+        }
+        self.last_retry = Instant::now();
+        let names = std::mem::take(&mut self.dirty);
+        self.converge(names, false).await;
+        self.report().await;
+    }
+
+    async fn converge(&mut self, names: BTreeSet<String>, from_listing: bool) {
+        let steps: Vec<_> = names
+            .into_iter()
+            .filter_map(|name| {
+                let current = self.applied.get(&name).cloned();
+                let step = plan::decide(&self.mirror, &self.collection, &name, current.as_ref());
+                if step.is_none() {
+                    self.name_taken.remove(&name);
+                    self.dirty.remove(&name);
+                }
+                let taken = || self.unmanaged.contains(&name) || self.unmanaged.contains(&desired::secret_name(&name));
+                let known = match (current.is_some(), from_listing) {
+                    (true, _) => Known::Managed,
+                    (false, true) if taken() => Known::Unmanaged,
+                    // The listing was just made: no need to look again.
+                    (false, true) => Known::Free,
+                    (false, false) => Known::Unknown,
+                };
+                Some((name, step?, known, current))
+            })
+            .collect();
+        let kube = &self.kube;
+        let results: Vec<_> = futures::stream::iter(steps)
+            .map(|(name, step, known, current)| async move {
+                let record = match &step {
+                    plan::Step::Apply(d) => Some(d.record_key.clone()),
+                    _ => None,
+                };
+                let op = match &step {
+                    plan::Step::Apply(_) => "apply",
+                    plan::Step::MarkInvalid(_) => "mark_invalid",
+                    plan::Step::Delete => "delete",
+                };
+                let result = kube.execute(&name, step, known, current).await;
+                (name, record, op, result)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        for (name, record, op, result) in results {
+            match result {
+                Ok(Outcome::Applied(a)) => {
+                    self.metrics.sync.write(op);
+                    info!(musicbot = %name, record = %a.record_key, op, "synced");
+                    self.applied.insert(name.clone(), a);
+                    self.name_taken.remove(&name);
+                    self.dirty.remove(&name);
+                }
+                Ok(Outcome::Deleted) => {
+                    self.metrics.sync.write(op);
+                    info!(musicbot = %name, "record gone: deleted its MusicBot and Secret");
+                    self.applied.remove(&name);
+                    self.dirty.remove(&name);
+                }
+                Ok(Outcome::NameTaken { kind, name: taken }) => {
+                    let problem = Problem::NameTaken { kind, name: taken };
+                    self.name_taken.insert(name.clone(), (record.unwrap_or_default(), problem));
+                    self.dirty.remove(&name);
+                }
+                Err(e) => {
+                    self.metrics.sync.error("kubernetes");
+                    warn!(musicbot = %name, op, "could not sync; retrying: {e}");
+                    self.dirty.insert(name);
+                }
+            }
+        }
+        let plaintext = self.mirror.plaintext().len();
+        self.metrics.sync.set_records(self.applied.len(), plaintext);
+    }
+
+    /// Logs, events and counts each new problem once; updates the gauges.
+    async fn report(&mut self) {
+        let mut current: BTreeMap<String, (Option<String>, Problem)> =
+            self.mirror.problems().into_iter().map(|(k, c, p)| (k.to_string(), (c.map(str::to_string), p))).collect();
+        for (name, (record, problem)) in &self.name_taken {
+            current.insert(record.clone(), (Some(desired::client_of(name).to_string()), problem.clone()));
+        }
+        let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+        for (key, (client, problem)) in &current {
+            *counts.entry(problem.reason()).or_default() += 1;
+            let text = problem.to_string();
+            if self.reported.get(key) == Some(&text) {
+                continue;
+            }
+            warn!(record = %key, client_id = client.as_deref().unwrap_or("-"), reason = problem.reason(), "record skipped: {text}");
+            self.metrics.sync.skipped_first_seen(problem.reason());
+            let in_the_way = match problem {
+                Problem::NameTaken { kind, name } => Some((*kind, name.as_str())),
+                _ => None,
+            };
+            self.kube.warn(key, "RecordSkipped", &text, in_the_way).await;
+            self.reported.insert(key.clone(), text);
+        }
+        self.reported.retain(|k, _| current.contains_key(k));
+        self.metrics.sync.set_skipped(&counts);
+        let fresh: Vec<String> = self
+            .mirror
+            .plaintext()
+            .into_iter()
+            .filter(|k| self.plaintext_warned.insert(k.to_string()))
+            .map(str::to_string)
+            .collect();
+        // One line per record for a few, one line in all for an old database's many.
+        const HINT: &str = "run `musicbot-operator bots encrypt` with the token key";
+        if fresh.len() <= 5 {
+            for key in &fresh {
+                warn!(record = %key, "the record's token is stored in plaintext; {HINT}");
+            }
+        } else {
+            warn!(count = fresh.len(), first = %fresh[0], "records store their token in plaintext; {HINT}");
+        }
+    }
+}
