@@ -37,8 +37,8 @@ const OPERATOR_GRANTS: &[(&str, &[&str])] = &[
 /// The MongoDB sync's Role, only while it is configured and only in the namespace it writes
 /// to: it creates, updates and deletes token Secrets and MusicBots.
 const SYNC_GRANTS: &[(&str, &[&str])] = &[
-    ("/secrets", &["get", "list", "watch", "create", "update", "patch", "delete"]),
-    ("musicbot.dev/musicbots", &["get", "list", "watch", "create", "update", "patch", "delete"]),
+    ("/secrets", &["get", "list", "create", "patch", "delete"]),
+    ("musicbot.dev/musicbots", &["get", "list", "create", "patch", "delete"]),
     ("events.k8s.io/events", &["create", "patch"]),
 ];
 

@@ -89,7 +89,10 @@ async fn main() -> Result<()> {
         );
     }
     println!("  test tones:                    {} (any Hz and seconds in the path)", tones.wav(440, 30));
-    println!("Type a slash command to send it from alice in the first guild, e.g. `/play query:{}`;", tones.wav(440, 30));
+    println!(
+        "Type a slash command to send it from alice in the first guild, e.g. `/play query:{}`;",
+        tones.wav(440, 30)
+    );
     println!("`@TOKEN /cmd ...` picks a bot. Ctrl-C stops.");
 
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
