@@ -91,8 +91,10 @@ impl MusicService {
 
     /// Voice connections that are up right now.
     pub async fn voice_connections(&self) -> usize {
+        // Collected first: songbird's map must not stay locked across an await.
+        let calls: Vec<_> = self.songbird.iter().map(|(_, call)| call).collect();
         let mut n = 0;
-        for (_, call) in self.songbird.iter() {
+        for call in calls {
             n += usize::from(call.lock().await.current_connection().is_some());
         }
         n
