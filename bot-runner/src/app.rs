@@ -1,11 +1,11 @@
 //! The three ways to run: one bot (`run`), several (`fleet`), and the command scripts.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use musicbot_db::cipher::{Stored, reveal};
+use musicbot_db::connect::{load_key, open_database};
 use musicbot_db::{Collections, TokenCipher};
 use tracing::{info, warn};
 
@@ -19,7 +19,9 @@ use crate::{discord, http, registration};
 
 pub async fn runtime(common: &CommonArgs) -> Result<Runtime> {
     let mongo = match &common.mongodb_uri {
-        Some(uri) => Some((connect(uri, common.mongodb_database.as_deref()).await?, collections(common))),
+        Some(uri) => {
+            Some((open_database(uri, common.mongodb_database.as_deref(), "bot-runner").await?, collections(common)))
+        }
         None => None,
     };
     Ok(Runtime {
@@ -37,16 +39,6 @@ pub async fn runtime(common: &CommonArgs) -> Result<Runtime> {
 
 fn collections(common: &CommonArgs) -> Collections {
     Collections { bots: common.bots_collection.clone(), guilds: common.guilds_collection.clone() }
-}
-
-/// `database`, else the one named in the URI, else `musicbot`. The URI may hold a
-/// password: errors never repeat it.
-pub async fn connect(uri: &str, database: Option<&str>) -> Result<mongodb::Database> {
-    let options = mongodb::options::ClientOptions::parse(uri).await.context("parsing the MongoDB URI")?;
-    let name =
-        database.map(str::to_string).or_else(|| options.default_database.clone()).unwrap_or_else(|| "musicbot".into());
-    let client = mongodb::Client::with_options(options).context("configuring the MongoDB client")?;
-    Ok(client.database(&name))
 }
 
 /// One bot, as in a pod: runs until SIGTERM/SIGINT.
@@ -72,7 +64,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
 /// Several bots in one process: every active bot in MongoDB and/or one per token file.
 pub async fn fleet(args: FleetArgs) -> Result<()> {
     let rt = runtime(&args.common).await?;
-    let cipher = args.token_key_file.as_deref().map(read_key).transpose()?;
+    let cipher = args.token_key_file.as_deref().map(load_key).transpose()?;
     let mut wanted: Vec<(BotSpec, Token)> = Vec::new();
     let spec = |name: String, client_id: Option<u64>| BotSpec {
         name,
@@ -137,11 +129,6 @@ pub async fn active_bots(
         }
     }
     Ok(out)
-}
-
-fn read_key(path: &Path) -> Result<TokenCipher> {
-    let material = std::fs::read(path).with_context(|| format!("reading the token key {}", path.display()))?;
-    TokenCipher::from_key_material(&material).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 async fn serve(bots: Vec<Arc<Bot>>, rt: &Runtime, common: &CommonArgs) -> Result<()> {
@@ -212,8 +199,8 @@ async fn command_targets(args: &CommandsArgs) -> Result<Vec<(String, u64, Token)
     let Some(uri) = &args.mongodb_uri else {
         bail!("no bots: give --token-file (or DISCORD_TOKEN) for one bot, or --mongodb-uri for the fleet");
     };
-    let db = connect(uri, None).await?;
-    let cipher = args.token_key_file.as_deref().map(read_key).transpose()?;
+    let db = open_database(uri, None, "bot-runner").await?;
+    let cipher = args.token_key_file.as_deref().map(load_key).transpose()?;
     let mut out = Vec::new();
     for (record, token) in active_bots(&db, &Collections::default(), cipher.as_ref()).await? {
         if args.client_id.as_ref().is_some_and(|c| *c != record.client_id) {

@@ -7,6 +7,7 @@
 
 pub mod assignment;
 pub mod cipher;
+pub mod connect;
 pub mod guilds;
 pub mod invite;
 pub mod records;

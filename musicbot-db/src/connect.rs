@@ -1,0 +1,62 @@
+//! Opening the records' database and loading the token key: the operator (sync, assignment,
+//! `bots` commands) and bot-runner (guild tracking, fleet mode, command scripts) do it alike.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use mongodb::Database;
+use mongodb::options::ClientOptions;
+
+use crate::TokenCipher;
+
+pub const DEFAULT_DATABASE: &str = "musicbot";
+
+/// `flag`, else the database named in the URI, else "musicbot".
+pub fn database_name(flag: Option<&str>, from_uri: Option<&str>) -> String {
+    flag.or(from_uri).filter(|n| !n.is_empty()).unwrap_or(DEFAULT_DATABASE).to_string()
+}
+
+/// Connects lazily: the driver dials on first use, so an unreachable server is retried by
+/// whoever uses it rather than failing start-up. The URI is never echoed (it may hold a
+/// password).
+pub async fn open_database(uri: &str, database: Option<&str>, app_name: &str) -> anyhow::Result<Database> {
+    let mut options = ClientOptions::parse(uri).await.context("the MongoDB URI is not valid")?;
+    options.app_name.get_or_insert_with(|| app_name.into());
+    options.server_selection_timeout.get_or_insert(Duration::from_secs(10));
+    let name = database_name(database, options.default_database.as_deref());
+    let client = mongodb::Client::with_options(options).context("creating the MongoDB client")?;
+    Ok(client.database(&name))
+}
+
+/// Reads the token key (32 raw bytes, or base64), as mounted from a Kubernetes Secret.
+pub fn load_key(path: &Path) -> anyhow::Result<TokenCipher> {
+    let material = std::fs::read(path).with_context(|| format!("reading the token key file {}", path.display()))?;
+    TokenCipher::from_key_material(&material).with_context(|| format!("the token key in {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_name_prefers_the_flag_then_the_uri() {
+        assert_eq!(database_name(Some("a"), Some("b")), "a");
+        assert_eq!(database_name(None, Some("b")), "b");
+        assert_eq!(database_name(None, None), "musicbot");
+    }
+
+    #[test]
+    fn keys_load_from_files_and_bad_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("key");
+        std::fs::write(&good, format!("{}\n", TokenCipher::generate_key())).unwrap();
+        assert!(load_key(&good).is_ok());
+        let bad = dir.path().join("bad");
+        std::fs::write(&bad, "too short").unwrap();
+        let e = format!("{:#}", load_key(&bad).unwrap_err());
+        assert!(e.contains("32 bytes"), "{e}");
+        assert!(!e.contains("too short"), "the key material is never echoed: {e}");
+        assert!(load_key(&dir.path().join("missing")).is_err());
+    }
+}
