@@ -11,7 +11,8 @@ use tracing::{debug, info, warn};
 pub enum GuildEvent {
     Joined(u64),
     Left(u64),
-    /// The guilds present after READY; the shard is `(id, count)`.
+    /// The guilds present once every GUILD_CREATE after READY arrived (each one a `Joined`
+    /// already); the shard is `(id, count)`.
     Present(Vec<u64>, (u32, u32)),
 }
 
@@ -56,7 +57,7 @@ async fn run(tracker: GuildTracker, bot: String, mut rx: mpsc::UnboundedReceiver
                 GuildEvent::Left(g) => tracker.left(*g).await.map(|_| true),
                 GuildEvent::Present(guilds, (id, count)) => {
                     let (id, count) = (*id, *count);
-                    tracker.reconcile(guilds, |g| shard_of(g, count) == id).await.map(|gone| {
+                    tracker.left_while_offline(guilds, |g| shard_of(g, count) == id).await.map(|gone| {
                         if !gone.is_empty() {
                             info!(bot, ?gone, "left these guilds while offline");
                         }

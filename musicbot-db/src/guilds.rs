@@ -73,11 +73,14 @@ impl GuildTracker {
     }
 
     /// After READY: entries ACTIVE in the database for guilds this shard no longer sees were
-    /// left while the bot was offline. `owns` says which guilds belong to this shard.
-    pub async fn reconcile(&self, present: &[u64], owns: impl Fn(u64) -> bool) -> mongodb::error::Result<Vec<u64>> {
-        for g in present {
-            self.joined(*g).await?;
-        }
+    /// left while the bot was offline; they become REMOVED. `owns` says which guilds belong
+    /// to this shard. (The guilds present need nothing here: each came with a GUILD_CREATE,
+    /// which the caller turns into [`GuildTracker::joined`].)
+    pub async fn left_while_offline(
+        &self,
+        present: &[u64],
+        owns: impl Fn(u64) -> bool,
+    ) -> mongodb::error::Result<Vec<u64>> {
         let mut gone = Vec::new();
         let mut active = self
             .guilds

@@ -43,10 +43,11 @@ async fn join_leave_and_guild_count_follow_the_seed_schema() -> anyhow::Result<(
     let bot = db.collection::<Document>("MusicBotDB").find_one(doc! {"_id": bot_id}).await?.unwrap();
     assert_eq!(bot.get_i64("guildCount")?, 1);
 
-    // Offline while removed from 222 and added to 333: reconcile after READY catches up,
-    // leaving guilds of other shards alone.
+    // Offline while removed from 222 and added to 333: after READY, 333's GUILD_CREATE is
+    // a join and the absent 222 was left, while guilds of other shards are left alone.
     tracker.joined(444).await?;
-    let gone = tracker.reconcile(&[333], |g| g != 444).await?;
+    tracker.joined(333).await?;
+    let gone = tracker.left_while_offline(&[333], |g| g != 444).await?;
     assert_eq!(gone, vec![222]);
     let status = |g: &'static str| {
         let guilds = guilds.clone();
