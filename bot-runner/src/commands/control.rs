@@ -36,34 +36,28 @@ pub async fn stop(ctx: Context<'_>) -> Result<(), Error> {
 /// Pause the song.
 #[poise::command(slash_command, guild_only)]
 pub async fn pause(ctx: Context<'_>) -> Result<(), Error> {
-    let guild = require_listener(ctx).await?;
-    let player = ctx.data().music.player(guild);
-    let mut p = player.lock().await;
-    if p.paused {
-        return Err(user("Already paused. Use /resume to carry on."));
-    }
-    if !p.set_paused(true) {
-        return Err(user("Nothing is playing."));
-    }
-    drop(p);
-    ctx.say("Paused.").await?;
-    Ok(())
+    set_paused(ctx, true, "Already paused. Use /resume to carry on.", "Paused.").await
 }
 
 /// Resume a paused song.
 #[poise::command(slash_command, guild_only)]
 pub async fn resume(ctx: Context<'_>) -> Result<(), Error> {
+    set_paused(ctx, false, "Nothing is paused.", "Resumed.").await
+}
+
+/// `/pause` and `/resume`: `already` when the player is in that state, `done` on success.
+async fn set_paused(ctx: Context<'_>, paused: bool, already: &str, done: &str) -> Result<(), Error> {
     let guild = require_listener(ctx).await?;
     let player = ctx.data().music.player(guild);
     let mut p = player.lock().await;
-    if !p.paused {
-        return Err(user("Nothing is paused."));
+    if p.paused == paused {
+        return Err(user(already));
     }
-    if !p.set_paused(false) {
+    if !p.set_paused(paused) {
         return Err(user("Nothing is playing."));
     }
     drop(p);
-    ctx.say("Resumed.").await?;
+    ctx.say(done).await?;
     Ok(())
 }
 
