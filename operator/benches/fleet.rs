@@ -6,13 +6,13 @@
 //! The operator runs as its own release process, as in a cluster. Results go to stdout;
 //! docs/benchmarks.md records them.
 
+mod common;
+
+use common::{env_size, install_crd, percentile};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::CustomResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use musicbot_operator::controller::workload::CONFIG_HASH_ANNOTATION;
 use musicbot_operator::crd::MusicBot;
@@ -37,23 +37,13 @@ fn peak_rss_mib(pid: u32) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let n: usize = std::env::var("BENCH_BOTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
-    let edits: usize = std::env::var("BENCH_EDITS").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let n = env_size("BENCH_BOTS", 1000);
+    let edits = env_size("BENCH_EDITS", 100);
     let cluster = testkit::KubeCluster::start(false).await?;
     let client = cluster.client().await?;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch("musicbots.musicbot.dev", &PatchParams::apply("bench").force(), &Patch::Apply(MusicBot::crd())).await?;
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        await_condition(crds, "musicbots.musicbot.dev", conditions::is_crd_established()),
-    )
-    .await??;
+    install_crd(&client).await?;
     let ns = cluster.namespace(&client, "bench").await?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let secret: Secret =

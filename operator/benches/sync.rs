@@ -6,14 +6,15 @@
 //!
 //! Results go to stdout; docs/benchmarks.md records them.
 
+mod common;
+
 use base64::Engine;
+use common::{env_size, install_crd, percentile};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::runtime::wait::{await_condition, conditions};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{CustomResourceExt, ResourceExt};
 use mongodb::bson::{Document, doc};
 use musicbot_db::TokenCipher;
 use musicbot_operator::crd::MusicBot;
@@ -37,24 +38,14 @@ fn record(key: &TokenCipher, i: usize) -> (String, Document) {
     (client_id, doc)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cold: usize = std::env::var("BENCH_SYNC_COLD").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
-    let inserts: usize = std::env::var("BENCH_SYNC_INSERTS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let cold = env_size("BENCH_SYNC_COLD", 1000);
+    let inserts = env_size("BENCH_SYNC_INSERTS", 200);
     let cluster = testkit::KubeCluster::start(false).await?;
     let client = cluster.client().await?;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch("musicbots.musicbot.dev", &PatchParams::apply("bench").force(), &Patch::Apply(MusicBot::crd())).await?;
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        await_condition(crds, "musicbots.musicbot.dev", conditions::is_crd_established()),
-    )
-    .await??;
+    install_crd(&client).await?;
     let ns = cluster.namespace(&client, "syncbench").await?;
     let mongo = testkit::MongoServer::start().await?;
     let db = mongo.client().await?.database("bench");
