@@ -4,15 +4,18 @@
 //! - `/tone/{hz}/{seconds}.wav`: 16-bit stereo PCM at 48 kHz (re-encoded to Opus by songbird);
 //! - `/dca/{hz}/{seconds}.dca`: the same tone already in Opus (DCA1 framing), which songbird
 //!   passes through without decoding;
+//! - `/webm/{hz}/{seconds}.webm`: the same Opus packets in WebM, as YouTube serves audio;
 //! - `/page/{hz}/{seconds}`: the WAV without an extension, for yt-dlp's generic extractor;
 //! - `/broken/noise.mp3`: 200 with bytes no decoder accepts; anything else: 404.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use opus2::{Application, Channels, Encoder};
 
@@ -48,8 +51,28 @@ pub fn wav(hz: f64, seconds: f64) -> Vec<u8> {
     w
 }
 
-/// The tone as 20 ms stereo Opus frames in DCA1 framing (magic, JSON metadata, then each
-/// frame as a little-endian u16 length and the packet), which songbird reads natively.
+/// The tone as 20 ms stereo Opus packets, as libopus makes them (deterministic, so a test
+/// can recognise the very packets a bot passed through).
+pub fn opus_frames(hz: f64, seconds: f64) -> Result<Vec<Vec<u8>>> {
+    let mut enc = Encoder::new(RATE, Channels::Stereo, Application::Audio)?;
+    let mut packet = [0u8; 4000];
+    let frames = (seconds * 50.0) as u32;
+    let mut pcm = Vec::with_capacity(960 * 2);
+    let mut out = Vec::with_capacity(frames as usize);
+    for f in 0..frames {
+        pcm.clear();
+        for i in f * 960..(f + 1) * 960 {
+            let s = sample(hz, i);
+            pcm.extend_from_slice(&[s, s]);
+        }
+        let n = enc.encode(&pcm, &mut packet)?;
+        out.push(packet[..n].to_vec());
+    }
+    Ok(out)
+}
+
+/// The tone's Opus packets in DCA1 framing (magic, JSON metadata, then each packet as a
+/// little-endian u16 length and its bytes), which songbird reads natively.
 pub fn dca(hz: f64, seconds: f64) -> Result<Vec<u8>> {
     let meta = serde_json::json!({
         "dca": {"version": 1, "tool": {"name": "testkit", "version": "1"}},
@@ -60,21 +83,66 @@ pub fn dca(hz: f64, seconds: f64) -> Result<Vec<u8>> {
     let mut out = b"DCA1".to_vec();
     out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
     out.extend_from_slice(meta.as_bytes());
-    let mut enc = Encoder::new(RATE, Channels::Stereo, Application::Audio)?;
-    let mut packet = [0u8; 4000];
-    let frames = (seconds * 50.0) as u32;
-    let mut pcm = Vec::with_capacity(960 * 2);
-    for f in 0..frames {
-        pcm.clear();
-        for i in f * 960..(f + 1) * 960 {
-            let s = sample(hz, i);
-            pcm.extend_from_slice(&[s, s]);
-        }
-        let n = enc.encode(&pcm, &mut packet)?;
-        out.extend_from_slice(&(n as u16).to_le_bytes());
-        out.extend_from_slice(&packet[..n]);
+    for packet in opus_frames(hz, seconds)? {
+        out.extend_from_slice(&(packet.len() as u16).to_le_bytes());
+        out.extend_from_slice(&packet);
     }
     Ok(out)
+}
+
+/// The tone's Opus packets in a WebM file, the container yt-dlp hands over for YouTube's
+/// best audio: EBML header, Info, one Opus track, one-second clusters of SimpleBlocks.
+/// Written by hand (no muxer crate is needed for one track of whole frames).
+pub fn webm(hz: f64, seconds: f64) -> Result<Vec<u8>> {
+    let opus_head = [b"OpusHead".as_slice(), &[1, 2], &312u16.to_le_bytes(), &RATE.to_le_bytes(), &[0, 0, 0]].concat();
+    let header = ebml(
+        0x1A45_DFA3,
+        &[
+            uint(0x4286, 1),
+            uint(0x42F7, 1),
+            uint(0x42F2, 4),
+            uint(0x42F3, 8),
+            ebml(0x4282, b"webm"),
+            uint(0x4287, 4),
+            uint(0x4285, 2),
+        ]
+        .concat(),
+    );
+    // Timestamps in milliseconds.
+    let info =
+        ebml(0x1549_A966, &[uint(0x2A_D7B1, 1_000_000), ebml(0x4D80, b"testkit"), ebml(0x5741, b"testkit")].concat());
+    let audio = ebml(0xE1, &[float(0xB5, f64::from(RATE)), uint(0x9F, 2)].concat());
+    let track = ebml(
+        0xAE,
+        &[uint(0xD7, 1), uint(0x73C5, 1), uint(0x83, 2), ebml(0x86, b"A_OPUS"), ebml(0x63A2, &opus_head), audio]
+            .concat(),
+    );
+    let mut body = [info, ebml(0x1654_AE6B, &track)].concat();
+    for (second, packets) in opus_frames(hz, seconds)?.chunks(50).enumerate() {
+        let mut cluster = uint(0xE7, second as u64 * 1000);
+        for (i, packet) in packets.iter().enumerate() {
+            // Track 1, timestamp relative to the cluster, keyframe flag, the packet.
+            let block = [&[0x81], &((i * 20) as i16).to_be_bytes()[..], &[0x80], packet].concat();
+            cluster.extend(ebml(0xA3, &block));
+        }
+        body.extend(ebml(0x1F43_B675, &cluster));
+    }
+    Ok([header, ebml(0x1853_8067, &body)].concat())
+}
+
+/// One EBML element; sizes are always written as 8-byte varints, which fits any length.
+fn ebml(id: u32, body: &[u8]) -> Vec<u8> {
+    let id = id.to_be_bytes();
+    let first = id.iter().position(|b| *b != 0).unwrap_or(3);
+    [&id[first..], &[0x01], &(body.len() as u64).to_be_bytes()[1..], body].concat()
+}
+
+fn uint(id: u32, v: u64) -> Vec<u8> {
+    ebml(id, &v.to_be_bytes())
+}
+
+fn float(id: u32, v: f64) -> Vec<u8> {
+    ebml(id, &v.to_be_bytes())
 }
 
 /// Serves the tones on 127.0.0.1; stops on drop.
@@ -95,24 +163,46 @@ fn parse(file: &str) -> f64 {
 
 impl ToneServer {
     pub async fn start() -> Result<Self> {
-        async fn tone(Path((hz, file)): Path<(u32, String)>) -> impl IntoResponse {
-            ([(header::CONTENT_TYPE, "audio/wav")], wav(f64::from(hz), parse(&file)))
-        }
-        async fn opus(Path((hz, file)): Path<(u32, String)>) -> axum::response::Response {
-            match dca(f64::from(hz), parse(&file)) {
-                Ok(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
+        // Each file is made once: a benchmark asks for the same tone in many guilds, and
+        // encoding two minutes of Opus per request would load the machine it measures.
+        type Files = Arc<Mutex<HashMap<String, axum::body::Bytes>>>;
+        async fn file(State(files): State<Files>, Path((kind, hz, file)): Path<(String, u32, String)>) -> Response {
+            let key = format!("{kind}/{hz}/{file}");
+            if let Some(bytes) = files.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+                return (content_type(&kind), bytes.clone()).into_response();
+            }
+            let (hz, seconds) = (f64::from(hz), parse(&file));
+            let made = match kind.as_str() {
+                "tone" | "page" => Ok(wav(hz, seconds)),
+                "dca" => dca(hz, seconds),
+                "webm" => webm(hz, seconds),
+                _ => return StatusCode::NOT_FOUND.into_response(),
+            };
+            match made {
+                Ok(bytes) => {
+                    let bytes = axum::body::Bytes::from(bytes);
+                    files.lock().unwrap_or_else(|e| e.into_inner()).insert(key, bytes.clone());
+                    (content_type(&kind), bytes).into_response()
+                }
                 Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
             }
         }
+        fn content_type(kind: &str) -> [(header::HeaderName, &'static str); 1] {
+            let t = match kind {
+                "dca" => "application/octet-stream",
+                "webm" => "audio/webm",
+                _ => "audio/wav",
+            };
+            [(header::CONTENT_TYPE, t)]
+        }
         let app = axum::Router::new()
-            .route("/tone/{hz}/{file}", get(tone))
-            .route("/page/{hz}/{file}", get(tone))
-            .route("/dca/{hz}/{file}", get(opus))
+            .route("/{kind}/{hz}/{file}", get(file))
             .route(
                 "/broken/{file}",
                 get(|| async { ([(header::CONTENT_TYPE, "audio/mpeg")], "not audio at all ".repeat(512)) }),
             )
-            .fallback(|| async { StatusCode::NOT_FOUND });
+            .fallback(|| async { StatusCode::NOT_FOUND })
+            .with_state(Files::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
@@ -127,6 +217,10 @@ impl ToneServer {
 
     pub fn dca(&self, hz: u32, seconds: u32) -> String {
         format!("http://{}/dca/{hz}/{seconds}.dca", self.addr)
+    }
+
+    pub fn webm(&self, hz: u32, seconds: u32) -> String {
+        format!("http://{}/webm/{hz}/{seconds}.webm", self.addr)
     }
 
     pub fn page(&self, hz: u32, seconds: u32) -> String {

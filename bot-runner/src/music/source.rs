@@ -35,7 +35,10 @@ pub fn classify(query: &str) -> Result<Source, String> {
         return Err("That URL has no host.".into());
     }
     let ext = url.path().rsplit('.').next().unwrap_or_default().to_ascii_lowercase();
-    let direct = matches!(ext.as_str(), "mp3" | "wav" | "flac" | "ogg" | "oga" | "opus" | "m4a" | "aac" | "mp4");
+    let direct = matches!(
+        ext.as_str(),
+        "mp3" | "wav" | "flac" | "ogg" | "oga" | "opus" | "m4a" | "aac" | "mp4" | "webm" | "weba" | "mka" | "dca"
+    );
     Ok(if direct { Source::Http(url.to_string()) } else { Source::Ytdl(url.to_string()) })
 }
 
@@ -145,6 +148,10 @@ mod tests {
         assert_eq!(
             classify("https://www.youtube.com/watch?v=dQw4w9WgXcQ"),
             Ok(Source::Ytdl("https://www.youtube.com/watch?v=dQw4w9WgXcQ".into()))
+        );
+        assert_eq!(
+            classify("http://127.0.0.1:9/dca/440/3.dca"),
+            Ok(Source::Http("http://127.0.0.1:9/dca/440/3.dca".into()))
         );
         assert_eq!(classify("  lofi beats "), Ok(Source::Search("lofi beats".into())));
         assert!(classify("   ").is_err());

@@ -72,3 +72,34 @@ async fn a_failing_source_is_reported_and_the_queue_moves_on() -> anyhow::Result
     assert!(metrics.contains(&format!("musicbot_tracks_failed_total{{bot=\"{APP}\"}} 1")), "{metrics}");
     Ok(())
 }
+
+/// Plays an Opus file and checks that songbird sent its packets as they are (one track at
+/// 100 %): every packet heard is one of the file's own.
+async fn passes_opus_through(url: impl Fn(&Tones) -> String, title: &str) -> anyhow::Result<()> {
+    let Scene { sim, tones, bot } = Scene::start(Launch::bot(APP)).await?;
+    let b = sim.bot(&bot.token);
+
+    let play = b.inject_interaction(play(&url(&tones)))?;
+    assert_eq!(sim.wait_reply(play.id, WAIT).await?.text(), format!("Playing **{title}**"));
+    let heard = b.wait_for_audio(GUILD, 4.0, WAIT).await?;
+    assert!(near(heard.dominant_hz, 440.0), "{heard:?}");
+    assert_eq!(heard.gaps, 0, "{heard:?}");
+
+    let source: std::collections::HashSet<Vec<u8>> = testkit::tones::opus_frames(440.0, 8.0)?.into_iter().collect();
+    let sent = b.opus_payloads(GUILD);
+    let foreign = sent.iter().filter(|p| !source.contains(*p)).count();
+    assert!(sent.len() >= 150, "{} packets", sent.len());
+    assert!(foreign <= 2, "{foreign} of {} packets were re-encoded", sent.len());
+    Ok(())
+}
+
+#[tokio::test]
+async fn opus_in_dca_is_passed_through() -> anyhow::Result<()> {
+    passes_opus_through(|t| t.dca(440, 8), "8.dca").await
+}
+
+/// YouTube's best audio is Opus in WebM: the demuxer must be there, and passthrough work.
+#[tokio::test]
+async fn opus_in_webm_is_passed_through() -> anyhow::Result<()> {
+    passes_opus_through(|t| t.webm(440, 8), "8.webm").await
+}

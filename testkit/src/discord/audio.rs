@@ -16,6 +16,8 @@ const SILENCE_RMS: f32 = 1e-3;
 pub const GAP_FRAMES: u64 = 3;
 /// Audible audio kept for analysis (the most recent); counters cover everything.
 const KEEP_SECONDS: usize = 60;
+/// Opus payloads kept as they came (the most recent 10 s), to tell passthrough from re-encoding.
+const KEEP_PAYLOADS: usize = 500;
 
 /// Measurements of one stream, as `DiscordSim::audio` returns them.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -49,6 +51,7 @@ pub(crate) struct AudioTrack {
     pcm: Vec<i16>,
     /// Mono, audible frames only, newest last.
     kept: VecDeque<f32>,
+    payloads: VecDeque<Vec<u8>>,
     stats: AudioStats,
     ssrc: Option<u32>,
     last_ts: Option<u32>,
@@ -65,6 +68,7 @@ impl AudioTrack {
             decoder: Decoder::new(SAMPLE_RATE, Channels::Stereo)?,
             pcm: vec![0; FRAME_SAMPLES * 2 * 6],
             kept: VecDeque::new(),
+            payloads: VecDeque::new(),
             stats: AudioStats::default(),
             ssrc: None,
             last_ts: None,
@@ -111,6 +115,10 @@ impl AudioTrack {
         self.ssrc = Some(ssrc);
         self.last_ts = Some(rtp_timestamp);
         self.last_arrival = Some(now);
+        if self.payloads.len() == KEEP_PAYLOADS {
+            self.payloads.pop_front();
+        }
+        self.payloads.push_back(opus.to_vec());
 
         let per_channel = match self.decoder.decode(opus, &mut self.pcm, false) {
             Ok(n) => n,
@@ -160,6 +168,11 @@ impl AudioTrack {
             s.span_seconds = b.duration_since(a).as_secs_f64();
         }
         s
+    }
+
+    /// The Opus payloads received, oldest first (at most the last `KEEP_PAYLOADS`).
+    pub fn payloads(&self) -> Vec<Vec<u8>> {
+        self.payloads.iter().cloned().collect()
     }
 
     pub fn audible_seconds(&self) -> f64 {

@@ -206,6 +206,12 @@ impl Bot<'_> {
         self.sim.shared.read(|s| s.audio.get(&key).map(|a| a.samples()).unwrap_or_default())
     }
 
+    /// The Opus payloads the bot sent in `guild` as they arrived (decrypted, the last 10 s).
+    pub fn opus_payloads(&self, guild: u64) -> Vec<Vec<u8>> {
+        let key = (guild, self.user_id());
+        self.sim.shared.read(|s| s.audio.get(&key).map(|a| a.payloads()).unwrap_or_default())
+    }
+
     /// Waits until `seconds` of audible audio arrived from the bot in `guild`.
     pub async fn wait_for_audio(&self, guild: u64, seconds: f64, timeout: Duration) -> Result<AudioStats> {
         let key = (guild, self.user_id());
