@@ -93,15 +93,29 @@ fn cpu(pid: u32) -> Result<Duration> {
     Ok(Duration::from_millis(ticks * 10))
 }
 
+/// UDP datagrams the kernel dropped for a full receive buffer (machine-wide), from
+/// /proc/net/snmp: frames the simulator never saw are not the bot's fault.
+fn udp_receive_drops() -> Result<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp")?;
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next().context("no Udp: header")?, udp.next().context("no Udp: values")?);
+    let at = names.split_whitespace().position(|n| n == "RcvbufErrors").context("no RcvbufErrors")?;
+    Ok(values.split_whitespace().nth(at).context("short Udp: line")?.parse()?)
+}
+
 async fn idle_memory() -> Result<()> {
     let sim = world(1).await?;
     let p = start(&sim).await?;
-    tokio::time::sleep(Duration::from_secs(5)).await;
     let pid = p.child.id().context("pid")?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (c0, t0) = (cpu(pid)?, Instant::now());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let idle_cpu = (cpu(pid)? - c0).as_secs_f64() / t0.elapsed().as_secs_f64();
     println!(
-        "idle: RSS {:.1} MiB (peak {:.1} MiB), one bot in one guild",
+        "idle: RSS {:.1} MiB (peak {:.1} MiB), {:.2}% of a core, one bot in one guild",
         proc_field(pid, "VmRSS:")? as f64 / 1024.0,
-        proc_field(pid, "VmHWM:")? as f64 / 1024.0
+        proc_field(pid, "VmHWM:")? as f64 / 1024.0,
+        idle_cpu * 100.0
     );
     Ok(())
 }
@@ -116,24 +130,33 @@ async fn streams(n: u64, passthrough: bool) -> Result<()> {
         let url = if passthrough { tones.dca(440, 120) } else { tones.wav(440, 120) };
         let cmd = SlashCommand::new(g, g + 1, g + 3, "play").option("query", url);
         let id = bot.inject_interaction(cmd)?.id;
-        sim.wait_reply(id, Duration::from_secs(60)).await?;
+        let reply = sim.wait_reply(id, Duration::from_secs(60)).await?.text();
+        if !reply.starts_with("Playing") {
+            bail!("guild {i}: /play answered {reply:?}");
+        }
     }
     for i in 0..n {
         bot.wait_for_audio(BASE + i * 10, 1.0, Duration::from_secs(60)).await?;
     }
     let pid = p.child.id().context("pid")?;
-    let (c0, t0) = (cpu(pid)?, Instant::now());
+    // Streams are counted by the frames the simulator received in the window (50 a second
+    // make one stream), so a stream that drops frames does not flatter the figure.
+    let packets = || (0..n).map(|i| bot.audio(BASE + i * 10).packets).sum::<u64>();
+    let (c0, t0, f0, d0) = (cpu(pid)?, Instant::now(), packets(), udp_receive_drops()?);
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let (c1, t1) = (cpu(pid)?, Instant::now());
-    let cores = (c1 - c0).as_secs_f64() / (t1 - t0).as_secs_f64();
+    let (c1, t1, f1, d1) = (cpu(pid)?, Instant::now(), packets(), udp_receive_drops()?);
+    let window = (t1 - t0).as_secs_f64();
+    let cores = (c1 - c0).as_secs_f64() / window;
+    let streams = (f1 - f0) as f64 / 50.0 / window;
     let gaps: u32 = (0..n).map(|i| bot.audio(BASE + i * 10).gaps).sum();
+    let missing: u64 = (0..n).map(|i| bot.audio(BASE + i * 10).missing_frames).sum();
     println!(
-        "{n} streams {}: {:.1}% of a core ({:.2}% per stream) → {:.0} streams per core; RSS {:.1} MiB; gaps heard {gaps}",
+        "{n} guilds {}: {:.1}% of a core for {streams:.1} streams' worth of frames → {:.0} streams per core; RSS {:.1} MiB; gaps heard {gaps}, frames missing {missing}, dropped by the simulator's socket {}",
         if passthrough { "passthrough (Opus in)" } else { "re-encoded (PCM in)" },
         cores * 100.0,
-        cores * 100.0 / n as f64,
-        n as f64 / cores.max(1e-9),
-        proc_field(pid, "VmRSS:")? as f64 / 1024.0
+        streams / cores.max(1e-9),
+        proc_field(pid, "VmRSS:")? as f64 / 1024.0,
+        d1 - d0
     );
     Ok(())
 }
@@ -163,13 +186,32 @@ async fn ack_latency(rounds: usize) -> Result<()> {
 
 fn main() -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // BENCH_PHASES picks some of the measurements, e.g. `passthrough` alone to profile it.
+    let phases = std::env::var("BENCH_PHASES").unwrap_or_else(|_| "idle,ack,reencode,passthrough".into());
+    let run = |phase: &str| phases.split(',').any(|p| p.trim() == phase);
+    // BENCH_STREAMS: guilds playing at once, a list of sizes: a process has a fixed cost per
+    // 20 ms tick, so the cost per stream falls as guilds are added.
+    let sizes: Vec<u64> = std::env::var("BENCH_STREAMS")
+        .unwrap_or_else(|_| "5,20,50".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
-        idle_memory().await?;
-        ack_latency(300).await?;
-        let n: u64 = std::env::var("BENCH_STREAMS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
-        streams(n, false).await?;
-        streams(n, true).await?;
+        if run("idle") {
+            idle_memory().await?;
+        }
+        if run("ack") {
+            ack_latency(300).await?;
+        }
+        for &n in &sizes {
+            if run("reencode") {
+                streams(n, false).await?;
+            }
+            if run("passthrough") {
+                streams(n, true).await?;
+            }
+        }
         Ok(())
     })
 }

@@ -43,7 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use audio::AudioStats;
@@ -136,7 +136,7 @@ impl DiscordSimBuilder {
         let api = TcpListener::bind(bind(self.ports.api)).await.context("binding the REST port")?;
         let gateway = TcpListener::bind(bind(self.ports.gateway)).await.context("binding the gateway port")?;
         let voice = TcpListener::bind(bind(self.ports.voice)).await.context("binding the voice gateway port")?;
-        let udp = UdpSocket::bind(bind(self.ports.udp)).await.context("binding the voice UDP port")?;
+        let udp = voice_udp::bind(bind(self.ports.udp)).context("binding the voice UDP port")?;
         let endpoints = Endpoints {
             api: api.local_addr()?,
             gateway: gateway.local_addr()?,

@@ -10,6 +10,18 @@ use super::audio::AudioTrack;
 use super::rtp;
 use super::state::{Shared, State};
 
+/// The voice UDP socket, with a receive buffer big enough for bursts: songbird sends a
+/// thread's calls (up to 16 packets) at once every 20 ms, and with dozens of guilds playing
+/// the default buffer (about 200 packets) overflows whenever the simulator is descheduled
+/// for a few ticks, which would count as frames the bot never sent.
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    // The kernel caps this at net.core.rmem_max; whatever it grants is better than the default.
+    let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(8 << 20);
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket)
+}
+
 pub(crate) async fn serve(socket: UdpSocket, shared: Arc<Shared>) {
     let mut buf = vec![0u8; 4096];
     while let Ok((len, peer)) = socket.recv_from(&mut buf).await {
