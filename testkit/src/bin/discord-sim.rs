@@ -88,7 +88,8 @@ async fn main() -> Result<()> {
             g.id + 11
         );
     }
-    println!("  test tones:                    {} (any Hz and seconds in the path)", tones.wav(440, 30));
+    println!("  test tones:                    {} (any Hz and seconds in the path;", tones.wav(440, 30));
+    println!("                                 also /dca/440/30.dca and /webm/440/30.webm, the same tone in Opus)");
     println!(
         "Type a slash command to send it from alice in the first guild, e.g. `/play query:{}`;",
         tones.wav(440, 30)
