@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use musicbot_db::cipher::{Stored, reveal};
-use musicbot_db::connect::{load_key, open_database};
+use musicbot_db::connect::load_key;
 use musicbot_db::{Collections, TokenCipher};
 use tracing::{info, warn};
 
@@ -18,12 +18,7 @@ use crate::token::Token;
 use crate::{discord, http, registration};
 
 pub async fn runtime(common: &CommonArgs) -> Result<Runtime> {
-    let mongo = match &common.mongodb_uri {
-        Some(uri) => {
-            Some((open_database(uri, common.mongodb_database.as_deref(), "bot-runner").await?, collections(common)))
-        }
-        None => None,
-    };
+    let mongo = common.records.open("bot-runner").await?.map(|db| (db, common.records.collections()));
     Ok(Runtime {
         api_url: common.discord_api_url.clone(),
         music: MusicSettings {
@@ -35,10 +30,6 @@ pub async fn runtime(common: &CommonArgs) -> Result<Runtime> {
         metrics: Arc::new(Metrics::default()),
         mongo,
     })
-}
-
-fn collections(common: &CommonArgs) -> Collections {
-    Collections { bots: common.bots_collection.clone(), guilds: common.guilds_collection.clone() }
 }
 
 /// One bot, as in a pod: runs until SIGTERM/SIGINT.
@@ -188,7 +179,7 @@ fn describe(deploy: bool, o: &registration::Outcome) -> String {
 }
 
 async fn command_targets(args: &CommandsArgs) -> Result<Vec<(String, u64, Token)>> {
-    if args.token_file.is_some() || (args.mongodb_uri.is_none() && std::env::var_os("DISCORD_TOKEN").is_some()) {
+    if args.token_file.is_some() || (args.records.uri().is_none() && std::env::var_os("DISCORD_TOKEN").is_some()) {
         let token = Token::load(args.token_file.as_deref())?;
         let id = match &args.client_id {
             Some(id) => id.parse().with_context(|| format!("--client-id {id:?} is not a Discord id"))?,
@@ -196,13 +187,12 @@ async fn command_targets(args: &CommandsArgs) -> Result<Vec<(String, u64, Token)
         };
         return Ok(vec![("bot".into(), id, token)]);
     }
-    let Some(uri) = &args.mongodb_uri else {
+    let Some(db) = args.records.open("bot-runner").await? else {
         bail!("no bots: give --token-file (or DISCORD_TOKEN) for one bot, or --mongodb-uri for the fleet");
     };
-    let db = open_database(uri, None, "bot-runner").await?;
     let cipher = args.token_key_file.as_deref().map(load_key).transpose()?;
     let mut out = Vec::new();
-    for (record, token) in active_bots(&db, &Collections::default(), cipher.as_ref()).await? {
+    for (record, token) in active_bots(&db, &args.records.collections(), cipher.as_ref()).await? {
         if args.client_id.as_ref().is_some_and(|c| *c != record.client_id) {
             continue;
         }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use musicbot_db::connect::RecordsArgs;
 
 #[derive(Parser, Debug)]
 #[command(name = "bot-runner", version, about = "A Discord music bot (serenity + songbird), one per token")]
@@ -85,9 +86,9 @@ pub struct FleetArgs {
 #[derive(Subcommand, Debug)]
 pub enum CommandsCommand {
     /// Register the slash commands (a bulk overwrite, skipped when nothing changed).
-    Deploy(CommandsArgs),
+    Deploy(Box<CommandsArgs>),
     /// Remove every slash command.
-    Clear(CommandsArgs),
+    Clear(Box<CommandsArgs>),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -107,8 +108,8 @@ pub struct CommandsArgs {
     #[arg(long, env = "MUSICBOT_TOKEN_KEY_FILE")]
     pub token_key_file: Option<PathBuf>,
 
-    #[arg(long, env = "MUSICBOT_MONGODB_URI", hide_env_values = true)]
-    pub mongodb_uri: Option<String>,
+    #[command(flatten)]
+    pub records: RecordsArgs,
 
     #[arg(long, env = "MUSICBOT_DISCORD_API_URL")]
     pub discord_api_url: Option<String>,
@@ -116,19 +117,10 @@ pub struct CommandsArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct CommonArgs {
-    /// MongoDB URI for guild tracking (optional: without it the bot runs all the same).
-    #[arg(long, env = "MUSICBOT_MONGODB_URI", hide_env_values = true)]
-    pub mongodb_uri: Option<String>,
-
-    /// Database of the records (default: the one named in the URI, else "musicbot").
-    #[arg(long, env = "MUSICBOT_MONGODB_DATABASE")]
-    pub mongodb_database: Option<String>,
-
-    /// Collection names of the seed's Prisma models.
-    #[arg(long, env = "MUSICBOT_BOTS_COLLECTION", default_value = "MusicBotDB")]
-    pub bots_collection: String,
-    #[arg(long, env = "MUSICBOT_GUILDS_COLLECTION", default_value = "ServerMusicBotDB")]
-    pub guilds_collection: String,
+    // The records, for guild tracking and fleet mode (optional: without MongoDB the bot runs
+    // all the same).
+    #[command(flatten)]
+    pub records: RecordsArgs,
 
     /// Discord API base URL; point it at the simulator (`http://127.0.0.1:PORT`) to run
     /// without Discord. Discord's own URL keeps serenity's rate limiter on.
@@ -266,6 +258,28 @@ mod tests {
         assert_eq!(run.common.log_format, LogFormat::Json);
         assert_eq!(run.presence.presence_status, Some(PresenceStatus::Dnd));
         assert_eq!(run.presence.activity_type, Some(ActivityType::Playing));
+    }
+
+    #[test]
+    fn command_scripts_read_the_records_where_the_fleet_does() {
+        let cli = Cli::try_parse_from([
+            "bot-runner",
+            "commands",
+            "deploy",
+            "--mongodb-database",
+            "prod",
+            "--bots-collection",
+            "Bots",
+            "--guilds-collection",
+            "Guilds",
+        ])
+        .unwrap();
+        let Some(Command::Commands(CommandsCommand::Deploy(args))) = cli.command else {
+            panic!("parsed as {:?}", cli.command)
+        };
+        assert_eq!(args.records.mongodb_database.as_deref(), Some("prod"));
+        let cols = args.records.collections();
+        assert_eq!((cols.bots.as_str(), cols.guilds.as_str()), ("Bots", "Guilds"));
     }
 
     #[test]

@@ -8,9 +8,50 @@ use anyhow::Context as _;
 use mongodb::Database;
 use mongodb::options::ClientOptions;
 
-use crate::TokenCipher;
+use crate::{Collections, TokenCipher};
 
 pub const DEFAULT_DATABASE: &str = "musicbot";
+
+/// Where the records are, as flags with environment fallbacks. One set for the operator,
+/// its `bots` commands and bot-runner, so a fleet configured once is read alike by all.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RecordsArgs {
+    /// MongoDB connection string of the bot records (unset: no MongoDB).
+    // hide_env_values: the URI may hold a password, and --help would print it.
+    #[arg(long, env = "MUSICBOT_MONGODB_URI", hide_env_values = true)]
+    pub mongodb_uri: Option<String>,
+
+    /// Database of the records (default: the one named in the URI, else "musicbot").
+    #[arg(long, env = "MUSICBOT_MONGODB_DATABASE")]
+    pub mongodb_database: Option<String>,
+
+    /// Collection of the bot records (the seed's Prisma model name by default).
+    #[arg(long, env = "MUSICBOT_BOTS_COLLECTION", default_value = "MusicBotDB")]
+    pub bots_collection: String,
+
+    /// Collection of the guild assignments (the seed's Prisma model name by default).
+    #[arg(long, env = "MUSICBOT_GUILDS_COLLECTION", default_value = "ServerMusicBotDB")]
+    pub guilds_collection: String,
+}
+
+impl RecordsArgs {
+    /// The URI, unless unset or blank.
+    pub fn uri(&self) -> Option<&str> {
+        self.mongodb_uri.as_deref().filter(|u| !u.trim().is_empty())
+    }
+
+    pub fn collections(&self) -> Collections {
+        Collections { bots: self.bots_collection.clone(), guilds: self.guilds_collection.clone() }
+    }
+
+    /// The records' database (see [`open_database`]), or `None` without a URI.
+    pub async fn open(&self, app_name: &str) -> anyhow::Result<Option<Database>> {
+        match self.uri() {
+            Some(uri) => Ok(Some(open_database(uri, self.mongodb_database.as_deref(), app_name).await?)),
+            None => Ok(None),
+        }
+    }
+}
 
 /// `flag`, else the database named in the URI, else "musicbot".
 pub fn database_name(flag: Option<&str>, from_uri: Option<&str>) -> String {

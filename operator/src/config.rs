@@ -85,25 +85,12 @@ pub struct Config {
     pub sync: SyncArgs,
 }
 
-/// Where the bot records are: shared by the operator and the `bots` commands.
+/// Where the bot records are, and the key of their tokens: shared by the operator and the
+/// `bots` commands.
 #[derive(Args, Debug, Clone)]
 pub struct MongoArgs {
-    /// MongoDB connection string of the bot records. Unset: no sync and no guild assignment.
-    // hide_env_values: the URI may hold a password, and --help would print it.
-    #[arg(long, env = "MUSICBOT_MONGODB_URI", hide_env_values = true)]
-    pub mongodb_uri: Option<String>,
-
-    /// Database of the records (default: the one named in the URI, else "musicbot").
-    #[arg(long, env = "MUSICBOT_MONGODB_DATABASE")]
-    pub mongodb_database: Option<String>,
-
-    /// Collection of the bot records (the seed's Prisma model name by default).
-    #[arg(long, env = "MUSICBOT_BOTS_COLLECTION", default_value = "MusicBotDB")]
-    pub bots_collection: String,
-
-    /// Collection of the guild assignments (the seed's Prisma model name by default).
-    #[arg(long, env = "MUSICBOT_GUILDS_COLLECTION", default_value = "ServerMusicBotDB")]
-    pub guilds_collection: String,
+    #[command(flatten)]
+    pub records: musicbot_db::connect::RecordsArgs,
 
     /// File holding the token-encryption key: 32 raw bytes, or their base64.
     #[arg(long, env = "MUSICBOT_TOKEN_KEY_FILE")]

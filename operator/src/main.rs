@@ -206,14 +206,14 @@ fn bot_defaults(config: &Config) -> anyhow::Result<BotDefaults> {
     }
     // Bot pods must find the same records the sync reads.
     let defaults = musicbot_db::Collections::default();
-    if let Some(db) = &config.mongo.mongodb_database {
+    if let Some(db) = &config.mongo.records.mongodb_database {
         d.mongodb_names.push(("MUSICBOT_MONGODB_DATABASE", db.clone()));
     }
-    if config.mongo.bots_collection != defaults.bots {
-        d.mongodb_names.push(("MUSICBOT_BOTS_COLLECTION", config.mongo.bots_collection.clone()));
+    if config.mongo.records.bots_collection != defaults.bots {
+        d.mongodb_names.push(("MUSICBOT_BOTS_COLLECTION", config.mongo.records.bots_collection.clone()));
     }
-    if config.mongo.guilds_collection != defaults.guilds {
-        d.mongodb_names.push(("MUSICBOT_GUILDS_COLLECTION", config.mongo.guilds_collection.clone()));
+    if config.mongo.records.guilds_collection != defaults.guilds {
+        d.mongodb_names.push(("MUSICBOT_GUILDS_COLLECTION", config.mongo.records.guilds_collection.clone()));
     }
     Ok(d)
 }

@@ -5,7 +5,6 @@ use crate::config::MongoArgs;
 use anyhow::Context as _;
 use mongodb::Database;
 pub use musicbot_db::connect::load_key;
-use musicbot_db::connect::open_database;
 use musicbot_db::{Collections, TokenCipher};
 use std::sync::Arc;
 
@@ -19,25 +18,21 @@ pub struct Records {
 
 impl MongoArgs {
     pub fn configured(&self) -> bool {
-        self.mongodb_uri.as_deref().is_some_and(|u| !u.trim().is_empty())
+        self.records.uri().is_some()
     }
 
-    pub fn collections(&self) -> Collections {
-        Collections { bots: self.bots_collection.clone(), guilds: self.guilds_collection.clone() }
-    }
-
-    /// Connects lazily (see [`open_database`]). The key, if configured, must load.
+    /// Connects lazily (see [`musicbot_db::connect::open_database`]). The key, if
+    /// configured, must load.
     pub async fn open(&self) -> anyhow::Result<Records> {
-        let uri = self
-            .mongodb_uri
-            .as_deref()
-            .filter(|u| !u.trim().is_empty())
+        let db = self
+            .records
+            .open("musicbot-operator")
+            .await?
             .context("no MongoDB configured: set --mongodb-uri or MUSICBOT_MONGODB_URI")?;
-        let db = open_database(uri, self.mongodb_database.as_deref(), "musicbot-operator").await?;
         let cipher = match &self.token_key_file {
             Some(path) => Some(Arc::new(load_key(path)?)),
             None => None,
         };
-        Ok(Records { db, collections: self.collections(), cipher })
+        Ok(Records { db, collections: self.records.collections(), cipher })
     }
 }
