@@ -141,15 +141,16 @@ async fn streams(n: u64, passthrough: bool) -> Result<()> {
     let pid = p.child.id().context("pid")?;
     // Streams are counted by the frames the simulator received in the window (50 a second
     // make one stream), so a stream that drops frames does not flatter the figure.
-    let packets = || (0..n).map(|i| bot.audio(BASE + i * 10).packets).sum::<u64>();
+    let packets = || (0..n).map(|i| bot.audio_packets(BASE + i * 10)).sum::<u64>();
     let (c0, t0, f0, d0) = (cpu(pid)?, Instant::now(), packets(), udp_receive_drops()?);
     tokio::time::sleep(Duration::from_secs(10)).await;
     let (c1, t1, f1, d1) = (cpu(pid)?, Instant::now(), packets(), udp_receive_drops()?);
     let window = (t1 - t0).as_secs_f64();
     let cores = (c1 - c0).as_secs_f64() / window;
     let streams = (f1 - f0) as f64 / 50.0 / window;
-    let gaps: u32 = (0..n).map(|i| bot.audio(BASE + i * 10).gaps).sum();
-    let missing: u64 = (0..n).map(|i| bot.audio(BASE + i * 10).missing_frames).sum();
+    let heard: Vec<_> = (0..n).map(|i| bot.audio(BASE + i * 10)).collect();
+    let gaps: u32 = heard.iter().map(|a| a.gaps).sum();
+    let missing: u64 = heard.iter().map(|a| a.missing_frames).sum();
     println!(
         "{n} guilds {}: {:.1}% of a core for {streams:.1} streams' worth of frames → {:.0} streams per core; RSS {:.1} MiB; gaps heard {gaps}, frames missing {missing}, dropped by the simulator's socket {}",
         if passthrough { "passthrough (Opus in)" } else { "re-encoded (PCM in)" },

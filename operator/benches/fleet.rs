@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{env_size, install_crd, percentile};
+use common::{cluster, env_size, percentile, spawn_operator};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Secret;
@@ -17,7 +17,6 @@ use kube::runtime::{WatchStreamExt, watcher};
 use musicbot_operator::controller::workload::CONFIG_HASH_ANNOTATION;
 use musicbot_operator::crd::MusicBot;
 use serde_json::json;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const CLIENT_ID: &str = "123456789012345678";
@@ -41,24 +40,13 @@ fn peak_rss_mib(pid: u32) -> f64 {
 async fn main() -> anyhow::Result<()> {
     let n = env_size("BENCH_BOTS", 1000);
     let edits = env_size("BENCH_EDITS", 100);
-    let cluster = testkit::KubeCluster::start(false).await?;
-    let client = cluster.client().await?;
-    install_crd(&client).await?;
-    let ns = cluster.namespace(&client, "bench").await?;
+    let (cluster, client, ns) = cluster("bench").await?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let secret: Secret =
         serde_json::from_value(json!({"metadata": {"name": "token"}, "stringData": {"token": token()}}))?;
     secrets.create(&PostParams::default(), &secret).await?;
 
-    let log = std::fs::File::create(cluster.logs_dir().join("operator.log"))?;
-    let mut operator = Command::new(env!("CARGO_BIN_EXE_musicbot-operator"))
-        .args(["--watch-namespace", &ns, "--http-addr", "127.0.0.1:0", "--log-format", "json"])
-        .env("KUBECONFIG", cluster.kubeconfig_path())
-        .env("RUST_LOG", "warn")
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .stdin(Stdio::null())
-        .spawn()?;
+    let mut operator = spawn_operator(&cluster, &ns, "operator.log", Vec::new())?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let baseline_rss = peak_rss_mib(operator.id());
 

@@ -9,7 +9,7 @@
 mod common;
 
 use base64::Engine;
-use common::{env_size, install_crd, percentile};
+use common::{cluster, env_size, percentile, spawn_operator};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::ResourceExt;
@@ -19,7 +19,6 @@ use mongodb::bson::{Document, doc};
 use musicbot_db::TokenCipher;
 use musicbot_operator::crd::MusicBot;
 use std::collections::HashSet;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn token(client_id: &str) -> String {
@@ -43,10 +42,7 @@ async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cold = env_size("BENCH_SYNC_COLD", 1000);
     let inserts = env_size("BENCH_SYNC_INSERTS", 200);
-    let cluster = testkit::KubeCluster::start(false).await?;
-    let client = cluster.client().await?;
-    install_crd(&client).await?;
-    let ns = cluster.namespace(&client, "syncbench").await?;
+    let (cluster, client, ns) = cluster("syncbench").await?;
     let mongo = testkit::MongoServer::start().await?;
     let db = mongo.client().await?.database("bench");
     let records = db.collection::<Document>("MusicBotDB");
@@ -62,19 +58,11 @@ async fn main() -> anyhow::Result<()> {
     }
     let loaded = loading.elapsed();
 
-    let log = std::fs::File::create(cluster.logs_dir().join("operator-sync.log"))?;
     let started = Instant::now();
-    let mut operator = Command::new(env!("CARGO_BIN_EXE_musicbot-operator"))
-        .args(["--watch-namespace", &ns, "--sync-namespace", &ns, "--http-addr", "127.0.0.1:0", "--log-format", "json"])
-        .args(["--mongodb-uri", &mongo.uri(), "--mongodb-database", "bench"])
-        .arg("--token-key-file")
-        .arg(&key_file)
-        .env("KUBECONFIG", cluster.kubeconfig_path())
-        .env("RUST_LOG", "warn")
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .stdin(Stdio::null())
-        .spawn()?;
+    let sync_args = ["--sync-namespace", &ns, "--mongodb-uri", &mongo.uri(), "--mongodb-database", "bench"];
+    let mut extra: Vec<std::ffi::OsString> = sync_args.iter().map(Into::into).collect();
+    extra.extend(["--token-key-file".into(), key_file.clone().into_os_string()]);
+    let mut operator = spawn_operator(&cluster, &ns, "operator-sync.log", extra)?;
 
     // 1. Cold sync.
     let bots: Api<MusicBot> = Api::namespaced(client.clone(), &ns);

@@ -5,6 +5,8 @@ use kube::CustomResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::wait::{await_condition, conditions};
 use musicbot_operator::crd::MusicBot;
+use std::ffi::OsString;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// A size from the environment, else the default.
@@ -26,4 +28,33 @@ pub async fn install_crd(client: &kube::Client) -> anyhow::Result<()> {
     )
     .await??;
     Ok(())
+}
+
+/// A fresh API server (no controller manager: no Pods) with the CRD, and a namespace.
+pub async fn cluster(namespace_prefix: &str) -> anyhow::Result<(testkit::KubeCluster, kube::Client, String)> {
+    let cluster = testkit::KubeCluster::start(false).await?;
+    let client = cluster.client().await?;
+    install_crd(&client).await?;
+    let ns = cluster.namespace(&client, namespace_prefix).await?;
+    Ok((cluster, client, ns))
+}
+
+/// The release operator as its own process, as in a cluster, watching `ns`; its JSON log
+/// goes to `log_name` in the cluster's log folder.
+pub fn spawn_operator(
+    cluster: &testkit::KubeCluster,
+    ns: &str,
+    log_name: &str,
+    extra_args: Vec<OsString>,
+) -> anyhow::Result<Child> {
+    let log = std::fs::File::create(cluster.logs_dir().join(log_name))?;
+    Ok(Command::new(env!("CARGO_BIN_EXE_musicbot-operator"))
+        .args(["--watch-namespace", ns, "--http-addr", "127.0.0.1:0", "--log-format", "json"])
+        .args(extra_args)
+        .env("KUBECONFIG", cluster.kubeconfig_path())
+        .env("RUST_LOG", "warn")
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()?)
 }

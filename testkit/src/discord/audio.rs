@@ -175,6 +175,10 @@ impl AudioTrack {
         self.payloads.iter().cloned().collect()
     }
 
+    pub fn packets(&self) -> u64 {
+        self.stats.packets
+    }
+
     pub fn audible_seconds(&self) -> f64 {
         self.stats.audible_seconds
     }
