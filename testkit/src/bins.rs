@@ -56,7 +56,8 @@ pub fn kube_controller_manager() -> Result<PathBuf> {
     kube_bin_dir().map(|d| d.join("kube-controller-manager"))
 }
 
-fn kube_bin_dir() -> Result<PathBuf> {
+/// kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and kubectl.
+pub fn kube_bin_dir() -> Result<PathBuf> {
     let apiserver = locate("kube-apiserver", "MUSICBOT_KUBE_BIN_DIR", "kube-v", "kube-apiserver")?;
     // The env var names the directory; the cache lookup names the file.
     Ok(if apiserver.is_dir() { apiserver } else { apiserver.parent().unwrap().to_path_buf() })

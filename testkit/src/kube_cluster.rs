@@ -4,6 +4,7 @@
 //! run. That is what the operator's tests need: real admission, validation, server-side
 //! apply, watches, owner references and garbage collection.
 
+use crate::kube_node::NodeAccess;
 use crate::pki::CertAuthority;
 use crate::process::Guarded;
 use crate::{bins, net};
@@ -21,7 +22,10 @@ use tokio::sync::OnceCell;
 pub struct KubeCluster {
     controller_manager: Option<Guarded>,
     apiserver: Guarded,
+    /// Program and arguments of kube-apiserver, to start it again (see `restart_apiserver`).
+    apiserver_cmd: (PathBuf, Vec<String>),
     etcd: Guarded,
+    api_port: u16,
     kubeconfig: PathBuf,
     dir: tempfile::TempDir,
 }
@@ -41,6 +45,13 @@ impl KubeCluster {
     /// A fresh cluster owned by the caller; `controller_manager` adds garbage collection and
     /// the workload controllers.
     pub async fn start(controller_manager: bool) -> Result<Self> {
+        Ok(Self::start_with(controller_manager, None).await?.0)
+    }
+
+    /// With `node`, the API server listens on the node's address (pods reach it there through
+    /// the `kubernetes` Service) and accepts kubelets; the CA is returned to sign the node's
+    /// certificates.
+    pub(crate) async fn start_with(controller_manager: bool, node: Option<&NodeAccess>) -> Result<(Self, CertAuthority)> {
         let etcd_bin = bins::etcd()?;
         let apiserver_bin = bins::kube_apiserver()?;
         let kcm_bin = if controller_manager { Some(bins::kube_controller_manager()?) } else { None };
@@ -48,7 +59,11 @@ impl KubeCluster {
         let dir = tempfile::Builder::new().prefix("musicbot-kube-").tempdir()?;
         let d = dir.path();
         let ca = CertAuthority::new("musicbot-test-ca")?;
-        let serving = ca.server("kube-apiserver")?;
+        let host = node.map(|n| n.ip.to_string()).unwrap_or_else(|| "127.0.0.1".into());
+        let serving = match node {
+            None => ca.server("kube-apiserver")?,
+            Some(_) => ca.server_for("kube-apiserver", &NodeAccess::apiserver_names(&host))?,
+        };
         let admin = ca.client("musicbot-test-admin", Some("system:masters"))?;
         let sa_key = rcgen::KeyPair::generate()?;
         write(d, "ca.crt", &ca.cert_pem)?;
@@ -86,25 +101,30 @@ impl KubeCluster {
 
         let p = |name: &str| d.join(name).display().to_string();
         let (sa_key_file, ca_file) = (p("sa.key"), p("ca.crt"));
+        let apiserver_args = vec![
+            format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
+            format!("--secure-port={api_port}"),
+            format!("--bind-address={host}"),
+            format!("--advertise-address={host}"),
+            format!("--tls-cert-file={}", p("apiserver.crt")),
+            format!("--tls-private-key-file={}", p("apiserver.key")),
+            format!("--client-ca-file={}", p("ca.crt")),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+            format!("--service-account-key-file={}", p("sa.pub")),
+            format!("--service-account-signing-key-file={}", p("sa.key")),
+            // Configuration only: nothing routes to these addresses.
+            "--service-cluster-ip-range=10.96.0.0/16".into(),
+            "--v=0".into(),
+        ];
+        let mut apiserver_args = apiserver_args;
+        match node {
+            None => apiserver_args.push("--authorization-mode=RBAC".into()),
+            Some(n) => apiserver_args.extend(n.apiserver_args(&ca, d)?),
+        }
         let apiserver = Guarded::spawn(
             "kube-apiserver",
             &apiserver_bin,
-            &[
-                format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
-                format!("--secure-port={api_port}"),
-                "--bind-address=127.0.0.1".into(),
-                "--advertise-address=127.0.0.1".into(),
-                format!("--tls-cert-file={}", p("apiserver.crt")),
-                format!("--tls-private-key-file={}", p("apiserver.key")),
-                format!("--client-ca-file={}", p("ca.crt")),
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-                format!("--service-account-key-file={}", p("sa.pub")),
-                format!("--service-account-signing-key-file={}", p("sa.key")),
-                // Configuration only: nothing routes to these addresses.
-                "--service-cluster-ip-range=10.96.0.0/16".into(),
-                "--authorization-mode=RBAC".into(),
-                "--v=0".into(),
-            ],
+            &apiserver_args,
             d,
             &d.join("kube-apiserver.log"),
             None,
@@ -112,8 +132,9 @@ impl KubeCluster {
         )?;
 
         let kubeconfig = d.join("admin.kubeconfig");
-        write(d, "admin.kubeconfig", &kubeconfig_yaml(api_port, &ca.cert_pem, &admin.cert_pem, &admin.key_pem))?;
-        let mut cluster = Self { controller_manager: None, apiserver, etcd, kubeconfig, dir };
+        write(d, "admin.kubeconfig", &kubeconfig_yaml(&host, api_port, &ca.cert_pem, &admin.cert_pem, &admin.key_pem))?;
+        let apiserver_cmd = (apiserver_bin, apiserver_args);
+        let mut cluster = Self { controller_manager: None, apiserver, apiserver_cmd, etcd, api_port, kubeconfig, dir };
         cluster
             .wait_ready()
             .await
@@ -121,18 +142,23 @@ impl KubeCluster {
 
         if let Some(kcm_bin) = kcm_bin {
             let d = cluster.dir.path();
+            let mut kcm_args = vec![
+                format!("--kubeconfig={}", cluster.kubeconfig.display()),
+                "--leader-elect=false".into(),
+                "--secure-port=0".into(),
+                format!("--service-account-private-key-file={sa_key_file}"),
+                format!("--root-ca-file={ca_file}"),
+                "--use-service-account-credentials=false".into(),
+                "--v=0".into(),
+            ];
+            if node.is_some() {
+                // Dynamic PersistentVolumes on the one node (testing only).
+                kcm_args.push("--enable-hostpath-provisioner".into());
+            }
             let kcm = Guarded::spawn(
                 "kube-controller-manager",
                 &kcm_bin,
-                &[
-                    format!("--kubeconfig={}", cluster.kubeconfig.display()),
-                    "--leader-elect=false".into(),
-                    "--secure-port=0".into(),
-                    format!("--service-account-private-key-file={sa_key_file}"),
-                    format!("--root-ca-file={ca_file}"),
-                    "--use-service-account-credentials=false".into(),
-                    "--v=0".into(),
-                ],
+                &kcm_args,
                 d,
                 &d.join("kube-controller-manager.log"),
                 None,
@@ -145,7 +171,7 @@ impl KubeCluster {
                 .await
                 .with_context(|| cluster.controller_manager.as_ref().unwrap().log_tail())?;
         }
-        Ok(cluster)
+        Ok((cluster, ca))
     }
 
     async fn wait_ready(&self) -> Result<()> {
@@ -187,6 +213,10 @@ impl KubeCluster {
         &self.kubeconfig
     }
 
+    pub fn api_port(&self) -> u16 {
+        self.api_port
+    }
+
     pub fn has_controller_manager(&self) -> bool {
         self.controller_manager.is_some()
     }
@@ -206,6 +236,28 @@ impl KubeCluster {
     /// Where the servers' logs are, to print when a test fails.
     pub fn logs_dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Stops kube-apiserver (SIGTERM, as a control-plane upgrade does), keeps it down for
+    /// `down`, then starts it again on the same port with the same etcd and certificates, and
+    /// waits until it is ready. Clients and kubeconfigs made before stay valid.
+    pub async fn restart_apiserver(&mut self, down: Duration) -> Result<()> {
+        self.stop_apiserver();
+        tokio::time::sleep(down).await;
+        self.start_apiserver().await
+    }
+
+    /// Stops kube-apiserver until [`KubeCluster::start_apiserver`]; etcd keeps the data.
+    pub fn stop_apiserver(&mut self) {
+        self.apiserver.stop();
+    }
+
+    /// Starts kube-apiserver again after [`KubeCluster::stop_apiserver`] and waits until it is ready.
+    pub async fn start_apiserver(&mut self) -> Result<()> {
+        let d = self.dir.path();
+        let (bin, args) = &self.apiserver_cmd;
+        self.apiserver = Guarded::spawn("kube-apiserver", bin, args, d, &d.join("kube-apiserver.log"), None, &[])?;
+        self.wait_ready().await.with_context(|| self.apiserver.log_tail())
     }
 }
 
@@ -233,7 +285,7 @@ fn write(dir: &Path, name: &str, contents: &str) -> Result<()> {
     std::fs::write(dir.join(name), contents).with_context(|| format!("writing {name}"))
 }
 
-fn kubeconfig_yaml(port: u16, ca: &str, cert: &str, key: &str) -> String {
+pub(crate) fn kubeconfig_yaml(host: &str, port: u16, ca: &str, cert: &str, key: &str) -> String {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     format!(
         r#"apiVersion: v1
@@ -241,7 +293,7 @@ kind: Config
 clusters:
 - name: test
   cluster:
-    server: https://127.0.0.1:{port}
+    server: https://{host}:{port}
     certificate-authority-data: {ca}
 users:
 - name: admin

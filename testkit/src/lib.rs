@@ -8,6 +8,7 @@ pub mod bins;
 pub mod discord;
 pub mod helm;
 pub mod kube_cluster;
+pub mod kube_node;
 pub mod mongo;
 pub mod net;
 pub mod pki;
@@ -16,6 +17,7 @@ pub mod tones;
 
 pub use helm::Helm;
 pub use kube_cluster::KubeCluster;
+pub use kube_node::KubeNode;
 pub use mongo::MongoServer;
 
 /// Directory holding the workspace (for tests that read committed files).

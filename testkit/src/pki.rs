@@ -31,7 +31,15 @@ impl CertAuthority {
 
     /// A serving certificate for 127.0.0.1 and localhost.
     pub fn server(&self, common_name: &str) -> Result<Issued> {
-        let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
+        self.server_for(common_name, &[])
+    }
+
+    /// A serving certificate for 127.0.0.1, localhost and `extra` (addresses or DNS names),
+    /// for a server that pods reach on another address (a bridge IP).
+    pub fn server_for(&self, common_name: &str, extra: &[String]) -> Result<Issued> {
+        let mut names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+        names.extend(extra.iter().filter(|n| !names.contains(n)).cloned().collect::<Vec<_>>());
+        let mut params = CertificateParams::new(names)?;
         params.distinguished_name.push(DnType::CommonName, common_name);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         self.issue(params)

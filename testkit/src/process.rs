@@ -3,7 +3,8 @@
 //! Test binaries share servers through statics, which are never dropped, and a panicking
 //! test may abort. So each server runs under a tiny `sh` guard that holds the read end of
 //! a pipe from us: when we close it (drop) or our process dies for any reason, the guard
-//! sees EOF, stops the server and removes its data directory.
+//! sees EOF, stops the server and removes its data directory (or runs `GUARD_AFTER`, a
+//! teardown command given in the environment).
 
 use anyhow::{Context, Result};
 use std::io::{BufRead, BufReader};
@@ -21,6 +22,7 @@ while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i+1)); 
 kill -KILL "$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
 if [ -n "$GUARD_CLEANUP" ]; then rm -rf "$GUARD_CLEANUP"; fi
+if [ -n "$GUARD_AFTER" ]; then $GUARD_AFTER >>"$GUARD_LOG" 2>&1; fi
 "#;
 
 pub struct Guarded {
