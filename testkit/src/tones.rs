@@ -9,7 +9,7 @@
 //! - `/broken/noise.mp3`: 200 with bytes no decoder accepts; anything else: 404.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
@@ -145,7 +145,7 @@ fn float(id: u32, v: f64) -> Vec<u8> {
     ebml(id, &v.to_be_bytes())
 }
 
-/// Serves the tones on 127.0.0.1; stops on drop.
+/// Serves the tones on 127.0.0.1 (or the address given to `start_on`); stops on drop.
 pub struct ToneServer {
     addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
@@ -163,6 +163,15 @@ fn parse(file: &str) -> f64 {
 
 impl ToneServer {
     pub async fn start() -> Result<Self> {
+        Self::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST)).await
+    }
+
+    /// Binds `ip`, and every URL it hands out names it: pods of a test cluster reach the
+    /// host on its bridge address only.
+    pub async fn start_on(ip: IpAddr) -> Result<Self> {
+        if ip.is_unspecified() {
+            anyhow::bail!("the tone server's URLs name its address, so it must bind one a client can dial, not {ip}");
+        }
         // Each file is made once: a benchmark asks for the same tone in many guilds, and
         // encoding two minutes of Opus per request would load the machine it measures.
         type Files = Arc<Mutex<HashMap<String, axum::body::Bytes>>>;
@@ -203,12 +212,16 @@ impl ToneServer {
             )
             .fallback(|| async { StatusCode::NOT_FOUND })
             .with_state(Files::default());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0)).await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
         Ok(Self { addr, task })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     pub fn wav(&self, hz: u32, seconds: u32) -> String {

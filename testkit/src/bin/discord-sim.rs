@@ -1,6 +1,7 @@
 //! Runs the Discord simulator by hand, for local development without a Discord account.
 //! See docs/simulator.md.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,10 +9,16 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use testkit::discord::{BotSpec, DiscordSim, GuildSpec, OptionValue, Ports, SlashCommand, UserSpec};
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::task::JoinSet;
 
 #[derive(Parser)]
 #[command(about = "A Discord simulator on loopback: REST (http), gateway (ws), voice (wss + UDP)")]
 struct Args {
+    /// Address to listen on and to hand to bots in every URL and endpoint (e.g. a test
+    /// cluster's bridge address, which pods can reach). The voice certificate names it.
+    #[arg(long, env = "DISCORD_SIM_BIND", default_value = "127.0.0.1")]
+    bind: IpAddr,
     /// Bot tokens to accept (repeat for several bots).
     #[arg(long = "token", env = "DISCORD_SIM_TOKENS", value_delimiter = ',', default_value = "sim-token")]
     tokens: Vec<String>,
@@ -47,14 +54,24 @@ fn guild(n: u64) -> GuildSpec {
         .owner(base + 10)
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = rt.block_on(run(args));
+    // Not a plain drop: reading stdin blocks a thread that a runtime drop would wait for
+    // until a line is typed. `run` has already dropped the simulator (and its temporary
+    // directory); that thread is left to the process exit.
+    rt.shutdown_background();
+    result
+}
+
+async fn run(args: Args) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "testkit=info".into());
     tracing_subscriber::fmt().with_env_filter(filter).init();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let guilds: Vec<GuildSpec> = (1..=args.guilds).map(guild).collect();
     let mut builder = DiscordSim::builder()
+        .bind(args.bind)
         .ports(Ports { api: args.api_port, gateway: args.gateway_port, voice: args.voice_port, udp: args.udp_port })
         .heartbeat_interval(Duration::from_millis(args.heartbeat_ms))
         .interaction_deadline(Duration::from_secs(args.interaction_deadline));
@@ -64,9 +81,14 @@ async fn main() -> Result<()> {
     for t in &args.tokens {
         builder = builder.bot(guilds.iter().fold(BotSpec::new(t), |b, g| b.in_guild(g.id)));
     }
+    // Installed before anything is printed: whoever read the URLs may signal at once, and
+    // the default action would leave the temporary directory behind. Streams made once, so
+    // a signal between two turns of the loop is not missed.
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let sim = Arc::new(builder.start().await?);
     // Something to play without the internet: bot-runner fetches these like any audio file.
-    let tones = testkit::tones::ToneServer::start().await?;
+    let tones = testkit::tones::ToneServer::start_on(args.bind).await?;
 
     println!("Discord simulator running.");
     println!("  API base (HttpBuilder::proxy): {}", sim.api_url());
@@ -74,6 +96,10 @@ async fn main() -> Result<()> {
     println!("  gateway:                       {}", sim.gateway_url());
     println!("  voice gateway (wss):           {}", sim.voice_endpoint());
     println!("  CA file (SSL_CERT_FILE):       {}", sim.ca_file().display());
+    println!(
+        "  temporary directory:           {} (removed on exit)",
+        sim.ca_file().parent().map(|p| p.display().to_string()).unwrap_or_default()
+    );
     for b in sim.bots() {
         println!("  bot {:?}: token {:?}, user/application id {}", b.name, b.token, b.user_id);
     }
@@ -94,19 +120,21 @@ async fn main() -> Result<()> {
         "Type a slash command to send it from alice in the first guild, e.g. `/play query:{}`;",
         tones.wav(440, 30)
     );
-    println!("`@TOKEN /cmd ...` picks a bot. Ctrl-C stops.");
+    println!("`@TOKEN /cmd ...` picks a bot. Ctrl-C (or SIGTERM) stops.");
 
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    // Without a terminal (stdin at EOF) the simulator keeps serving until Ctrl-C.
+    // Without a terminal (stdin at EOF) the simulator keeps serving until a signal.
     let mut stdin_open = true;
     let mut report = tokio::time::interval(Duration::from_secs(5));
+    let mut watchers = JoinSet::new();
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
             _ = report.tick() => print_audio(&sim, &guilds),
             line = lines.next_line(), if stdin_open => match line? {
                 Some(line) if !line.trim().is_empty() => {
-                    if let Err(e) = command(&sim, &guilds[0], &args.tokens[0], &line) {
+                    if let Err(e) = command(&sim, &mut watchers, &guilds[0], &args.tokens[0], &line) {
                         println!("! {e:#}");
                     }
                 }
@@ -115,10 +143,23 @@ async fn main() -> Result<()> {
             },
         }
     }
+    println!("Stopping.");
+    drop(tones);
+    // Reply watchers hold the other references to the simulator: once they are gone, this
+    // drop is the last and removes the temporary directory.
+    watchers.shutdown().await;
+    drop(sim);
+    Ok(())
 }
 
 /// Injects the command; the reply is printed when it comes, so the prompt stays responsive.
-fn command(sim: &Arc<DiscordSim>, g: &GuildSpec, default_token: &str, line: &str) -> Result<()> {
+fn command(
+    sim: &Arc<DiscordSim>,
+    watchers: &mut JoinSet<()>,
+    g: &GuildSpec,
+    default_token: &str,
+    line: &str,
+) -> Result<()> {
     let mut words = line.split_whitespace().peekable();
     let token = match words.peek().and_then(|w| w.strip_prefix('@')) {
         Some(t) => {
@@ -149,7 +190,7 @@ fn command(sim: &Arc<DiscordSim>, g: &GuildSpec, default_token: &str, line: &str
     }
     let rec = sim.try_bot(&token).with_context(|| format!("no bot has token {token:?}"))?.inject_interaction(cmd)?;
     let sim = sim.clone();
-    tokio::spawn(async move {
+    watchers.spawn(async move {
         match sim.wait_reply(rec.id, Duration::from_secs(30)).await {
             Ok(r) => println!("< {}{}", if r.ephemeral() { "(ephemeral) " } else { "" }, r.text()),
             Err(e) => println!("! no reply: {e}"),

@@ -194,6 +194,25 @@ impl Bot<'_> {
         })
     }
 
+    /// Fault: the voice gateway refuses (on) or accepts again (off) the bot's IDENTIFY in
+    /// `guild`, closing with 4004, so every voice join there fails after TLS and the websocket
+    /// opened; the main gateway's voice state and server updates still come as usual.
+    pub fn refuse_voice(&self, guild: u64, on: bool) {
+        self.sim.shared.update(|s, _| {
+            let refused = &mut s.bots[self.idx].voice_refused;
+            if on {
+                refused.insert(guild);
+            } else {
+                refused.remove(&guild);
+            }
+        });
+    }
+
+    /// Voice IDENTIFYs refused by [`Bot::refuse_voice`] so far.
+    pub fn voice_refusals(&self) -> u32 {
+        self.read(|b| b.voice_refusals)
+    }
+
     /// What the bot's audio in `guild` measured so far (all zero before any audio).
     pub fn audio(&self, guild: u64) -> AudioStats {
         let key = (guild, self.user_id());

@@ -37,7 +37,7 @@ mod validate;
 pub mod voice_gateway;
 mod voice_udp;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +72,7 @@ pub struct DiscordSimBuilder {
     interaction_deadline: Duration,
     tls: Option<SimTls>,
     ports: Ports,
+    bind: IpAddr,
 }
 
 impl DiscordSimBuilder {
@@ -104,6 +105,7 @@ impl DiscordSimBuilder {
     }
 
     /// Uses TLS material made beforehand, e.g. to set `SSL_CERT_FILE` before any thread starts.
+    /// With `bind`, make it with [`SimTls::generate_for`] naming that address.
     pub fn tls(mut self, tls: SimTls) -> Self {
         self.tls = Some(tls);
         self
@@ -114,8 +116,21 @@ impl DiscordSimBuilder {
         self
     }
 
-    /// Binds every socket on 127.0.0.1 and starts serving on the current tokio runtime.
+    /// The address every socket binds and every URL, endpoint and UDP address handed to a
+    /// bot names (default 127.0.0.1). Pods of a test cluster reach the host only on its
+    /// bridge address, so a simulator serving them binds that. It must be one address a
+    /// client can dial: 0.0.0.0 cannot be handed out.
+    pub fn bind(mut self, ip: IpAddr) -> Self {
+        self.bind = ip;
+        self
+    }
+
+    /// Binds every socket on the bind address and starts serving on the current tokio runtime.
     pub async fn start(self) -> Result<DiscordSim> {
+        let ip = self.bind;
+        if ip.is_unspecified() || ip.is_multicast() {
+            bail!("the simulator hands its address to bots, so it must bind one they can dial, not {ip}");
+        }
         for b in &self.bots {
             for g in &b.guilds {
                 if !self.guilds.iter().any(|x| x.id == *g) {
@@ -129,10 +144,13 @@ impl DiscordSimBuilder {
             bail!("two bots share a token");
         }
         let tls = match self.tls {
+            Some(t) if !t.covers(ip) => {
+                bail!("the TLS material given does not name {ip}; make it with SimTls::generate_for")
+            }
             Some(t) => t,
-            None => SimTls::generate()?,
+            None => SimTls::generate_for(&[ip])?,
         };
-        let bind = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let bind = |port: u16| SocketAddr::new(ip, port);
         let api = TcpListener::bind(bind(self.ports.api)).await.context("binding the REST port")?;
         let gateway = TcpListener::bind(bind(self.ports.gateway)).await.context("binding the gateway port")?;
         let voice = TcpListener::bind(bind(self.ports.voice)).await.context("binding the voice gateway port")?;
@@ -197,6 +215,7 @@ impl DiscordSim {
             interaction_deadline: Duration::from_secs(3),
             tls: None,
             ports: Ports::default(),
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
         }
     }
 
@@ -224,11 +243,19 @@ impl DiscordSim {
         self.shared.endpoints.udp
     }
 
-    /// The CA that signed the voice gateway's certificate; put it in `SSL_CERT_FILE`.
+    /// The address every socket is bound to and every handed-out address names.
+    pub fn bind_ip(&self) -> IpAddr {
+        self.shared.endpoints.api.ip()
+    }
+
+    /// The CA that signed the voice gateway's certificate; put it in `SSL_CERT_FILE` (which
+    /// replaces the system's roots) or bot-runner's `MUSICBOT_CA_FILE` (which adds to them).
+    /// The file lives in the simulator's temporary directory, removed when it stops.
     pub fn ca_file(&self) -> &Path {
         self.tls.ca_file()
     }
 
+    /// The same CA as PEM text, e.g. for a ConfigMap that pods mount.
     pub fn ca_pem(&self) -> &str {
         self.tls.ca_pem()
     }

@@ -62,6 +62,10 @@ pub(crate) struct BotState {
     pub messages: Vec<Value>,
     pub identifies: u32,
     pub resumes: u32,
+    /// Fault: guilds whose voice gateway refuses this bot's IDENTIFY.
+    pub voice_refused: std::collections::BTreeSet<u64>,
+    /// Voice IDENTIFYs refused because of `voice_refused`.
+    pub voice_refusals: u32,
 }
 
 pub(crate) type VoiceKey = (u64, u64);
@@ -183,7 +187,11 @@ impl State {
         };
         for mut spec in bots {
             if spec.user_id == 0 {
-                spec.user_id = s.snowflake();
+                // A Discord-shaped token names its bot, and clients (the operator clearing
+                // commands by client id) rely on that; two bots never share an id.
+                spec.user_id = token_user_id(&spec.token)
+                    .filter(|id| !s.bots.iter().any(|b| b.spec.user_id == *id))
+                    .unwrap_or_else(|| s.snowflake());
             }
             if spec.application_id == 0 {
                 spec.application_id = spec.user_id;
@@ -201,6 +209,8 @@ impl State {
                 messages: Vec::new(),
                 identifies: 0,
                 resumes: 0,
+                voice_refused: Default::default(),
+                voice_refusals: 0,
             });
         }
         s
@@ -389,6 +399,23 @@ impl State {
     }
 }
 
+/// The bot user id a Discord token carries: its first segment is the id in base64 (Discord
+/// writes it without padding; either alphabet is accepted). `None` unless that decodes to a
+/// snowflake with a timestamp, so made-up test tokens keep getting fresh ids.
+pub(crate) fn token_user_id(token: &str) -> Option<u64> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let first = token.split('.').next()?;
+    let first = first.trim_end_matches('=');
+    let bytes = STANDARD_NO_PAD.decode(first).or_else(|_| URL_SAFE_NO_PAD.decode(first)).ok()?;
+    let digits = std::str::from_utf8(&bytes).ok()?;
+    if digits.is_empty() || digits.len() > 20 || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.starts_with('0')
+    {
+        return None;
+    }
+    digits.parse::<u64>().ok().filter(|id| *id >> 22 > 0)
+}
+
 pub(crate) fn shard_of(guild: u64, total: u32) -> u32 {
     ((guild >> 22) % u64::from(total.max(1))) as u32
 }
@@ -415,5 +442,35 @@ fn filter_by_intents(t: &str, d: &mut Value, intents: u64) -> bool {
         }
         "VOICE_STATE_UPDATE" => intents & INTENT_GUILD_VOICE_STATES != 0,
         _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_user_id;
+
+    #[test]
+    fn a_discord_token_names_its_bot() {
+        // base64("930000000000000001") without padding, as Discord writes it.
+        assert_eq!(token_user_id("OTMwMDAwMDAwMDAwMDAwMDAx.GhIjKl.hmac"), Some(930_000_000_000_000_001));
+        // Padded, and the URL-safe alphabet, are read too.
+        assert_eq!(token_user_id("MTIzNDU2Nzg5MDEyMzQ1Njc4.x.y"), Some(123_456_789_012_345_678));
+        assert_eq!(token_user_id("MTIzNDU2Nzg5MDEyMzQ1Njc4==.x.y"), Some(123_456_789_012_345_678));
+    }
+
+    #[test]
+    fn other_tokens_name_no_one() {
+        for t in [
+            "token-a",
+            "sim-token",
+            "",
+            ".x.y",
+            "bm90IGFuIGlk.x.y",                 // "not an id"
+            "MDAwMTIzNDU2Nzg5MDEy.x.y",         // leading zeros
+            "MTIz.x.y",                         // 123: no timestamp, not a snowflake
+            "OTk5OTk5OTk5OTk5OTk5OTk5OTk5.x.y", // too big for u64
+        ] {
+            assert_eq!(token_user_id(t), None, "{t:?}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! certificate from a CA made for this run; the bot trusts that CA through `SSL_CERT_FILE`
 //! (read by rustls-native-certs), never by turning verification off.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,13 +19,23 @@ pub struct SimTls {
     dir: TempDir,
     ca_file: PathBuf,
     ca_pem: String,
+    /// Names in the certificate besides loopback.
+    names: Vec<String>,
     config: Arc<ServerConfig>,
 }
 
 impl SimTls {
+    /// A certificate for loopback (127.0.0.1, localhost) only.
     pub fn generate() -> Result<Self> {
+        Self::generate_for(&[])
+    }
+
+    /// A certificate for loopback and `addresses`: the simulator's bind address when pods
+    /// reach it on a bridge address.
+    pub fn generate_for(addresses: &[IpAddr]) -> Result<Self> {
         let ca = CertAuthority::new("musicbot discord simulator CA")?;
-        let leaf = ca.server("discord simulator voice")?;
+        let extra: Vec<String> = addresses.iter().map(IpAddr::to_string).collect();
+        let leaf = ca.server_for("discord simulator voice", &extra)?;
         let dir = tempfile::Builder::new().prefix("discord-sim-").tempdir()?;
         let ca_file = dir.path().join("ca.pem");
         std::fs::write(&ca_file, &ca.cert_pem).with_context(|| format!("writing {}", ca_file.display()))?;
@@ -38,7 +49,7 @@ impl SimTls {
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_single_cert(chain, key)?;
-        Ok(Self { dir, ca_file, ca_pem: ca.cert_pem, config: Arc::new(config) })
+        Ok(Self { dir, ca_file, ca_pem: ca.cert_pem, names: extra, config: Arc::new(config) })
     }
 
     /// The CA certificate (PEM) to put in `SSL_CERT_FILE`.
@@ -48,6 +59,11 @@ impl SimTls {
 
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
+    }
+
+    /// Whether the voice certificate names `ip` (loopback always is).
+    pub fn covers(&self, ip: IpAddr) -> bool {
+        ip == IpAddr::from([127, 0, 0, 1]) || self.names.contains(&ip.to_string())
     }
 
     pub fn dir(&self) -> &Path {

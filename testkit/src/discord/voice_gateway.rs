@@ -2,7 +2,6 @@
 //! SESSION_DESCRIPTION (DAVE off), heartbeats, SPEAKING, RESUME → RESUMED.
 //! Payloads are built from serenity-voice-model, the types songbird itself parses.
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use futures::{SinkExt, StreamExt};
@@ -100,7 +99,7 @@ fn handle(shared: &Shared, conn: &Conn, key: &mut Option<VoiceKey>, text: &str) 
         // Payloads serenity-voice-model cannot read (e.g. newer opcodes) are ignored, like songbird does.
         return;
     };
-    let udp_port = shared.endpoints.udp.port();
+    let udp = shared.endpoints.udp;
     shared.update(|s, _| match event {
         Event::Identify(id) => {
             let k = (id.server_id.0, id.user_id.0);
@@ -108,6 +107,11 @@ fn handle(shared: &Shared, conn: &Conn, key: &mut Option<VoiceKey>, text: &str) 
                 return close(close::SESSION_NO_LONGER_VALID, "Session is no longer valid.");
             };
             if v.session_id != id.session_id || v.token != id.token {
+                return close(close::AUTHENTICATION_FAILED, "Authentication failed.");
+            }
+            if let Some(b) = s.bots.iter_mut().find(|b| b.spec.user_id == k.1 && b.voice_refused.contains(&k.0)) {
+                b.voice_refusals += 1;
+                tracing::info!(guild = k.0, user = k.1, "voice IDENTIFY refused (fault injected by the test)");
                 return close(close::AUTHENTICATION_FAILED, "Authentication failed.");
             }
             let ssrc = match v.ssrc {
@@ -126,12 +130,8 @@ fn handle(shared: &Shared, conn: &Conn, key: &mut Option<VoiceKey>, text: &str) 
             if let Some(track) = s.audio.get_mut(&k) {
                 track.new_stream();
             }
-            let ready = Ready {
-                ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-                modes: MODES.iter().map(|m| m.to_string()).collect(),
-                port: udp_port,
-                ssrc,
-            };
+            let ready =
+                Ready { ip: udp.ip(), modes: MODES.iter().map(|m| m.to_string()).collect(), port: udp.port(), ssrc };
             let out = frame(s, Event::Ready(ready));
             let _ = conn.tx.send(out);
         }
