@@ -3,8 +3,9 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -44,11 +45,48 @@ async fn health(State(app): State<App>) -> Response {
     (code, Json(h.body)).into_response()
 }
 
-async fn ready(State(app): State<App>) -> Response {
-    if app.fleet.ready().await {
+/// Longest `/ready?wait=` honoured: a probe must not hold a connection for minutes.
+pub const MAX_READY_WAIT: Duration = Duration::from_secs(30);
+/// How often a held `/ready` looks at the gateway again.
+const READY_POLL: Duration = Duration::from_millis(100);
+
+#[derive(serde::Deserialize)]
+struct ReadyQuery {
+    /// Seconds to hold the request until the bot is ready (a startup probe's way of not
+    /// failing, and so not raising a Warning Event, while the gateway connects).
+    wait: Option<u64>,
+}
+
+async fn ready(State(app): State<App>, Query(q): Query<ReadyQuery>) -> Response {
+    if wait_until_ready(requested_wait(q.wait), || app.fleet.ready()).await {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "gateway not ready\n").into_response()
+    }
+}
+
+/// `?wait=` in seconds, capped at [`MAX_READY_WAIT`]; none: answer at once.
+fn requested_wait(seconds: Option<u64>) -> Duration {
+    Duration::from_secs(seconds.unwrap_or(0)).min(MAX_READY_WAIT)
+}
+
+/// True as soon as `ready` says so, checking at once and then every [`READY_POLL`] until
+/// `wait` has passed.
+pub async fn wait_until_ready<F, Fut>(wait: Duration, mut ready: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if ready().await {
+            return true;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        tokio::time::sleep(READY_POLL.min(deadline - now)).await;
     }
 }
 
@@ -65,4 +103,67 @@ async fn status(State(app): State<App>) -> Json<serde_json::Value> {
 
 async fn bots(State(app): State<App>) -> Json<serde_json::Value> {
     Json(app.fleet.bots().await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test]
+    async fn a_held_ready_answers_when_the_bot_becomes_ready_or_when_the_wait_runs_out() {
+        let calls = AtomicU32::new(0);
+        let start = std::time::Instant::now();
+        // Ready on the sixth look: answered then, long before the end of the wait.
+        let ready = wait_until_ready(Duration::from_secs(9), || async { calls.fetch_add(1, Ordering::SeqCst) >= 5 });
+        assert!(ready.await);
+        assert_eq!(calls.load(Ordering::SeqCst), 6);
+        let took = start.elapsed();
+        assert!(took >= READY_POLL * 5 && took < Duration::from_secs(5), "{took:?}");
+
+        let start = std::time::Instant::now();
+        assert!(!wait_until_ready(Duration::from_secs(1), || async { false }).await);
+        let took = start.elapsed();
+        assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(5), "{took:?}");
+
+        // Already ready, or no wait asked for: one look, at once.
+        let calls = AtomicU32::new(0);
+        assert!(wait_until_ready(Duration::from_secs(9), || async { calls.fetch_add(1, Ordering::SeqCst) == 0 }).await);
+        assert!(!wait_until_ready(Duration::ZERO, || async { calls.fetch_add(1, Ordering::SeqCst) > 100 }).await);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn the_wait_is_capped() {
+        assert_eq!(requested_wait(None), Duration::ZERO);
+        assert_eq!(requested_wait(Some(9)), Duration::from_secs(9));
+        assert_eq!(requested_wait(Some(3600)), MAX_READY_WAIT);
+        assert_eq!(requested_wait(Some(u64::MAX)), MAX_READY_WAIT);
+    }
+
+    #[tokio::test]
+    async fn ready_over_http_holds_the_request_as_asked_and_refuses_a_wait_that_is_not_a_number() {
+        // A fleet without bots is never ready.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let fleet = Fleet::new(Vec::new(), Duration::from_secs(60));
+        tokio::spawn(serve(listener, fleet, Arc::new(Metrics::default()), std::future::pending()));
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+        let get = |path: &'static str| {
+            let (http, url) = (http.clone(), format!("{base}{path}"));
+            async move {
+                let start = std::time::Instant::now();
+                let status = http.get(url).send().await.unwrap().status();
+                (status, start.elapsed())
+            }
+        };
+        let (status, took) = get("/ready").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(took < Duration::from_secs(1), "{took:?}");
+        let (status, took) = get("/ready?wait=2").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(8), "{took:?}");
+        assert_eq!(get("/ready?wait=soon").await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(get("/ready?wait=-1").await.0, StatusCode::BAD_REQUEST);
+    }
 }

@@ -57,6 +57,21 @@ async fn probes_metrics_and_a_graceful_sigterm() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The operator's startup probe asks `/ready?wait=9`: the first request the HTTP server
+/// answers is held until the gateway is READY, so a normal start fails no probe (each
+/// failure would be a Warning Event).
+#[tokio::test]
+async fn the_startup_probe_is_held_until_the_gateway_is_ready() -> anyhow::Result<()> {
+    let sim = world().start().await?;
+    let bot = BotProcess::start(&sim, Launch::bot(APP)).await?;
+    // As the kubelet does: probe as soon as the port answers.
+    eventually("the HTTP port", WAIT, async || bot.get("/health").await.ok()).await?;
+    let (code, body) = bot.get("/ready?wait=20").await?;
+    assert_eq!(code, 200, "{body}\n{}", bot.logs());
+    assert!(sim.bot(&bot.token).is_connected());
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_missing_token_is_a_clear_error() -> anyhow::Result<()> {
     let sim = world().start().await?;
