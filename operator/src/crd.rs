@@ -1,9 +1,10 @@
 //! The `MusicBot` custom resource: one Discord application (one token) run as a bot fleet
 //! member. The CRD YAML in `crds/` is generated from these types by the `crdgen` binary.
 
-use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration, Volume, VolumeMount};
 use kube::CustomResource;
 use schemars::JsonSchema;
+use schemars::transform::{RecursiveTransform, Transform};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -26,6 +27,7 @@ pub const SNOWFLAKE_PATTERN: &str = r"^[0-9]{17,20}$";
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = no_unsigned_formats)]
 pub struct MusicBotSpec {
     /// The Discord application (client) id of this bot.
     #[schemars(regex(pattern = r"^[0-9]{17,20}$"))]
@@ -75,6 +77,17 @@ pub struct MusicBotSpec {
 
 fn default_shards() -> u32 {
     1
+}
+
+/// schemars marks unsigned integers `format: uint32`/`uint64`, which are not OpenAPI formats:
+/// the API server warns about them on every apply. Their `minimum: 0` stays and says the same.
+fn no_unsigned_formats(schema: &mut schemars::Schema) {
+    RecursiveTransform(|s: &mut schemars::Schema| {
+        if s.get("format").and_then(|f| f.as_str()).is_some_and(|f| f.starts_with("uint")) {
+            s.remove("format");
+        }
+    })
+    .transform(schema);
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
@@ -201,6 +214,89 @@ pub struct PodOverrides {
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority_class_name: Option<String>,
+    /// A private CA the bot trusts for its TLS connections (a proxy in front of Discord, a
+    /// MongoDB with its own CA), in addition to the system's roots: a PEM bundle in a
+    /// ConfigMap of the MusicBot's namespace, mounted read-only and named by
+    /// `MUSICBOT_CA_FILE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<CaBundle>,
+    /// Extra volumes for the bot pod. The names `token`, `tmp` and `ca-bundle` are the
+    /// operator's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), transform = keyed_by_name)]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.all(v, !(v.name in ['token', 'tmp', 'ca-bundle']))",
+        "message": "the volume names token, tmp and ca-bundle are the operator's"
+    }]))]
+    pub volumes: Vec<Volume>,
+    /// Where the bot-runner container mounts `volumes`. The operator's paths (the token's
+    /// directory, `/tmp`, the CA bundle's directory) and anything below them are reserved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), transform = keyed_by_mount_path)]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": RESERVED_MOUNT_RULE,
+        "message": RESERVED_MOUNT_MESSAGE
+    }]))]
+    pub volume_mounts: Vec<VolumeMount>,
+}
+
+/// A list of Kubernetes objects keyed by one of their fields: the API server then refuses
+/// duplicates (and server-side apply merges by that key). Bounding the strings the CEL rules
+/// read keeps their estimated cost within the API server's budget.
+fn keyed_by(schema: &mut schemars::Schema, key: &str, bounds: &[(&str, u32)]) {
+    if let Some(props) = schema.get_mut("items").and_then(|i| i.get_mut("properties")) {
+        for (field, max) in bounds {
+            if let Some(p) = props.get_mut(*field).and_then(|p| p.as_object_mut()) {
+                p.insert("maxLength".into(), (*max).into());
+            }
+        }
+    }
+    schema.insert("x-kubernetes-list-type".into(), "map".into());
+    schema.insert("x-kubernetes-list-map-keys".into(), serde_json::json!([key]));
+}
+
+fn keyed_by_name(schema: &mut schemars::Schema) {
+    // Volume names are DNS labels (63 characters).
+    keyed_by(schema, "name", &[("name", 63)]);
+}
+
+fn keyed_by_mount_path(schema: &mut schemars::Schema) {
+    keyed_by(schema, "mountPath", &[("name", 63), ("mountPath", 1024)]);
+}
+
+/// Mount paths of the operator's own volumes in bot pods.
+pub const RESERVED_MOUNT_PATHS: [&str; 3] = ["/var/run/secrets/musicbot", "/tmp", "/etc/musicbot/ca"];
+const RESERVED_MOUNT_RULE: &str = "self.all(m, !(m.mountPath in ['/var/run/secrets/musicbot', '/tmp', '/etc/musicbot/ca']) \
+    && !m.mountPath.startsWith('/var/run/secrets/musicbot/') && !m.mountPath.startsWith('/tmp/') \
+    && !m.mountPath.startsWith('/etc/musicbot/ca/') && !(m.name in ['token', 'tmp', 'ca-bundle']))";
+const RESERVED_MOUNT_MESSAGE: &str = "volumeMounts may not use the operator's volumes (token, tmp, ca-bundle) or \
+    mount at or below /var/run/secrets/musicbot, /tmp or /etc/musicbot/ca";
+
+/// Whether a mount of `spec.pod.volumeMounts` would clash with the operator's own mounts
+/// (the API server's CEL rule says the same; this also covers objects stored before it).
+pub fn reserved_mount(mount: &VolumeMount) -> bool {
+    let path = mount.mount_path.trim_end_matches('/');
+    RESERVED_VOLUMES.contains(&mount.name.as_str())
+        || RESERVED_MOUNT_PATHS.iter().any(|r| path == *r || path.starts_with(&format!("{r}/")))
+}
+
+/// Names of the operator's own volumes in bot pods.
+pub const RESERVED_VOLUMES: [&str; 3] = ["token", "tmp", "ca-bundle"];
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CaBundle {
+    /// A ConfigMap in the MusicBot's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub config_map_name: String,
+    /// The key holding the PEM certificates.
+    #[serde(default = "default_ca_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+fn default_ca_key() -> String {
+    "ca.crt".into()
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -222,6 +318,7 @@ impl ImagePullPolicy {
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = no_unsigned_formats)]
 pub struct MusicBotStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,

@@ -86,3 +86,59 @@ async fn a_token_in_the_pod_environment_is_refused_by_cel() {
 async fn a_missing_token_secret_ref_is_rejected() {
     assert_rejected(try_create(json!({"clientId": CLIENT_ID})).await, "tokenSecretRef");
 }
+
+/// The API server warns `unrecognized format "uint32"` on every apply of a CRD that has
+/// one; `minimum: 0` says the same and stays.
+#[test]
+fn the_schema_has_no_formats_the_api_server_does_not_know() {
+    let crd = musicbot_operator::crd::crd_yaml().unwrap();
+    for format in ["uint8", "uint16", "uint32", "uint64", "uint"] {
+        assert!(!crd.contains(&format!("format: {format}\n")), "the CRD still has format {format}");
+    }
+    let schema = serde_json::to_value(<MusicBot as kube::CustomResourceExt>::crd()).unwrap();
+    let spec = &schema["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+    assert_eq!(spec["shards"]["minimum"].as_f64(), Some(1.0));
+    assert_eq!(spec["music"]["properties"]["idleLeaveSeconds"]["minimum"].as_f64(), Some(0.0));
+    let status = &schema["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"];
+    assert_eq!(status["guilds"]["minimum"].as_f64(), Some(0.0));
+    assert_eq!(status["guilds"]["type"], "integer");
+}
+
+#[tokio::test]
+async fn a_ca_bundle_defaults_its_key_and_extra_volumes_are_accepted() {
+    let bot = try_create(json!({
+        "clientId": CLIENT_ID, "tokenSecretRef": {"name": "t"},
+        "pod": {
+            "caBundle": {"configMapName": "corp-ca"},
+            "volumes": [{"name": "cookies", "secret": {"secretName": "yt-cookies"}}],
+            "volumeMounts": [{"name": "cookies", "mountPath": "/etc/yt-dlp", "readOnly": true}]
+        }
+    }))
+    .await
+    .unwrap();
+    let pod = bot.spec.pod.unwrap();
+    let ca = pod.ca_bundle.unwrap();
+    assert_eq!((ca.config_map_name.as_str(), ca.key.as_str()), ("corp-ca", "ca.crt"));
+    assert_eq!(pod.volumes[0].name, "cookies");
+    assert_eq!(pod.volume_mounts[0].mount_path, "/etc/yt-dlp");
+}
+
+#[tokio::test]
+async fn volumes_and_mounts_that_collide_with_the_operators_are_refused_by_cel() {
+    let with_pod = |pod: serde_json::Value| json!({"clientId": CLIENT_ID, "tokenSecretRef": {"name": "t"}, "pod": pod});
+    let volume = |name: &str| json!({"name": name, "emptyDir": {}});
+    for name in ["token", "tmp", "ca-bundle"] {
+        assert_rejected(try_create(with_pod(json!({"volumes": [volume(name)]}))).await, "the operator's");
+    }
+    assert_rejected(try_create(with_pod(json!({"volumes": [volume("a"), volume("a")]}))).await, "spec.pod.volumes[1]");
+    for path in
+        ["/tmp", "/tmp/", "/tmp/cache", "/var/run/secrets/musicbot", "/var/run/secrets/musicbot/x", "/etc/musicbot/ca"]
+    {
+        let pod = json!({"volumes": [volume("a")], "volumeMounts": [{"name": "a", "mountPath": path}]});
+        assert_rejected(try_create(with_pod(pod)).await, "volumeMounts may not use the operator's volumes");
+    }
+    let pod = json!({"volumeMounts": [{"name": "token", "mountPath": "/elsewhere"}]});
+    assert_rejected(try_create(with_pod(pod)).await, "volumeMounts may not use the operator's volumes");
+    let too_many: Vec<_> = (0..33).map(|i| volume(&format!("v{i}"))).collect();
+    assert_rejected(try_create(with_pod(json!({"volumes": too_many}))).await, "spec.pod.volumes");
+}

@@ -210,3 +210,41 @@ async fn deleting_a_musicbot_runs_the_finalizer_and_collects_its_children() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_ca_bundle_is_mounted_into_the_bot_pod_and_named_by_musicbot_ca_file() {
+    let (cluster, client) = cluster().await;
+    let ns = cluster.namespace(&client, "cabundle").await.unwrap();
+    let _op = start_operator(&client, &ns, BotDefaults::default());
+    create_secret(&client, &ns, "radio-token", "token", &token_for(CLIENT_ID, "ca")).await;
+    let mut spec = spec();
+    spec["pod"] = json!({
+        "caBundle": {"configMapName": "corp-ca", "key": "root.pem"},
+        "volumes": [{"name": "cookies", "secret": {"secretName": "yt-cookies"}}],
+        "volumeMounts": [{"name": "cookies", "mountPath": "/etc/yt-dlp", "readOnly": true}]
+    });
+    create_bot(&client, &ns, "radio", spec).await;
+
+    let sts = statefulset(&client, &ns, "radio").await;
+    let pod = sts.spec.unwrap().template.spec.unwrap();
+    let volume = pod.volumes.as_ref().unwrap().iter().find(|v| v.name == "ca-bundle").expect("a ca-bundle volume");
+    let cm = volume.config_map.as_ref().unwrap();
+    assert_eq!(cm.name, "corp-ca");
+    let item = &cm.items.as_ref().unwrap()[0];
+    assert_eq!((item.key.as_str(), item.path.as_str()), ("root.pem", "ca.crt"));
+    let c = &pod.containers[0];
+    let mounts = c.volume_mounts.as_ref().unwrap();
+    let ca = mounts.iter().find(|m| m.name == "ca-bundle").expect("the CA mounted");
+    assert_eq!((ca.mount_path.as_str(), ca.read_only), ("/etc/musicbot/ca", Some(true)));
+    let env = c.env.as_ref().unwrap();
+    let ca_file = env.iter().find(|e| e.name == "MUSICBOT_CA_FILE").expect("MUSICBOT_CA_FILE");
+    assert_eq!(ca_file.value.as_deref(), Some("/etc/musicbot/ca/ca.crt"));
+    assert!(mounts.iter().any(|m| m.name == "cookies" && m.mount_path == "/etc/yt-dlp"));
+    assert!(pod.volumes.unwrap().iter().any(|v| v.name == "cookies"));
+
+    // The pod the StatefulSet controller makes carries it too (the API server admitted it).
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let made = eventually("pod radio-0", || async { pods.get_opt("radio-0").await.unwrap() }).await;
+    let made_env = made.spec.unwrap().containers[0].env.clone().unwrap();
+    assert!(made_env.iter().any(|e| e.name == "MUSICBOT_CA_FILE"));
+}

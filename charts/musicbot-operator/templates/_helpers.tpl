@@ -71,10 +71,11 @@ and operator/src/http.rs. Rendered into a ClusterRole (every namespace) or a Rol
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]
-# Finding a bot's ready pods to ask their /status.
+# Bot pods: their states (image pulls, crashes, scheduling) go into the MusicBot's status,
+# and their /status is asked.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
+  verbs: ["list", "watch"]
 # kube-runtime's Recorder creates Events and patches repeats into a series.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

@@ -1,5 +1,5 @@
-//! The MusicBot controller: watches MusicBots, their StatefulSets and the Secrets holding
-//! their tokens, and reconciles each bot into one bot-runner pod per shard.
+//! The MusicBot controller: watches MusicBots, their StatefulSets and pods, and the Secrets
+//! holding their tokens, and reconciles each bot into one bot-runner pod per shard.
 
 mod commands;
 pub mod reconcile;
@@ -11,7 +11,7 @@ use crate::crd::MusicBot;
 use crate::metrics::Metrics;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -128,12 +128,18 @@ pub async fn run(
     // Secrets and StatefulSets are watched as metadata only: the operator never caches
     // token data, and needs nothing of a StatefulSet to know which bot to reconcile.
     type Meta<K> = Api<PartialObjectMeta<K>>;
+    let pods: Meta<Pod> = match &namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
     let (bots, stsets, secrets): (Api<MusicBot>, Meta<StatefulSet>, Meta<Secret>) = match &namespace {
         Some(ns) => {
             (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns), Api::namespaced(client, ns))
         }
         None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client)),
     };
+    let bot_pods =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/name=bot-runner,{}", workload::BOT_LABEL));
     let managed = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={}", workload::MANAGED_BY));
     let controller = Controller::new(bots, watcher::Config::default().any_semantic());
     let store = controller.store();
@@ -142,6 +148,12 @@ pub async fn run(
     controller
         .owns_stream(watcher(stsets, managed).touched_objects())
         .watches_stream(secret_changes, move |secret| bots_using_secret(&store, secret.namespace(), &secret.name_any()))
+        // A pod that cannot pull, crashes or cannot be scheduled changes nothing the
+        // StatefulSet shows: watch the bot pods themselves (metadata only, by their label).
+        .watches_stream(watcher(pods, bot_pods).touched_objects(), |pod| {
+            let bot = pod.labels().get(workload::BOT_LABEL)?;
+            Some(ObjectRef::new(bot).within(&pod.namespace()?))
+        })
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, error_policy, ctx.clone())

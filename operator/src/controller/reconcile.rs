@@ -62,11 +62,13 @@ async fn apply(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
         }
     };
 
-    let reports = match &statefulset {
-        Some(_) if !bot.spec.suspended => bot_reports(bot, ctx).await,
+    let pods = match &statefulset {
+        Some(_) if !bot.spec.suspended => bot_pods(bot, ctx).await?,
         _ => Vec::new(),
     };
-    let observed = Observed { token: &token, statefulset: statefulset.as_ref(), reports: &reports, now: now() };
+    let reports = bot_reports(&pods, ctx).await;
+    let observed =
+        Observed { token: &token, statefulset: statefulset.as_ref(), pods: &pods, reports: &reports, now: now() };
     let new_status = status::compute(bot, &observed);
     publish_notices(bot, bot.status.as_ref(), &new_status, ctx).await;
     if bot.status.as_ref() != Some(&new_status) {
@@ -91,8 +93,8 @@ async fn apply(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
     })
 }
 
-/// `/status` of every ready pod of the bot; pods that do not answer are left out.
-async fn bot_reports(bot: &MusicBot, ctx: &Context) -> Vec<BotReport> {
+/// The bot's pods, by the StatefulSet's selector labels.
+async fn bot_pods(bot: &MusicBot, ctx: &Context) -> Result<Vec<Pod>, Error> {
     let ns = bot.namespace().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let selector = workload::selector_labels(&bot.name_any())
@@ -100,32 +102,32 @@ async fn bot_reports(bot: &MusicBot, ctx: &Context) -> Vec<BotReport> {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",");
-    let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await else {
-        return Vec::new();
-    };
-    let urls: Vec<String> = list
-        .items
+    Ok(pods.list(&ListParams::default().labels(&selector)).await?.items)
+}
+
+/// `/status` of every running pod with an address, ready or not: a pod that is not ready
+/// is the one whose answer says why. Pods that do not answer are left out.
+async fn bot_reports(pods: &[Pod], ctx: &Context) -> Vec<BotReport> {
+    let targets: Vec<(String, String)> = pods
         .iter()
-        .filter(|p| is_ready(p))
-        .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
-        .map(|ip| format!("http://{}/status", join_host_port(&ip, ctx.defaults.http_port)))
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| {
+            let status = p.status.as_ref()?;
+            (status.phase.as_deref() == Some("Running")).then_some(())?;
+            let url = format!("http://{}/status", join_host_port(status.pod_ip.as_deref()?, ctx.defaults.http_port));
+            Some((p.name_any(), url))
+        })
         .collect();
-    let fetches = urls.iter().map(|url| async move {
+    let fetches = targets.iter().map(|(pod, url)| async move {
         let resp = ctx.http.get(url).timeout(Duration::from_secs(2)).send().await.ok()?;
-        resp.error_for_status().ok()?.json::<BotReport>().await.ok()
+        let report = resp.error_for_status().ok()?.json::<BotReport>().await.ok()?;
+        Some(BotReport { pod: pod.clone(), ..report })
     });
     futures::future::join_all(fetches).await.into_iter().flatten().collect()
 }
 
 fn join_host_port(ip: &str, port: u16) -> String {
     if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") }
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 async fn publish_notices(bot: &MusicBot, old: Option<&MusicBotStatus>, new: &MusicBotStatus, ctx: &Context) {

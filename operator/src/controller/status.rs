@@ -4,6 +4,7 @@
 use super::token::TokenProblem;
 use crate::crd::{Condition, MusicBot, MusicBotStatus, Phase, condition};
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use serde::Deserialize;
 
 /// What one bot-runner pod reports on `/status`.
@@ -15,15 +16,144 @@ pub struct BotReport {
     pub voice_connections: u64,
     pub gateway_connected: bool,
     pub commands_deployed: bool,
+    pub shard: Option<ShardInfo>,
+    /// Why the gateway is not connected, when bot-runner says.
+    pub last_error: Option<String>,
+    /// The pod that answered (set by reconcile, not part of the answer).
+    #[serde(skip)]
+    pub pod: String,
+}
+
+#[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq)]
+#[serde(default)]
+pub struct ShardInfo {
+    pub id: u32,
+    pub count: u32,
 }
 
 /// Everything reconcile learned from the cluster and the bot's pods.
 pub struct Observed<'a> {
     pub token: &'a Result<String, TokenProblem>,
     pub statefulset: Option<&'a StatefulSet>,
+    /// The bot's pods (selected by the StatefulSet's selector labels).
+    pub pods: &'a [Pod],
     /// Reports of the pods that answered `/status`.
     pub reports: &'a [BotReport],
     pub now: String,
+}
+
+/// Ready-condition reasons for pods that cannot run until something is fixed; each is
+/// announced once by a Warning Event of the same reason.
+pub mod reason {
+    pub const IMAGE_PULL_FAILED: &str = "ImagePullFailed";
+    pub const CRASH_LOOP: &str = "CrashLoopBackOff";
+    pub const UNSCHEDULABLE: &str = "Unschedulable";
+    pub const CONTAINER_CONFIG: &str = "ContainerConfigError";
+    pub const CONTAINER_START: &str = "ContainerStartFailed";
+    pub const ALL: [&str; 5] = [IMAGE_PULL_FAILED, CRASH_LOOP, UNSCHEDULABLE, CONTAINER_CONFIG, CONTAINER_START];
+}
+
+/// Something that keeps a bot pod from running, as the kubelet or scheduler wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodProblem {
+    pub pod: String,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Longest piece of a kubelet or bot message quoted in a condition.
+const QUOTE_LIMIT: usize = 300;
+
+fn clip(text: &str) -> String {
+    let text = text.trim();
+    match text.char_indices().nth(QUOTE_LIMIT) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// The problems of `pods`, at most one per pod, in pod-name order. Pods being deleted are
+/// left out: their replacement is what counts.
+pub fn pod_problems(pods: &[Pod]) -> Vec<PodProblem> {
+    let mut out: Vec<PodProblem> = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            let status = p.status.as_ref()?;
+            let problem = |reason, message: String| Some(PodProblem { pod: name.clone(), reason, message });
+            let containers =
+                status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten());
+            for c in containers {
+                if let Some((reason, message)) = container_problem(c) {
+                    return problem(reason, format!("{name}: {message}"));
+                }
+            }
+            let unschedulable = status.conditions.iter().flatten().find(|c| {
+                c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable")
+            })?;
+            let why = unschedulable.message.as_deref().map(clip).unwrap_or_else(|| "no node fits it".into());
+            problem(reason::UNSCHEDULABLE, format!("{name} cannot be scheduled: {why}"))
+        })
+        .collect();
+    out.sort_by(|a, b| a.pod.cmp(&b.pod));
+    out
+}
+
+fn container_problem(c: &ContainerStatus) -> Option<(&'static str, String)> {
+    let waiting = c.state.as_ref()?.waiting.as_ref()?;
+    let kubelet_says = waiting.message.as_deref().map(clip).filter(|m| !m.is_empty());
+    let with_message = |what: String| match &kubelet_says {
+        Some(m) => format!("{what}: {m}"),
+        None => what,
+    };
+    let name = &c.name;
+    Some(match waiting.reason.as_deref()? {
+        "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull" => {
+            (reason::IMAGE_PULL_FAILED, with_message(format!("container {name} cannot pull its image {}", c.image)))
+        }
+        "CrashLoopBackOff" => {
+            let mut message = format!("container {name} keeps crashing");
+            if let Some(t) = c.last_state.as_ref().and_then(|s| s.terminated.as_ref()) {
+                let why = t.reason.as_deref().unwrap_or("terminated");
+                message.push_str(&format!("; last exit: {why}, exit code {}", t.exit_code));
+                // With FallbackToLogsOnError this is the tail of the log: its last line
+                // is usually the error.
+                if let Some(last) = t.message.as_deref().and_then(|m| m.lines().rev().find(|l| !l.trim().is_empty())) {
+                    message.push_str(&format!(": {}", clip(last)));
+                }
+            }
+            (reason::CRASH_LOOP, message)
+        }
+        "CreateContainerConfigError" => {
+            (reason::CONTAINER_CONFIG, with_message(format!("container {name} cannot be configured")))
+        }
+        "CreateContainerError" | "RunContainerError" | "StartError" => {
+            (reason::CONTAINER_START, with_message(format!("container {name} cannot start")))
+        }
+        _ => return None,
+    })
+}
+
+/// Why the pods that answered `/status` without a gateway are not connected.
+fn gateway_detail(reports: &[BotReport]) -> String {
+    let parts: Vec<String> = reports
+        .iter()
+        .filter(|r| !r.gateway_connected)
+        .map(|r| {
+            let who = match (r.shard, r.pod.is_empty()) {
+                (Some(s), false) if s.count > 1 => format!("shard {} ({})", s.id, r.pod),
+                (_, false) => r.pod.clone(),
+                (Some(s), true) => format!("shard {}", s.id),
+                (None, true) => "a shard".into(),
+            };
+            match r.last_error.as_deref().map(clip).filter(|e| !e.is_empty()) {
+                Some(e) => format!("{who}: not connected to the Discord gateway: {e}"),
+                None => format!("{who}: not connected to the Discord gateway yet"),
+            }
+        })
+        .collect();
+    parts.join("; ")
 }
 
 pub fn compute(bot: &MusicBot, seen: &Observed) -> MusicBotStatus {
@@ -32,6 +162,7 @@ pub fn compute(bot: &MusicBot, seen: &Observed) -> MusicBotStatus {
     let shards = bot.spec.shards;
     let ready =
         seen.statefulset.and_then(|s| s.status.as_ref()).and_then(|s| s.ready_replicas).unwrap_or(0).max(0) as u32;
+    let problems = if bot.spec.suspended { Vec::new() } else { pod_problems(seen.pods) };
     let mut conditions = Vec::new();
     let mut set = |type_: &str, ok: Option<bool>, reason: &str, message: String| {
         let status = match ok {
@@ -60,16 +191,36 @@ pub fn compute(bot: &MusicBot, seen: &Observed) -> MusicBotStatus {
                 Phase::Running
             } else if ready > 0 {
                 Phase::Degraded
+            } else if !problems.is_empty() {
+                // Not a pod will run until the image, the node or the bot is fixed.
+                Phase::Failed
             } else {
                 Phase::Pending
             }
         }
     };
-    let (ready_ok, ready_reason, ready_msg) = match phase {
-        Phase::Running => (true, "AllShardsReady", format!("{ready}/{shards} shards ready")),
-        Phase::Suspended => (false, "Suspended", "spec.suspended is true".to_string()),
-        Phase::Failed => (false, "TokenNotResolved", "the bot cannot start until its token resolves".to_string()),
-        _ => (false, "ShardsNotReady", format!("{ready}/{shards} shards ready")),
+    let not_ready = || {
+        let mut msg = format!("{ready}/{shards} shards ready");
+        let gateway = gateway_detail(seen.reports);
+        if !gateway.is_empty() {
+            msg.push_str(&format!("; {gateway}"));
+        }
+        msg
+    };
+    let (ready_ok, ready_reason, ready_msg) = match (phase, problems.first()) {
+        (Phase::Running, _) => (true, "AllShardsReady", format!("{ready}/{shards} shards ready")),
+        (Phase::Suspended, _) => (false, "Suspended", "spec.suspended is true".to_string()),
+        (Phase::Failed, _) if seen.token.is_err() => {
+            (false, "TokenNotResolved", "the bot cannot start until its token resolves".to_string())
+        }
+        (_, Some(first)) => {
+            let mut msg = first.message.clone();
+            if problems.len() > 1 {
+                msg.push_str(&format!(" (and {} more pod(s) with problems)", problems.len() - 1));
+            }
+            (false, first.reason, msg)
+        }
+        _ => (false, "ShardsNotReady", not_ready()),
     };
     set(condition::READY, Some(ready_ok), ready_reason, ready_msg);
 
@@ -91,12 +242,12 @@ pub fn compute(bot: &MusicBot, seen: &Observed) -> MusicBotStatus {
             "Connected",
             format!("{answered} shard(s) connected to the Discord gateway"),
         ),
-        Some(false) => set(
-            condition::GATEWAY_CONNECTED,
-            Some(false),
-            "Disconnected",
-            "a shard is not connected to the Discord gateway".into(),
-        ),
+        Some(false) => {
+            let detail = gateway_detail(seen.reports);
+            let message =
+                if detail.is_empty() { "a shard is not connected to the Discord gateway".into() } else { detail };
+            set(condition::GATEWAY_CONNECTED, Some(false), "Disconnected", message)
+        }
     }
     match cmds {
         None => set(condition::COMMANDS_DEPLOYED, None, "NoReport", "no bot pod has reported yet".into()),
@@ -121,7 +272,7 @@ pub fn compute(bot: &MusicBot, seen: &Observed) -> MusicBotStatus {
         guilds: sum(|r| r.guilds),
         users: sum(|r| r.users),
         voice_connections: sum(|r| r.voice_connections),
-        pod_name: (seen.statefulset.is_some() && phase != Phase::Suspended && phase != Phase::Failed)
+        pod_name: (seen.statefulset.is_some() && phase != Phase::Suspended && seen.token.is_ok())
             .then(|| format!("{}-0", bot.metadata.name.clone().unwrap_or_default())),
         ready_shards: seen.statefulset.map(|_| ready),
     }
@@ -204,7 +355,8 @@ pub fn notices(old: Option<&MusicBotStatus>, new: &MusicBotStatus) -> Vec<Notice
                 reason: "Suspended",
                 note: "spec.suspended is true: pods scaled to zero, objects kept".into(),
             }),
-            Some(Phase::Degraded) => {
+            // A pod problem has an Event of its own, below.
+            Some(Phase::Degraded) if !ready_reason_is_problem(new) => {
                 out.push(Notice { warning: true, reason: "Degraded", note: "some shards are not ready".into() })
             }
             Some(Phase::Pending) if old_phase == Some(Phase::Suspended) => out.push(Notice {
@@ -215,6 +367,14 @@ pub fn notices(old: Option<&MusicBotStatus>, new: &MusicBotStatus) -> Vec<Notice
             _ => {}
         }
     }
+    // Pod problems: once when the reason appears or changes, not on every reconcile (the
+    // kubelet's own message keeps changing as it backs off).
+    if let Some(n) = cond(Some(new), condition::READY)
+        && let Some(problem) = reason::ALL.iter().find(|r| **r == n.reason)
+        && cond(old, condition::READY).is_none_or(|o| o.reason != n.reason)
+    {
+        out.push(Notice { warning: true, reason: problem, note: n.message });
+    }
     if let (Some(o), Some(n)) = (cond(old, condition::GATEWAY_CONNECTED), cond(Some(new), condition::GATEWAY_CONNECTED))
         && o.status == "True"
         && n.status == "False"
@@ -222,6 +382,10 @@ pub fn notices(old: Option<&MusicBotStatus>, new: &MusicBotStatus) -> Vec<Notice
         out.push(Notice { warning: true, reason: "GatewayDisconnected", note: n.message });
     }
     out
+}
+
+fn ready_reason_is_problem(status: &MusicBotStatus) -> bool {
+    status.conditions.iter().any(|c| c.type_ == condition::READY && reason::ALL.contains(&c.reason.as_str()))
 }
 
 #[cfg(test)]
@@ -252,8 +416,10 @@ mod tests {
     #[test]
     fn a_missing_secret_fails_the_bot_with_a_reason() {
         let token = Err(TokenProblem::SecretNotFound("t".into()));
-        let s =
-            compute(&bot(None, false), &Observed { token: &token, statefulset: None, reports: &[], now: "T1".into() });
+        let s = compute(
+            &bot(None, false),
+            &Observed { token: &token, statefulset: None, pods: &[], reports: &[], now: "T1".into() },
+        );
         assert_eq!(s.phase, Some(Phase::Failed));
         let c = cond(&s, condition::TOKEN_RESOLVED);
         assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "SecretNotFound"));
@@ -268,7 +434,7 @@ mod tests {
         let token = Ok("d".to_string());
         let pending = compute(
             &bot(None, false),
-            &Observed { token: &token, statefulset: Some(&sts(0)), reports: &[], now: "T1".into() },
+            &Observed { token: &token, statefulset: Some(&sts(0)), pods: &[], reports: &[], now: "T1".into() },
         );
         assert_eq!(pending.phase, Some(Phase::Pending));
         assert_eq!(cond(&pending, condition::GATEWAY_CONNECTED).status, "Unknown");
@@ -278,10 +444,11 @@ mod tests {
             voice_connections: 2,
             gateway_connected: true,
             commands_deployed: true,
+            ..Default::default()
         }];
         let running = compute(
             &bot(Some(pending.clone()), false),
-            &Observed { token: &token, statefulset: Some(&sts(1)), reports: &reports, now: "T2".into() },
+            &Observed { token: &token, statefulset: Some(&sts(1)), pods: &[], reports: &reports, now: "T2".into() },
         );
         assert_eq!(running.phase, Some(Phase::Running));
         assert_eq!((running.guilds, running.users, running.voice_connections), (Some(5), Some(1250), Some(2)));
@@ -294,7 +461,7 @@ mod tests {
         // A steady state publishes nothing.
         let again = compute(
             &bot(Some(running.clone()), false),
-            &Observed { token: &token, statefulset: Some(&sts(1)), reports: &reports, now: "T3".into() },
+            &Observed { token: &token, statefulset: Some(&sts(1)), pods: &[], reports: &reports, now: "T3".into() },
         );
         assert_eq!(again, running);
         assert!(notices(Some(&running), &again).is_empty());
@@ -305,13 +472,13 @@ mod tests {
         let token = Ok("d".to_string());
         let suspended = compute(
             &bot(None, true),
-            &Observed { token: &token, statefulset: Some(&sts(0)), reports: &[], now: "T".into() },
+            &Observed { token: &token, statefulset: Some(&sts(0)), pods: &[], reports: &[], now: "T".into() },
         );
         assert_eq!(suspended.phase, Some(Phase::Suspended));
         assert_eq!(cond(&suspended, condition::READY).reason, "Suspended");
         let resumed = compute(
             &bot(Some(suspended.clone()), false),
-            &Observed { token: &token, statefulset: Some(&sts(0)), reports: &[], now: "T".into() },
+            &Observed { token: &token, statefulset: Some(&sts(0)), pods: &[], reports: &[], now: "T".into() },
         );
         let reasons: Vec<_> = notices(Some(&suspended), &resumed).into_iter().map(|n| n.reason).collect();
         assert_eq!(reasons, ["Resumed"]);
@@ -320,12 +487,14 @@ mod tests {
     #[test]
     fn a_fixed_token_is_announced() {
         let bad = Err(TokenProblem::Empty { secret: "t".into(), key: "token".into() });
-        let failed =
-            compute(&bot(None, false), &Observed { token: &bad, statefulset: None, reports: &[], now: "T".into() });
+        let failed = compute(
+            &bot(None, false),
+            &Observed { token: &bad, statefulset: None, pods: &[], reports: &[], now: "T".into() },
+        );
         let good = Ok("d".to_string());
         let fixed = compute(
             &bot(Some(failed.clone()), false),
-            &Observed { token: &good, statefulset: Some(&sts(0)), reports: &[], now: "T".into() },
+            &Observed { token: &good, statefulset: Some(&sts(0)), pods: &[], reports: &[], now: "T".into() },
         );
         assert!(notices(Some(&failed), &fixed).iter().any(|n| n.reason == "TokenResolved" && !n.warning));
     }
@@ -334,7 +503,7 @@ mod tests {
     fn synced_follows_the_sync_annotations_and_is_absent_without_them() {
         use crate::sync::desired::{SYNC_ERROR, SYNCED_AT, SYNCED_FROM};
         let token = Ok("d".to_string());
-        let seen = |now: &str| Observed { token: &token, statefulset: None, reports: &[], now: now.into() };
+        let seen = |now: &str| Observed { token: &token, statefulset: None, pods: &[], reports: &[], now: now.into() };
         let hand_made = compute(&bot(None, false), &seen("T0"));
         assert!(hand_made.conditions.iter().all(|c| c.type_ != condition::SYNCED));
 
@@ -363,5 +532,171 @@ mod tests {
             ("False", "RecordInvalid", "T3")
         );
         assert!(c.message.contains("isActive"), "{}", c.message);
+    }
+
+    fn pod(name: &str, status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": name}, "status": status})).unwrap()
+    }
+
+    /// What a kubelet writes for a container that is waiting, with an optional last exit.
+    fn waiting(reason: &str, message: &str, last: Option<serde_json::Value>) -> serde_json::Value {
+        let mut c = json!({
+            "name": "bot-runner", "image": "registry.example/bot-runner:9", "imageID": "", "ready": false,
+            "restartCount": 4, "started": false,
+            "state": {"waiting": {"reason": reason, "message": message}}
+        });
+        if let Some(last) = last {
+            c["lastState"] = json!({"terminated": last});
+        }
+        json!({"phase": "Pending", "containerStatuses": [c], "conditions": [
+            {"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "False", "reason": "ContainersNotReady"}
+        ]})
+    }
+
+    fn observe(b: &MusicBot, pods: &[Pod], reports: &[BotReport], now: &str) -> MusicBotStatus {
+        let token = Ok("d".to_string());
+        compute(b, &Observed { token: &token, statefulset: Some(&sts(0)), pods, reports, now: now.into() })
+    }
+
+    #[test]
+    fn an_image_that_cannot_be_pulled_fails_the_bot_once_with_the_kubelets_message() {
+        let pull = "failed to pull and unpack image \"registry.example/bot-runner:9\": not found";
+        let first = observe(&bot(None, false), &[pod("radio-0", waiting("ErrImagePull", pull, None))], &[], "T1");
+        assert_eq!(first.phase, Some(Phase::Failed));
+        let ready = cond(&first, condition::READY);
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", reason::IMAGE_PULL_FAILED));
+        assert!(ready.message.contains("radio-0") && ready.message.contains(pull), "{}", ready.message);
+        assert_eq!(first.pod_name.as_deref(), Some("radio-0"));
+        let events = notices(None, &first);
+        assert_eq!(events.iter().filter(|n| n.warning && n.reason == reason::IMAGE_PULL_FAILED).count(), 1);
+
+        // The kubelet alternates with ImagePullBackOff: the same problem, no new Event.
+        let backoff = "Back-off pulling image \"registry.example/bot-runner:9\"";
+        let second = observe(
+            &bot(Some(first.clone()), false),
+            &[pod("radio-0", waiting("ImagePullBackOff", backoff, None))],
+            &[],
+            "T2",
+        );
+        assert_eq!(cond(&second, condition::READY).reason, reason::IMAGE_PULL_FAILED);
+        assert_eq!(cond(&second, condition::READY).last_transition_time, "T1");
+        assert!(notices(Some(&first), &second).is_empty());
+    }
+
+    #[test]
+    fn a_crash_loop_shows_the_last_exit_and_the_tail_of_the_log() {
+        let last =
+            json!({"exitCode": 1, "reason": "Error", "message": "starting\nError: the token was refused by Discord\n"});
+        let s = observe(
+            &bot(None, false),
+            &[pod("radio-0", waiting("CrashLoopBackOff", "back-off 40s restarting failed container", Some(last)))],
+            &[],
+            "T1",
+        );
+        assert_eq!(s.phase, Some(Phase::Failed));
+        let ready = cond(&s, condition::READY);
+        assert_eq!(ready.reason, reason::CRASH_LOOP);
+        assert!(ready.message.contains("exit code 1"), "{}", ready.message);
+        assert!(
+            ready.message.contains("Error, exit code 1: Error: the token was refused by Discord"),
+            "{}",
+            ready.message
+        );
+        assert!(notices(None, &s).iter().any(|n| n.warning && n.reason == reason::CRASH_LOOP));
+
+        let oom = json!({"exitCode": 137, "reason": "OOMKilled"});
+        let s = observe(&bot(None, false), &[pod("radio-0", waiting("CrashLoopBackOff", "", Some(oom)))], &[], "T1");
+        assert!(cond(&s, condition::READY).message.ends_with("last exit: OOMKilled, exit code 137"));
+    }
+
+    #[test]
+    fn an_unschedulable_pod_carries_the_schedulers_message() {
+        let why = "0/1 nodes are available: 1 Insufficient memory. preemption: 0/1 nodes are available.";
+        let status = json!({"phase": "Pending", "conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": why
+        }]});
+        let s = observe(&bot(None, false), &[pod("radio-0", status)], &[], "T1");
+        assert_eq!(s.phase, Some(Phase::Failed));
+        let ready = cond(&s, condition::READY);
+        assert_eq!(ready.reason, reason::UNSCHEDULABLE);
+        assert_eq!(ready.message, format!("radio-0 cannot be scheduled: {why}"));
+        assert!(notices(None, &s).iter().any(|n| n.warning && n.reason == reason::UNSCHEDULABLE));
+    }
+
+    #[test]
+    fn pods_merely_starting_or_without_status_stay_pending() {
+        let creating = waiting("ContainerCreating", "", None);
+        let no_status: Pod = serde_json::from_value(json!({"metadata": {"name": "radio-0"}})).unwrap();
+        for p in [pod("radio-0", creating), no_status, pod("radio-0", json!({"phase": "Pending"}))] {
+            let s = observe(&bot(None, false), &[p], &[], "T1");
+            assert_eq!(s.phase, Some(Phase::Pending));
+            assert_eq!(cond(&s, condition::READY).reason, "ShardsNotReady");
+            assert!(notices(None, &s).iter().all(|n| !n.warning), "{:?}", notices(None, &s));
+        }
+        // A pod on its way out does not count; a suspended bot has no pod problems.
+        let mut leaving = pod("radio-0", waiting("CrashLoopBackOff", "", None));
+        leaving.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()));
+        assert_eq!(observe(&bot(None, false), &[leaving], &[], "T").phase, Some(Phase::Pending));
+        let crashing = pod("radio-0", waiting("CrashLoopBackOff", "", None));
+        assert_eq!(observe(&bot(None, true), &[crashing], &[], "T").phase, Some(Phase::Suspended));
+    }
+
+    #[test]
+    fn one_broken_shard_of_two_degrades_the_bot_and_names_the_pod() {
+        let mut b = bot(None, false);
+        b.spec.shards = 2;
+        let token = Ok("d".to_string());
+        let broken = pod("radio-1", waiting("CreateContainerConfigError", "configmap \"corp-ca\" not found", None));
+        let s = compute(
+            &b,
+            &Observed { token: &token, statefulset: Some(&sts(1)), pods: &[broken], reports: &[], now: "T".into() },
+        );
+        assert_eq!(s.phase, Some(Phase::Degraded));
+        let ready = cond(&s, condition::READY);
+        assert_eq!(ready.reason, reason::CONTAINER_CONFIG);
+        assert!(ready.message.starts_with("radio-1: ") && ready.message.contains("corp-ca"), "{}", ready.message);
+        let events = notices(None, &s);
+        assert!(events.iter().any(|n| n.reason == reason::CONTAINER_CONFIG), "{events:?}");
+        assert!(!events.iter().any(|n| n.reason == "Degraded"), "one Event per problem: {events:?}");
+    }
+
+    #[test]
+    fn a_pod_that_is_not_ready_says_why_its_gateway_is_not_connected() {
+        let report = BotReport {
+            gateway_connected: false,
+            last_error: Some("Gateway connection failed: IO error: connection refused".into()),
+            shard: Some(ShardInfo { id: 0, count: 1 }),
+            pod: "radio-0".into(),
+            ..Default::default()
+        };
+        let s = observe(&bot(None, false), &[], std::slice::from_ref(&report), "T1");
+        assert_eq!(s.phase, Some(Phase::Pending));
+        let gw = cond(&s, condition::GATEWAY_CONNECTED);
+        assert_eq!(gw.status, "False");
+        assert_eq!(
+            gw.message,
+            "radio-0: not connected to the Discord gateway: Gateway connection failed: IO error: connection refused"
+        );
+        assert!(cond(&s, condition::READY).message.contains("connection refused"));
+        // Without an error in the report it still says that the pod answered.
+        let quiet = BotReport { last_error: None, ..report };
+        let s = observe(&bot(None, false), &[], &[quiet], "T1");
+        assert_eq!(cond(&s, condition::GATEWAY_CONNECTED).message, "radio-0: not connected to the Discord gateway yet");
+        // What bot-runner's /status really returns parses, shard included.
+        let parsed: BotReport = serde_json::from_value(json!({
+            "guilds": 0, "users": 0, "voiceConnections": 0, "gatewayConnected": false, "commandsDeployed": false,
+            "shard": {"id": 1, "count": 2}, "bots": [{"name": "radio"}]
+        }))
+        .unwrap();
+        assert_eq!(parsed.shard, Some(ShardInfo { id: 1, count: 2 }));
+    }
+
+    #[test]
+    fn quotes_are_clipped_on_a_character_boundary() {
+        let long = "é".repeat(QUOTE_LIMIT + 10);
+        let clipped = clip(&long);
+        assert_eq!(clipped.chars().count(), QUOTE_LIMIT + 1);
+        assert!(clipped.ends_with('…'));
     }
 }

@@ -10,6 +10,12 @@ use std::collections::BTreeMap;
 
 pub const TOKEN_MOUNT_DIR: &str = "/var/run/secrets/musicbot";
 pub const TOKEN_FILE: &str = "/var/run/secrets/musicbot/token";
+/// Where `spec.pod.caBundle` is mounted; bot-runner trusts the file named by `MUSICBOT_CA_FILE`.
+pub const CA_MOUNT_DIR: &str = "/etc/musicbot/ca";
+pub const CA_FILE: &str = "/etc/musicbot/ca/ca.crt";
+/// How long the startup probe's `/ready` request waits for the gateway (bot-runner holds
+/// it that long), within the probe's timeout.
+pub const STARTUP_PROBE_PATH: &str = "/ready?wait=9";
 pub const MANAGED_BY: &str = "musicbot-operator";
 pub const BOT_LABEL: &str = "musicbot.dev/bot";
 pub const CONFIG_HASH_ANNOTATION: &str = "musicbot.dev/config-hash";
@@ -88,6 +94,9 @@ pub fn bot_env(bot: &MusicBot, defaults: &BotDefaults) -> Vec<Value> {
         // Read-only root filesystem: yt-dlp and friends write under $HOME.
         plain("HOME", "/tmp".into()),
     ];
+    if spec.pod.as_ref().is_some_and(|p| p.ca_bundle.is_some()) {
+        env.push(plain("MUSICBOT_CA_FILE", CA_FILE.into()));
+    }
     if !spec.guild_ids.is_empty() {
         env.push(plain("MUSICBOT_GUILD_IDS", spec.guild_ids.join(",")));
     }
@@ -151,6 +160,7 @@ pub fn statefulset(bot: &MusicBot, defaults: &BotDefaults, token_digest: &str) -
     let resources = pod.resources.clone().unwrap_or_else(|| defaults.resources.clone());
     let pull_policy = pod.image_pull_policy.map(|p| p.as_str().to_string()).or(defaults.image_pull_policy.clone());
     let probe = |path: &str, period: i32, failures: i32| json!({"httpGet": {"path": path, "port": "http"}, "periodSeconds": period, "failureThreshold": failures, "timeoutSeconds": 2});
+    let (volumes, volume_mounts) = pod_volumes(bot);
     let owner = bot.controller_owner_ref(&()).expect("MusicBot has a name and uid once stored");
 
     serde_json::from_value(json!({
@@ -193,9 +203,13 @@ pub fn statefulset(bot: &MusicBot, defaults: &BotDefaults, token_digest: &str) -
                         "args": ["run"],
                         "env": env,
                         "ports": [{"name": "http", "containerPort": defaults.http_port, "protocol": "TCP"}],
-                        "startupProbe": probe("/health", 2, 30),
+                        "startupProbe": startup_probe(),
+                        // Both run only once the startup probe has passed.
                         "livenessProbe": probe("/health", 10, 3),
                         "readinessProbe": probe("/ready", 5, 2),
+                        // A crash's last log lines become its termination message, which
+                        // the MusicBot's status quotes.
+                        "terminationMessagePolicy": "FallbackToLogsOnError",
                         "resources": resources,
                         "securityContext": {
                             "allowPrivilegeEscalation": false,
@@ -203,24 +217,68 @@ pub fn statefulset(bot: &MusicBot, defaults: &BotDefaults, token_digest: &str) -
                             "privileged": false,
                             "capabilities": {"drop": ["ALL"]},
                         },
-                        "volumeMounts": [
-                            {"name": "token", "mountPath": TOKEN_MOUNT_DIR, "readOnly": true},
-                            {"name": "tmp", "mountPath": "/tmp"},
-                        ],
+                        "volumeMounts": volume_mounts,
                     }],
-                    "volumes": [
-                        {"name": "token", "secret": {
-                            "secretName": spec.token_secret_ref.name,
-                            "items": [{"key": spec.token_secret_ref.key, "path": "token"}],
-                            "defaultMode": 0o440,
-                        }},
-                        {"name": "tmp", "emptyDir": {"sizeLimit": "512Mi"}},
-                    ],
+                    "volumes": volumes,
                 }
             }
         }
     }))
     .expect("the StatefulSet template is well-formed")
+}
+
+/// The startup probe asks `/ready` to wait up to 9 s for the gateway, so a bot that starts
+/// normally passes its first probe without a failure (each failure is a Warning Event).
+/// Probes run back to back while one is held (the kubelet's ticker does not queue ticks),
+/// so a bot that cannot reach the gateway fails once every ~9–10 s and is restarted after
+/// 20 failures, about 3 minutes. The 1 s initial delay leaves bot-runner time to listen.
+pub fn startup_probe() -> Value {
+    json!({
+        "httpGet": {"path": STARTUP_PROBE_PATH, "port": "http"},
+        "initialDelaySeconds": 1,
+        "periodSeconds": 1,
+        "timeoutSeconds": 10,
+        "failureThreshold": 20,
+    })
+}
+
+/// The operator's volumes and mounts (token, /tmp, the CA bundle), then the spec's own. A
+/// spec volume or mount clashing with the operator's is dropped: the CRD's rules refuse
+/// those, and a bot stored before them must still get its token and nothing in its place.
+pub fn pod_volumes(bot: &MusicBot) -> (Vec<Value>, Vec<Value>) {
+    let spec = &bot.spec;
+    let mut volumes = vec![
+        json!({"name": "token", "secret": {
+            "secretName": spec.token_secret_ref.name,
+            "items": [{"key": spec.token_secret_ref.key, "path": "token"}],
+            "defaultMode": 0o440,
+        }}),
+        json!({"name": "tmp", "emptyDir": {"sizeLimit": "512Mi"}}),
+    ];
+    let mut mounts = vec![
+        json!({"name": "token", "mountPath": TOKEN_MOUNT_DIR, "readOnly": true}),
+        json!({"name": "tmp", "mountPath": "/tmp"}),
+    ];
+    let Some(pod) = &spec.pod else { return (volumes, mounts) };
+    if let Some(ca) = &pod.ca_bundle {
+        volumes.push(json!({"name": "ca-bundle", "configMap": {
+            "name": ca.config_map_name,
+            "items": [{"key": ca.key, "path": "ca.crt"}],
+            "defaultMode": 0o444,
+        }}));
+        mounts.push(json!({"name": "ca-bundle", "mountPath": CA_MOUNT_DIR, "readOnly": true}));
+    }
+    let mut names: std::collections::BTreeSet<String> =
+        volumes.iter().filter_map(|v| v["name"].as_str().map(str::to_string)).collect();
+    for v in &pod.volumes {
+        if !crate::crd::RESERVED_VOLUMES.contains(&v.name.as_str()) && names.insert(v.name.clone()) {
+            volumes.push(serde_json::to_value(v).expect("Volume serializes"));
+        }
+    }
+    for m in pod.volume_mounts.iter().filter(|m| !crate::crd::reserved_mount(m)) {
+        mounts.push(serde_json::to_value(m).expect("VolumeMount serializes"));
+    }
+    (volumes, mounts)
 }
 
 #[cfg(test)]
@@ -358,5 +416,94 @@ mod tests {
             env.iter()
                 .any(|e| e["name"] == "MUSICBOT_MONGODB_URI" && e["valueFrom"]["secretKeyRef"]["name"] == "mongo")
         );
+    }
+
+    #[test]
+    fn a_ca_bundle_is_mounted_read_only_and_named_by_musicbot_ca_file() {
+        let b = bot(json!({
+            "clientId": "123456789012345678", "tokenSecretRef": {"name": "t"},
+            "pod": {"caBundle": {"configMapName": "corp-ca"}}
+        }));
+        let sts = statefulset(&b, &BotDefaults::default(), "d");
+        let pod = pod_spec(&sts);
+        let volume = pod.volumes.as_ref().unwrap().iter().find(|v| v.name == "ca-bundle").unwrap();
+        let cm = volume.config_map.as_ref().unwrap();
+        assert_eq!(cm.name, "corp-ca");
+        assert_eq!(cm.items.as_ref().unwrap()[0].key, "ca.crt", "the key defaults to ca.crt");
+        assert_eq!(cm.items.as_ref().unwrap()[0].path, "ca.crt");
+        let c = &pod.containers[0];
+        let mount = c.volume_mounts.as_ref().unwrap().iter().find(|m| m.name == "ca-bundle").unwrap();
+        assert_eq!((mount.mount_path.as_str(), mount.read_only), (CA_MOUNT_DIR, Some(true)));
+        let env = c.env.as_ref().unwrap();
+        assert!(env.iter().any(|e| e.name == "MUSICBOT_CA_FILE" && e.value.as_deref() == Some(CA_FILE)));
+        assert!(CA_FILE.starts_with(&format!("{}/", mount.mount_path)));
+
+        let custom_key = bot(json!({
+            "clientId": "123456789012345678", "tokenSecretRef": {"name": "t"},
+            "pod": {"caBundle": {"configMapName": "corp-ca", "key": "bundle.pem"}}
+        }));
+        let (volumes, _) = pod_volumes(&custom_key);
+        let ca = volumes.iter().find(|v| v["name"] == "ca-bundle").unwrap();
+        assert_eq!(ca["configMap"]["items"], json!([{"key": "bundle.pem", "path": "ca.crt"}]));
+        // Without a CA bundle: no volume, no variable.
+        let (volumes, mounts) = pod_volumes(&basic());
+        assert_eq!(volumes.len(), 2);
+        assert_eq!(mounts.len(), 2);
+        assert!(!bot_env(&basic(), &BotDefaults::default()).iter().any(|e| e["name"] == "MUSICBOT_CA_FILE"));
+    }
+
+    #[test]
+    fn spec_volumes_are_added_but_cannot_replace_the_operators() {
+        let b = bot(json!({
+            "clientId": "123456789012345678", "tokenSecretRef": {"name": "t"},
+            "pod": {
+                "volumes": [
+                    {"name": "cookies", "secret": {"secretName": "yt-cookies"}},
+                    {"name": "token", "emptyDir": {}},
+                    {"name": "cookies", "emptyDir": {}}
+                ],
+                "volumeMounts": [
+                    {"name": "cookies", "mountPath": "/etc/yt-dlp", "readOnly": true},
+                    {"name": "cookies", "mountPath": "/tmp"},
+                    {"name": "cookies", "mountPath": "/tmp/x"},
+                    {"name": "cookies", "mountPath": "/var/run/secrets/musicbot/"},
+                    {"name": "token", "mountPath": "/elsewhere"}
+                ]
+            }
+        }));
+        let sts = statefulset(&b, &BotDefaults::default(), "d");
+        let pod = pod_spec(&sts);
+        let volumes: Vec<_> = pod.volumes.as_ref().unwrap().iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(volumes, ["token", "tmp", "cookies"]);
+        let token = &pod.volumes.as_ref().unwrap()[0];
+        assert!(token.secret.is_some(), "the token volume stays the Secret");
+        let cookies = &pod.volumes.as_ref().unwrap()[2];
+        assert_eq!(cookies.secret.as_ref().unwrap().secret_name.as_deref(), Some("yt-cookies"));
+        let mounts: Vec<_> = pod.containers[0]
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|m| (m.name.as_str(), m.mount_path.as_str()))
+            .collect();
+        assert_eq!(mounts, [("token", TOKEN_MOUNT_DIR), ("tmp", "/tmp"), ("cookies", "/etc/yt-dlp")]);
+    }
+
+    #[test]
+    fn startup_waits_for_the_gateway_then_readiness_and_liveness_take_over() {
+        let sts = statefulset(&basic(), &BotDefaults::default(), "d");
+        let c = &pod_spec(&sts).containers[0];
+        let startup = c.startup_probe.as_ref().unwrap();
+        assert_eq!(startup.http_get.as_ref().unwrap().path.as_deref(), Some("/ready?wait=9"));
+        let timeout = startup.timeout_seconds.unwrap();
+        assert!(timeout > 9, "the probe must outlast the wait: {timeout}");
+        // A bot that never connects is restarted after about 3 minutes of failures, each
+        // taking the held wait (9 s) or the period, whichever is longer.
+        let per_failure = startup.period_seconds.unwrap().max(9);
+        let total = startup.initial_delay_seconds.unwrap_or(0) + per_failure * startup.failure_threshold.unwrap();
+        assert!((150..=240).contains(&total), "{total} s");
+        assert_eq!(c.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/ready"));
+        assert_eq!(c.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/health"));
+        assert_eq!(c.termination_message_policy.as_deref(), Some("FallbackToLogsOnError"));
     }
 }
