@@ -31,7 +31,7 @@ const OPERATOR_GRANTS: &[(&str, &[&str])] = &[
     ("musicbot.dev/musicbots/finalizers", &["update"]),
     ("apps/statefulsets", &["create", "patch", "list", "watch"]),
     ("/secrets", &["get", "list", "watch"]),
-    ("/pods", &["list"]),
+    ("/pods", &["list", "watch"]),
     ("events.k8s.io/events", &["create", "patch"]),
 ];
 /// The MongoDB sync's Role, only while it is configured and only in the namespace it writes
@@ -271,10 +271,12 @@ fn every_optional_part_renders_valid_manifests() {
     let pod = &deployment["spec"]["template"]["spec"];
     let env = env_of(deployment);
     let known = operator_env_names();
-    for name in env.keys().filter(|n| *n != "EXTRA_SETTING") {
+    let extra = ["EXTRA_SETTING", "SSL_CERT_FILE"];
+    for name in env.keys().filter(|n| !extra.contains(&n.as_str())) {
         assert!(known.contains(name), "the chart sets {name}, which the operator does not read");
     }
     assert_eq!(env_value(&env, "EXTRA_SETTING"), Some("1"));
+    assert_eq!(env_value(&env, "SSL_CERT_FILE"), Some("/etc/musicbot/mongodb-ca/ca.crt"));
     assert_eq!(env_value(&env, "MUSICBOT_WATCH_NAMESPACE"), Some("music"));
     assert_eq!(
         env["MUSICBOT_MONGODB_URI"]["valueFrom"],
@@ -283,14 +285,17 @@ fn every_optional_part_renders_valid_manifests() {
     assert_eq!(env_value(&env, "MUSICBOT_BOT_MONGODB_URI_SECRET"), Some("musicbot-mongodb/uri"));
     assert_eq!(env_value(&env, "MUSICBOT_SYNC_NAMESPACE"), Some("music"));
     assert_eq!(env_value(&env, "MUSICBOT_TOKEN_KEY_FILE"), Some("/var/run/secrets/musicbot/token-key/key"));
+    // The chart's own volume first, then extraVolumes / extraVolumeMounts as given.
     assert_eq!(
         pod["containers"][0]["volumeMounts"],
-        json!([{"name": "token-key", "mountPath": "/var/run/secrets/musicbot/token-key", "readOnly": true}])
+        json!([{"name": "token-key", "mountPath": "/var/run/secrets/musicbot/token-key", "readOnly": true},
+               {"name": "mongodb-ca", "mountPath": "/etc/musicbot/mongodb-ca", "readOnly": true}])
     );
     assert_eq!(
         pod["volumes"],
         json!([{"name": "token-key", "secret": {"secretName": "musicbot-token-key",
-                "items": [{"key": "key", "path": "key"}], "defaultMode": 0o440}}])
+                "items": [{"key": "key", "path": "key"}], "defaultMode": 0o440}},
+               {"name": "mongodb-ca", "configMap": {"name": "mongodb-ca"}}])
     );
     // The operator parses this flag as a ResourceRequirements.
     let resources = env_value(&env, "MUSICBOT_BOT_RESOURCES").unwrap();
@@ -312,6 +317,42 @@ fn every_optional_part_renders_valid_manifests() {
     assert_eq!(egress_ports, BTreeSet::from([53, 443, 6443, 8080, 27017]), "DNS, API, bot pods, extraTo");
 }
 
+/// Only extraVolumes / extraVolumeMounts, without the chart's own volume: the lists stand
+/// alone, under their keys.
+#[test]
+fn extra_volumes_and_mounts_render_on_their_own() {
+    let docs = render(
+        RELEASE,
+        NS,
+        &[
+            "--set",
+            "extraVolumes[0].name=mongodb-ca,extraVolumes[0].configMap.name=mongodb-ca",
+            "--set",
+            "extraVolumeMounts[0].name=mongodb-ca,extraVolumeMounts[0].mountPath=/etc/mongodb-ca",
+            "--set",
+            "extraVolumeMounts[0].readOnly=true",
+        ],
+    );
+    validate(&docs);
+    let pod = &find(&docs, "Deployment", RELEASE)["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"], json!([{"name": "mongodb-ca", "configMap": {"name": "mongodb-ca"}}]));
+    assert_eq!(
+        pod["containers"][0]["volumeMounts"],
+        json!([{"name": "mongodb-ca", "mountPath": "/etc/mongodb-ca", "readOnly": true}])
+    );
+}
+
+#[test]
+fn the_chart_declares_the_kubernetes_versions_it_supports() {
+    let chart: Value = serde_yaml::from_str(&std::fs::read_to_string(chart_dir().join("Chart.yaml")).unwrap()).unwrap();
+    assert_eq!(chart["kubeVersion"], ">=1.33.0-0");
+    // Helm refuses to render for an older cluster, and accepts the tests' version (above).
+    let helm = Helm::new().unwrap();
+    let chart = chart_dir().display().to_string();
+    let err = helm.run(&["template", "x", chart.as_str(), "--kube-version", "1.32.4"]).expect_err("1.32 accepted");
+    assert!(format!("{err:#}").contains("kubeVersion"), "{err:#}");
+}
+
 #[test]
 fn the_values_schema_rejects_mistakes() {
     let helm = Helm::new().unwrap();
@@ -323,6 +364,8 @@ fn the_values_schema_rejects_mistakes() {
         ("mongodb.existingSecret=Mongo_URI", "/mongodb/existingSecret"),
         ("networkPolicy.egress.kubernetesApi.ports={0}", "/networkPolicy/egress/kubernetesApi/ports"),
         ("serviceMonitr.enabled=true", "serviceMonitr"),
+        ("extraVolumes[0].name=token-key", "/extraVolumes/0/name"),
+        ("extraVolumeMounts[0].name=ca", "/extraVolumeMounts/0"),
     ] {
         let args = ["template", "x", chart.as_str(), "--kube-version", KUBE_VERSION, "--set", set];
         let err = format!("{:#}", helm.run(&args).expect_err(&format!("--set {set} was accepted")));
