@@ -190,7 +190,7 @@ impl Bot {
             client_id: self.client_id().to_string(),
             guilds: guilds.len() as u64,
             users,
-            voice_connections: self.music.voice_connections().await as u64,
+            voice_connections: self.music.voice_connections() as u64,
             gateway_connected,
             commands_deployed: self.commands_deployed.load(Ordering::Relaxed),
             latency,

@@ -127,6 +127,12 @@ pub struct CommonArgs {
     #[arg(long, env = "MUSICBOT_DISCORD_API_URL")]
     pub discord_api_url: Option<String>,
 
+    /// PEM file of extra CA certificates to trust besides the system's roots (for a voice
+    /// server or API behind a private CA). Unlike SSL_CERT_FILE, which replaces the
+    /// system's roots, this adds to them.
+    #[arg(long, env = "MUSICBOT_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+
     /// Port of /health, /ready, /metrics, /status and /bots.
     #[arg(long, env = "MUSICBOT_HTTP_PORT", default_value_t = 8080)]
     pub http_port: u16,
@@ -239,6 +245,7 @@ mod tests {
             ("MUSICBOT_PRESENCE_STATUS", "dnd"),
             ("MUSICBOT_ACTIVITY_TYPE", "playing"),
             ("MUSICBOT_ACTIVITY_NAME", "lofi"),
+            ("MUSICBOT_CA_FILE", "/etc/musicbot/ca/ca.pem"),
         ];
         let args: Vec<String> = std::iter::once("bot-runner".to_string())
             .chain(env.iter().flat_map(|(k, v)| {
@@ -256,6 +263,7 @@ mod tests {
         assert!(run.common.music.stay_in_channel);
         assert_eq!(run.common.music.idle_leave(), None, "staying in the channel disables idle leave");
         assert_eq!(run.common.log_format, LogFormat::Json);
+        assert_eq!(run.common.ca_file.as_deref(), Some(std::path::Path::new("/etc/musicbot/ca/ca.pem")));
         assert_eq!(run.presence.presence_status, Some(PresenceStatus::Dnd));
         assert_eq!(run.presence.activity_type, Some(ActivityType::Playing));
     }

@@ -26,6 +26,13 @@ pub fn api_origin(url: Option<&str>) -> Option<String> {
 /// rate-limit).
 pub fn http(token: &Token, api_url: Option<&str>, application_id: Option<u64>) -> Http {
     let mut b = HttpBuilder::new(token.expose());
+    // serenity builds its client with the built-in roots only; with extra CAs configured
+    // (MUSICBOT_CA_FILE) it gets one that also trusts those.
+    if !crate::ca::extra_roots().is_empty()
+        && let Ok(client) = crate::ca::http_client_builder().build()
+    {
+        b = b.client(client);
+    }
     if let Some(origin) = api_origin(api_url) {
         b = b.proxy(origin).ratelimiter_disabled(true);
     }

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod bot;
+pub mod ca;
 pub mod cli;
 pub mod commands;
 pub mod discord;

@@ -15,6 +15,9 @@ fn main() -> Result<()> {
         Some(Command::Commands(_)) => &cli.run.common,
     };
     telemetry::init(common.log_format, &common.log_filter);
+    // Before the runtime, so before any other thread: this sets SSL_CERT_FILE. Held to the
+    // end of main, which removes the bundle file.
+    let _ca_bundle = common.ca_file.as_deref().map(bot_runner::ca::install).transpose()?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         match cli.command {

@@ -115,6 +115,17 @@ async fn on_error(err: poise::FrameworkError<'_, Arc<Bot>, Error>) {
     }
 }
 
+/// Deletes the public "thinking…" placeholder of a deferred command, so the error reply that
+/// follows is a new message only the caller sees (a follow-up would otherwise take the
+/// placeholder's place, public).
+async fn drop_placeholder(ctx: Context<'_>) {
+    if let poise::Context::Application(a) = ctx
+        && let Err(e) = a.interaction.delete_response(ctx.http()).await
+    {
+        warn!(error = %e, "could not delete the deferred reply");
+    }
+}
+
 /// The guild of a guild-only command.
 fn guild(ctx: Context<'_>) -> Result<GuildId, Error> {
     ctx.guild_id().ok_or_else(|| user("That only works in a server."))

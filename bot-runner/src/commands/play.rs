@@ -1,6 +1,6 @@
 use poise::CreateReply;
 
-use super::{Context, Error, caller_channel, guild, user};
+use super::{Context, Error, caller_channel, drop_placeholder, guild, user};
 use crate::music::Track;
 use crate::music::source::{classify, format_duration};
 
@@ -37,8 +37,12 @@ pub async fn play(
             return Ok(());
         }
     };
-    if bot_channel != Some(channel) {
-        music.join(guild, channel).await.map_err(user)?;
+    if bot_channel != Some(channel)
+        && let Err(why) = music.join(guild, channel).await
+    {
+        // Nothing will play: the caller alone hears why, instead of a public "Playing".
+        drop_placeholder(ctx).await;
+        return Err(user(why));
     }
     let track = Track {
         id: music.next_track_id(),

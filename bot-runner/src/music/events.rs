@@ -1,11 +1,11 @@
 //! songbird's events, handed back to the music service on a task of their own: songbird
 //! runs handlers one after another, and ours wait on a guild's lock.
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use serenity::all::{ChannelId, GuildId};
-use songbird::events::context_data::DisconnectReason;
+use songbird::events::context_data::{DisconnectKind, DisconnectReason};
 use songbird::tracks::PlayMode;
 use songbird::{Event, EventContext, EventHandler};
 use tracing::{info, warn};
@@ -37,6 +37,38 @@ impl EventHandler for TrackEnd {
     }
 }
 
+/// Keeps the music service's count of connected drivers: connect and reconnect mark the
+/// guild up, any disconnect (failed connect, failed reconnect, a dropped session, a leave)
+/// down. Runs inline, so the events of one call are applied in the order songbird sent them.
+#[derive(Clone)]
+pub(super) struct DriverState {
+    pub music: Weak<MusicService>,
+    pub guild: GuildId,
+    /// The call this handler is on: events of a call already replaced (left, then joined
+    /// again) must not touch the new call's state.
+    pub call: Weak<tokio::sync::Mutex<songbird::Call>>,
+}
+
+#[serenity::async_trait]
+impl EventHandler for DriverState {
+    async fn act(&self, ctx: &EventContext<'_>) -> Option<Event> {
+        let music = self.music.upgrade()?;
+        let current = music.songbird.get(self.guild)?;
+        if !std::ptr::eq(Arc::as_ptr(&current), self.call.as_ptr()) {
+            return None;
+        }
+        match ctx {
+            EventContext::DriverConnect(_) | EventContext::DriverReconnect(_) => music.set_connected(self.guild, true),
+            EventContext::DriverDisconnect(d) => {
+                info!(guild = %self.guild, kind = ?d.kind, reason = ?d.reason, "voice driver disconnected");
+                music.set_connected(self.guild, false);
+            }
+            _ => {}
+        }
+        None
+    }
+}
+
 /// Brings the bot back after songbird gave up on a voice connection it did not end itself
 /// (the voice server went away, the socket died): the queue plays on once it is back.
 pub(super) struct Rejoin {
@@ -48,6 +80,11 @@ pub(super) struct Rejoin {
 impl EventHandler for Rejoin {
     async fn act(&self, ctx: &EventContext<'_>) -> Option<Event> {
         let EventContext::DriverDisconnect(data) = ctx else { return None };
+        // A failed first connect is the joiner's to report (and it removes the call); so is
+        // a failed attempt of this handler's own rejoin.
+        if matches!(data.kind, DisconnectKind::Connect) {
+            return None;
+        }
         let reason = data.reason?;
         if matches!(reason, DisconnectReason::Requested) {
             return None;
@@ -70,6 +107,8 @@ impl EventHandler for Rejoin {
                 }
                 tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
             }
+            // Given up: no call may stay behind looking joined.
+            music.leave(guild, "voice connection lost").await;
         });
         None
     }

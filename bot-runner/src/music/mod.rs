@@ -7,12 +7,13 @@ pub mod player;
 pub mod queue;
 pub mod source;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serenity::all::{Cache, ChannelId, GuildId, Http};
+use songbird::error::JoinError;
 use songbird::{CoreEvent, Event, Songbird};
 use tracing::{info, warn};
 
@@ -37,6 +38,10 @@ pub struct MusicService {
     pub settings: MusicSettings,
     pub metrics: Arc<BotMetrics>,
     players: Mutex<HashMap<GuildId, Arc<tokio::sync::Mutex<Player>>>>,
+    /// Guilds whose voice driver is connected, as songbird's connect and disconnect events
+    /// say. songbird's call keeps its channel after the driver failed or while it is still
+    /// connecting, so the call map cannot tell a working connection from a dead one.
+    connected: Mutex<HashSet<GuildId>>,
     next_track_id: AtomicU64,
 }
 
@@ -57,6 +62,7 @@ impl MusicService {
             settings,
             metrics,
             players: Mutex::new(HashMap::new()),
+            connected: Mutex::new(HashSet::new()),
             next_track_id: AtomicU64::new(1),
         })
     }
@@ -89,39 +95,70 @@ impl MusicService {
         n
     }
 
-    /// Voice connections that are up right now.
-    pub async fn voice_connections(&self) -> usize {
-        // Collected first: songbird's map must not stay locked across an await.
-        let calls: Vec<_> = self.songbird.iter().map(|(_, call)| call).collect();
-        let mut n = 0;
-        for call in calls {
-            n += usize::from(call.lock().await.current_connection().is_some());
-        }
-        n
+    /// Voice connections that are up right now: drivers connected, not calls that exist.
+    pub fn voice_connections(&self) -> usize {
+        self.connected.lock().expect("connected lock").len()
     }
 
-    /// Joins (or moves to) `channel`. The first join in a guild installs the handler that
-    /// rejoins after a lost voice connection.
+    /// Whether the guild's voice driver is connected (audio can reach listeners).
+    pub fn is_connected(&self, guild: GuildId) -> bool {
+        self.connected.lock().expect("connected lock").contains(&guild)
+    }
+
+    pub(crate) fn set_connected(&self, guild: GuildId, up: bool) {
+        let mut connected = self.connected.lock().expect("connected lock");
+        if up {
+            connected.insert(guild);
+        } else {
+            connected.remove(&guild);
+        }
+    }
+
+    /// Joins (or moves to) `channel`. The guild's call gets, once, the handlers that track
+    /// its driver's state and rejoin after a lost connection. A join that fails leaves no
+    /// call (and no player) behind, so the next `/play` starts from scratch instead of
+    /// taking the dead call for a working one.
     pub async fn join(self: &Arc<Self>, guild: GuildId, channel: ChannelId) -> Result<(), String> {
         let player = self.player(guild);
-        let call = self.songbird.join(guild, channel).await.map_err(|e| {
-            warn!(%guild, %channel, error = %e, "joining voice failed");
-            format!("I couldn't join that voice channel ({e}).")
-        })?;
-        let mut p = player.lock().await;
-        if !p.events_installed {
-            call.lock().await.add_global_event(
-                Event::Core(CoreEvent::DriverDisconnect),
-                events::Rejoin { music: Arc::downgrade(self), guild },
-            );
-            p.events_installed = true;
+        let call = self.songbird.get_or_insert(guild);
+        {
+            let mut p = player.lock().await;
+            if !p.events_on.as_ref().is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&call))) {
+                let mut c = call.lock().await;
+                let link = events::DriverState { music: Arc::downgrade(self), guild, call: Arc::downgrade(&call) };
+                for e in [CoreEvent::DriverConnect, CoreEvent::DriverReconnect, CoreEvent::DriverDisconnect] {
+                    c.add_global_event(Event::Core(e), link.clone());
+                }
+                c.add_global_event(
+                    Event::Core(CoreEvent::DriverDisconnect),
+                    events::Rejoin { music: Arc::downgrade(self), guild },
+                );
+                p.events_on = Some(Arc::downgrade(&call));
+            }
         }
-        p.touch();
-        Ok(())
+        // The player's lock is not held here: joining can take seconds of retries.
+        match self.songbird.join(guild, channel).await {
+            Ok(_) => {
+                // The driver's connect result; its DriverConnect event says the same a moment later.
+                self.set_connected(guild, true);
+                player.lock().await.touch();
+                Ok(())
+            }
+            Err(e) => {
+                let why = join_failure(&e);
+                warn!(%guild, %channel, error = %e, reason = %why, "joining voice failed");
+                self.leave(guild, "joining voice failed").await;
+                Err(format!("I couldn't join <#{channel}>: {why}. Please try again in a moment."))
+            }
+        }
     }
 
-    /// The voice channel the bot is in, as songbird knows it.
+    /// The voice channel the bot is in and connected to. A call whose driver is not
+    /// connected (still joining, failed, reconnecting) does not count.
     pub async fn current_channel(&self, guild: GuildId) -> Option<ChannelId> {
+        if !self.is_connected(guild) {
+            return None;
+        }
         let call = self.songbird.get(guild)?;
         let channel = call.lock().await.current_channel()?;
         Some(ChannelId::new(channel.0.get()))
@@ -133,6 +170,7 @@ impl MusicService {
         if let Some(player) = player {
             player.lock().await.stop();
         }
+        self.set_connected(guild, false);
         if self.songbird.get(guild).is_some() {
             if let Err(e) = self.songbird.remove(guild).await {
                 warn!(%guild, error = %e, "leaving voice failed");
@@ -155,5 +193,40 @@ impl MusicService {
         if let Err(e) = ChannelId::new(channel).say(&self.http, text).await {
             warn!(channel, error = %e, "could not post to the text channel");
         }
+    }
+}
+
+/// Why a voice join failed, in words a server admin can act on. songbird's error types
+/// for the websocket are private, so the TLS cause is read from the error's debug form
+/// (rustls names it `InvalidCertificate(UnknownIssuer)` and the like).
+pub fn join_failure(e: &JoinError) -> String {
+    match e {
+        JoinError::TimedOut => "Discord did not answer the voice request in time".into(),
+        JoinError::Driver(_) if is_untrusted_certificate(&format!("{e:?}")) => {
+            "voice server certificate not trusted: set MUSICBOT_CA_FILE to the CA that signed it".into()
+        }
+        JoinError::Driver(_) => "the voice server could not be reached".into(),
+        _ => "the voice request could not be sent".into(),
+    }
+}
+
+fn is_untrusted_certificate(debug: &str) -> bool {
+    ["InvalidCertificate", "UnknownIssuer", "NotValidForName", "BadSignature", "CertExpired"]
+        .iter()
+        .any(|needle| debug.contains(needle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_failures_are_named() {
+        // What songbird's error looks like when rustls rejects the voice server's chain.
+        let tls = "Driver(Ws(Ws(Tls(Rustls(InvalidCertificate(UnknownIssuer))))))";
+        assert!(is_untrusted_certificate(tls));
+        assert!(!is_untrusted_certificate("Driver(Ws(WsClosed(Some(CloseFrame { code: Library(4004) }))))"));
+        assert!(!is_untrusted_certificate("Driver(TimedOut)"));
+        assert!(join_failure(&JoinError::TimedOut).contains("in time"));
     }
 }

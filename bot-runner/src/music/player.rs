@@ -21,7 +21,8 @@ pub struct Player {
     now: Option<(u64, TrackHandle)>,
     /// Since when nothing has been playing to anyone (`None`: busy).
     pub idle_since: Option<Instant>,
-    pub(super) events_installed: bool,
+    /// The call our songbird event handlers are on; a new call (after a leave) needs its own.
+    pub(super) events_on: Option<std::sync::Weak<tokio::sync::Mutex<songbird::Call>>>,
 }
 
 impl Player {
@@ -32,7 +33,7 @@ impl Player {
             paused: false,
             now: None,
             idle_since: Some(Instant::now()),
-            events_installed: false,
+            events_on: None,
         }
     }
 

@@ -58,7 +58,12 @@ pub struct Resolved {
 
 impl Sources {
     pub fn new(ytdlp: &str) -> Self {
-        Self { http: Client::new(), ytdlp: Box::leak(ytdlp.to_string().into_boxed_str()) }
+        // Extra CAs (MUSICBOT_CA_FILE) apply to audio fetched over HTTPS too.
+        let http = crate::ca::http_client_builder().build().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "HTTP client with the extra CAs failed to build; using the default one");
+            Client::new()
+        });
+        Self { http, ytdlp: Box::leak(ytdlp.to_string().into_boxed_str()) }
     }
 
     pub fn input(&self, source: &Source) -> Input {

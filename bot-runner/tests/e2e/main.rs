@@ -9,3 +9,4 @@ mod process;
 mod resilience;
 mod support;
 mod tracking;
+mod voice;

@@ -82,17 +82,25 @@ pub struct Launch<'a> {
     /// Written to the token file, unless `None` (then no MUSICBOT_TOKEN_FILE is set).
     pub token: String,
     pub token_file: bool,
+    /// Trust the simulator's CA through SSL_CERT_FILE (the usual way in these tests).
+    pub ssl_cert_file: bool,
     pub args: Vec<String>,
     pub env: Vec<(&'a str, String)>,
 }
 
 impl<'a> Launch<'a> {
     pub fn bot(app: u64) -> Self {
-        Self { token: token_for(app), token_file: true, args: vec!["run".into()], env: Vec::new() }
+        Self { token: token_for(app), token_file: true, ssl_cert_file: true, args: vec!["run".into()], env: Vec::new() }
     }
 
     pub fn env(mut self, k: &'a str, v: impl Into<String>) -> Self {
         self.env.push((k, v.into()));
+        self
+    }
+
+    /// No SSL_CERT_FILE: the bot sees the system's roots only (plus what it is told).
+    pub fn without_ssl_cert_file(mut self) -> Self {
+        self.ssl_cert_file = false;
         self
     }
 
@@ -117,14 +125,18 @@ impl BotProcess {
             .env("MUSICBOT_HTTP_HOST", "127.0.0.1")
             .env("MUSICBOT_HTTP_PORT", port.to_string())
             .env("MUSICBOT_YTDLP", testkit::bins::yt_dlp()?)
-            // The voice gateway's certificate comes from the simulator's CA.
-            .env("SSL_CERT_FILE", sim.ca_file())
             .env("RUST_LOG", "info,bot_runner=debug,serenity=warn,songbird=warn")
             .env("HOME", dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::from(std::fs::File::create(&log)?))
             .stderr(Stdio::from(std::fs::OpenOptions::new().append(true).open(&log)?))
             .kill_on_drop(true);
+        // The voice gateway's certificate comes from the simulator's CA.
+        if launch.ssl_cert_file {
+            cmd.env("SSL_CERT_FILE", sim.ca_file());
+        } else {
+            cmd.env_remove("SSL_CERT_FILE").env_remove("SSL_CERT_DIR");
+        }
         if launch.token_file {
             cmd.env("MUSICBOT_TOKEN_FILE", &token_file);
         } else {
