@@ -1,4 +1,5 @@
 use anyhow::Context as _;
+use backon::{ExponentialBuilder, Retryable as _};
 use clap::Parser;
 use kube::Client;
 use musicbot_db::Assigner;
@@ -44,7 +45,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .as_ref()
         .map(|r| Assigner::new(&r.db, &r.collections, Duration::from_secs(config.sync.invite_timeout_seconds.max(1))));
 
-    let client = Client::try_default().await.context("connecting to Kubernetes")?;
+    // Reads the configuration only; nothing is dialled yet.
+    let client = Client::try_default().await.context("reading the Kubernetes client configuration")?;
     let metrics = Arc::new(Metrics::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -73,6 +75,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let routes = http::router_with(state.clone(), http::Assignments(assigner.clone()));
     let server = tokio::spawn(http::serve_router(listener, routes, stopped()));
 
+    // /health answers from here on, /ready only once connected: a pod waiting for its API
+    // server is alive, and is neither killed by its liveness probe nor crash-looping.
+    tokio::select! {
+        version = connect(&client) => {
+            info!(version = %version?.git_version, "connected to the Kubernetes API server");
+        }
+        _ = stopped() => return finish(server).await,
+    }
+
     let mut ctx = Context::new(
         client.clone(),
         bot_defaults(&config)?,
@@ -88,10 +99,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
         let ns =
             config.leader_election_namespace.clone().or_else(Config::own_namespace).unwrap_or_else(|| "default".into());
         let identity = config.identity();
-        let mut leadership =
-            leader::campaign(client, ns.trim(), &config.leader_election_lease, &identity, config.lease_seconds)
-                .await
-                .context("starting leader election")?;
+        let campaign = || {
+            leader::campaign(client.clone(), ns.trim(), &config.leader_election_lease, &identity, config.lease_seconds)
+        };
+        let mut leadership = tokio::select! {
+            leadership = campaign.retry(startup_backoff()).notify(|e, delay| {
+                warn!(error = %e, retry_in = ?delay, "could not start leader election; retrying");
+            }) => leadership.context("starting leader election")?,
+            _ = stopped() => return finish(server).await,
+        };
         // A standby replica is healthy and ready: it serves /bots and takes over on failure.
         state.ready.store(true, Ordering::Relaxed);
         info!(%identity, "waiting to become the leader");
@@ -179,6 +195,24 @@ fn sync_settings(config: &Config, collections: musicbot_db::Collections) -> sync
         resync_interval: Duration::from_secs(config.sync.sync_resync_interval_seconds.max(10)),
         instance: Some(config.identity()),
     }
+}
+
+/// Retries for what start-up needs from the API server: 0.5 s doubling to 10 s, each delay
+/// plus up to its own length of jitter so replicas restarted together do not retry in step.
+fn startup_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(10))
+        .with_jitter()
+        .without_max_times()
+}
+
+/// Waits until the API server answers `GET /version`, however long that takes.
+async fn connect(client: &Client) -> kube::Result<k8s_openapi::apimachinery::pkg::version::Info> {
+    (|| client.apiserver_version())
+        .retry(startup_backoff())
+        .notify(|e, delay| warn!(error = %e, retry_in = ?delay, "the Kubernetes API server is not answering; retrying"))
+        .await
 }
 
 async fn finish(server: tokio::task::JoinHandle<std::io::Result<()>>) -> anyhow::Result<()> {

@@ -17,11 +17,30 @@ pub struct BotReport {
     pub gateway_connected: bool,
     pub commands_deployed: bool,
     pub shard: Option<ShardInfo>,
-    /// Why the gateway is not connected, when bot-runner says.
+    /// Why the gateway is not connected, when bot-runner says (here or for one of `bots`).
     pub last_error: Option<String>,
+    pub bots: Vec<BotEntry>,
     /// The pod that answered (set by reconcile, not part of the answer).
     #[serde(skip)]
     pub pod: String,
+}
+
+/// One bot of the answering process; only what status quotes.
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BotEntry {
+    pub last_error: Option<String>,
+}
+
+impl BotReport {
+    /// The process's own error, else the first of its bots'.
+    pub fn error(&self) -> Option<&str> {
+        self.last_error
+            .as_deref()
+            .into_iter()
+            .chain(self.bots.iter().filter_map(|b| b.last_error.as_deref()))
+            .find(|e| !e.trim().is_empty())
+    }
 }
 
 #[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq)]
@@ -147,7 +166,7 @@ fn gateway_detail(reports: &[BotReport]) -> String {
                 (Some(s), true) => format!("shard {}", s.id),
                 (None, true) => "a shard".into(),
             };
-            match r.last_error.as_deref().map(clip).filter(|e| !e.is_empty()) {
+            match r.error().map(clip) {
                 Some(e) => format!("{who}: not connected to the Discord gateway: {e}"),
                 None => format!("{who}: not connected to the Discord gateway yet"),
             }
@@ -690,6 +709,14 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(parsed.shard, Some(ShardInfo { id: 1, count: 2 }));
+        assert_eq!(parsed.error(), None);
+        // An error given per bot is quoted too; one at the top wins.
+        let per_bot: BotReport =
+            serde_json::from_value(json!({"bots": [{"lastError": ""}, {"lastError": "4004 authentication failed"}]}))
+                .unwrap();
+        assert_eq!(per_bot.error(), Some("4004 authentication failed"));
+        let both = BotReport { last_error: Some("top".into()), ..per_bot };
+        assert_eq!(both.error(), Some("top"));
     }
 
     #[test]
