@@ -9,19 +9,21 @@ pub mod workload;
 
 use crate::crd::MusicBot;
 use crate::metrics::Metrics;
-use futures::StreamExt;
+use futures::{Stream, StreamExt, future};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::WatchStreamExt;
+// The module only: `watcher()` below is this module's own, which every watch goes through.
+use kube::runtime::watcher::{self};
+use kube::{Api, Client, Resource, ResourceExt};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 pub use workload::BotDefaults;
 
 pub const FIELD_MANAGER: &str = "musicbot-operator";
@@ -118,6 +120,65 @@ fn bots_using_secret(
         .collect()
 }
 
+/// Every watch of the controller goes through here, not through kube-runtime's `watcher`
+/// alone, whose use left the operator deaf for 30–130 s after an API server restart:
+/// - the Controller puts one client-go style backoff (0.8 s doubling to 30 s, plus up to
+///   100 % jitter) over all its watches together, reset only by a success. While the API
+///   server was down it grew to 30–60 s, and the operator slept through the server's return;
+/// - a restarted API server's watch cache starts at etcd's current revision, so it answers
+///   every resumed watch 410 Gone. The watcher re-lists by itself after that, but the error
+///   still counted as a failure: each watch, in turn, cost another 30–60 s of backoff.
+///
+/// So a 410 is no failure here, each watch backs off on its own and briefly (a retry costs
+/// the API server one request), and errors are logged here and kept from the Controller,
+/// whose shared backoff then never engages.
+fn watcher<K>(api: Api<K>, config: watcher::Config) -> impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let kind = K::kind(&()).to_string();
+    let mut failing = false;
+    watcher::watcher(api, config)
+        .filter(|event| {
+            let gone = matches!(event, Err(watcher::Error::WatchError(status)) if status.code == 410);
+            if gone {
+                debug!("watch expired (410 Gone); re-listing");
+            }
+            future::ready(!gone)
+        })
+        .backoff(watch_backoff())
+        .filter_map(move |event| {
+            future::ready(match event {
+                Ok(event) => {
+                    if std::mem::take(&mut failing) {
+                        info!(%kind, "watching the Kubernetes API again");
+                    }
+                    Some(Ok(event))
+                }
+                Err(error) => {
+                    // Once per outage and watch at `warn`; the retries at `debug`.
+                    if std::mem::replace(&mut failing, true) {
+                        debug!(%kind, %error, "watch failed; retrying");
+                    } else {
+                        warn!(%kind, %error, "watch failed; retrying every few seconds");
+                    }
+                    None
+                }
+            })
+        })
+}
+
+/// 0.5 s doubling to 2 s, each delay plus up to its own length of jitter: a watch is back
+/// within 4 s of the API server answering.
+fn watch_backoff() -> watcher::ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(2))
+        .with_jitter()
+        .without_max_times()
+        .into()
+}
+
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(
     ctx: Arc<Context>,
@@ -141,7 +202,9 @@ pub async fn run(
     let bot_pods =
         watcher::Config::default().labels(&format!("app.kubernetes.io/name=bot-runner,{}", workload::BOT_LABEL));
     let managed = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={}", workload::MANAGED_BY));
-    let controller = Controller::new(bots, watcher::Config::default().any_semantic());
+    let (reader, writer) = reflector::store();
+    let bots = reflector::reflector(writer, watcher(bots, watcher::Config::default().any_semantic()));
+    let controller = Controller::for_stream(bots.applied_objects(), reader);
     let store = controller.store();
     let secret_changes = watcher(secrets, watcher::Config::default().any_semantic()).touched_objects();
     info!(namespace = namespace.as_deref().unwrap_or("<all>"), "starting the MusicBot controller");
