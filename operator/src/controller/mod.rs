@@ -13,10 +13,10 @@ use futures::{Stream, StreamExt, future};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::WatchStreamExt;
 // The module only: `watcher()` below is this module's own, which every watch goes through.
 use kube::runtime::watcher::{self};
 use kube::{Api, Client, Resource, ResourceExt};
