@@ -59,13 +59,20 @@ async fn probes_metrics_and_a_graceful_sigterm() -> anyhow::Result<()> {
 
 /// The operator's startup probe asks `/ready?wait=9`: the first request the HTTP server
 /// answers is held until the gateway is READY, so a normal start fails no probe (each
-/// failure would be a Warning Event).
+/// failure would be a Warning Event). Against the simulator the gateway is often READY
+/// within milliseconds of the port opening, so this catches a wait that is not honoured
+/// only some of the time; the held wait itself is tested in `src/http.rs`.
 #[tokio::test]
 async fn the_startup_probe_is_held_until_the_gateway_is_ready() -> anyhow::Result<()> {
     let sim = world().start().await?;
     let bot = BotProcess::start(&sim, Launch::bot(APP)).await?;
-    // As the kubelet does: probe as soon as the port answers.
-    eventually("the HTTP port", WAIT, async || bot.get("/health").await.ok()).await?;
+    // As the kubelet may: probe the moment the port answers, before the gateway is up.
+    let addr = bot.base.trim_start_matches("http://").to_string();
+    let deadline = std::time::Instant::now() + WAIT;
+    while tokio::net::TcpStream::connect(&addr).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "bot-runner never listened:\n{}", bot.logs());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     let (code, body) = bot.get("/ready?wait=20").await?;
     assert_eq!(code, 200, "{body}\n{}", bot.logs());
     assert!(sim.bot(&bot.token).is_connected());
