@@ -49,7 +49,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         presence: args.presence.clone(),
     };
     let bot = Bot::start(spec, token, &rt).await?;
-    serve(vec![bot], &rt, &args.common).await
+    serve(vec![bot], &rt, &args.common, Exit::WhenTheBotStops).await
 }
 
 /// Several bots in one process: every active bot in MongoDB and/or one per token file.
@@ -87,7 +87,7 @@ pub async fn fleet(args: FleetArgs) -> Result<()> {
         }
     }
     info!(bots = bots.len(), "fleet started");
-    serve(bots, &rt, &args.common).await
+    serve(bots, &rt, &args.common, Exit::OnSignalOnly).await
 }
 
 /// Active, well-formed bots with usable tokens; the rest are skipped with a warning.
@@ -122,7 +122,17 @@ pub async fn active_bots(
     Ok(out)
 }
 
-async fn serve(bots: Vec<Arc<Bot>>, rt: &Runtime, common: &CommonArgs) -> Result<()> {
+/// When a process serving bots ends besides SIGTERM/Ctrl-C.
+enum Exit {
+    /// One bot per process (`run`): a bot whose Discord client gave up (a refused token)
+    /// exits non-zero, so its pod shows the crash and why instead of idling unready.
+    WhenTheBotStops,
+    /// Fleet mode: one bot's failure must not take the others down; `/status` reports it.
+    OnSignalOnly,
+}
+
+async fn serve(bots: Vec<Arc<Bot>>, rt: &Runtime, common: &CommonArgs, exit: Exit) -> Result<()> {
+    let first = bots.first().cloned();
     let fleet = Fleet::new(bots, Duration::from_secs(common.gateway_stuck_seconds));
     let addr = format!("{}:{}", common.http_host, common.http_port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
@@ -131,12 +141,26 @@ async fn serve(bots: Vec<Arc<Bot>>, rt: &Runtime, common: &CommonArgs) -> Result
     let server = tokio::spawn(http::serve(listener, fleet.clone(), rt.metrics.clone(), async move {
         let _ = stop_rx.await;
     }));
-    crate::shutdown::signal().await;
+    let gave_up = async {
+        match (&exit, first) {
+            (Exit::WhenTheBotStops, Some(bot)) => format!("{}: {}", bot.name, bot.stopped().await),
+            _ => std::future::pending().await,
+        }
+    };
+    let failure = tokio::select! {
+        () = crate::shutdown::signal() => None,
+        why = gave_up => Some(why),
+    };
     fleet.shutdown(Duration::from_secs(common.shutdown_grace_seconds)).await;
     let _ = stop_tx.send(());
     let _ = server.await;
-    info!("bye");
-    Ok(())
+    match failure {
+        None => {
+            info!("bye");
+            Ok(())
+        }
+        Some(why) => anyhow::bail!("{why}"),
+    }
 }
 
 /// `commands deploy|clear`: for one bot (a token file, $DISCORD_TOKEN, or --client-id in

@@ -54,6 +54,9 @@ pub struct Bot {
     /// Since when the gateway has not been connected (`None`: it is).
     down_since: Mutex<Option<Instant>>,
     client: Mutex<Option<JoinHandle<()>>>,
+    /// Why the Discord client gave up (a refused token, disallowed intents): serenity
+    /// retries everything else itself, so this only changes once.
+    stopped: tokio::sync::watch::Sender<Option<String>>,
 }
 
 /// A bot's numbers for `/status`, `/bots` and the metrics.
@@ -67,6 +70,9 @@ pub struct BotReport {
     pub voice_connections: u64,
     pub gateway_connected: bool,
     pub commands_deployed: bool,
+    /// Why the Discord client stopped, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
     #[serde(skip)]
     pub latency: Option<Duration>,
     #[serde(skip)]
@@ -135,22 +141,34 @@ impl Bot {
             shard_manager: client.shard_manager.clone(),
             down_since: Mutex::new(Some(Instant::now())),
             client: Mutex::new(None),
+            stopped: tokio::sync::watch::Sender::new(None),
         });
         let _ = cell.set(bot.clone());
         tokio::spawn(crate::music::idle::sweep(Arc::downgrade(&music)));
 
         let (shard, count) = spec.shard;
         let name = spec.name.clone();
+        let stopped = bot.stopped.clone();
         let task = tokio::spawn(async move {
             let result = if count > 1 { client.start_shard(shard, count).await } else { client.start().await };
             match result {
                 Ok(()) => info!(bot = %name, "gateway closed"),
-                Err(e) => warn!(bot = %name, error = %e, "the Discord client stopped"),
+                Err(e) => {
+                    warn!(bot = %name, error = %e, "the Discord client stopped");
+                    stopped.send_replace(Some(format!("the Discord client stopped: {e}")));
+                }
             }
         });
         *bot.client.lock().expect("client lock") = Some(task);
         info!(bot = %spec.name, client_id = client_id.unwrap_or(0), shard, shards = count, "bot starting");
         Ok(bot)
+    }
+
+    /// Resolves once the Discord client has given up, with why.
+    pub async fn stopped(&self) -> String {
+        let mut rx = self.stopped.subscribe();
+        let why = rx.wait_for(Option::is_some).await.map(|v| v.clone().unwrap_or_default());
+        why.unwrap_or_default()
     }
 
     pub fn client_id(&self) -> u64 {
@@ -183,6 +201,8 @@ impl Bot {
 
     pub async fn report(&self) -> BotReport {
         let (gateway_connected, latency) = self.gateway().await;
+        // Cloned first: the watch's borrow must not live across the awaits below.
+        let last_error = self.stopped.borrow().clone();
         let guilds = self.cache.guilds();
         let users = guilds.iter().filter_map(|g| self.cache.guild(*g).map(|g| g.member_count)).sum();
         let report = BotReport {
@@ -193,6 +213,7 @@ impl Bot {
             voice_connections: self.music.voice_connections() as u64,
             gateway_connected,
             commands_deployed: self.commands_deployed.load(Ordering::Relaxed),
+            last_error,
             latency,
             queued_tracks: self.music.queued_tracks().await,
         };

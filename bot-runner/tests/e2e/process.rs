@@ -90,3 +90,20 @@ async fn a_missing_token_is_a_clear_error() -> anyhow::Result<()> {
     assert!(bot.logs().contains("the bot token is empty"), "{}", bot.logs());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_token_discord_refuses_exits_non_zero_with_the_reason() -> anyhow::Result<()> {
+    // Shaped like the bot's token, but not one the simulator knows: its gateway closes the
+    // session with 4004 (authentication failed), as Discord does for a reset token.
+    let sim = world().start().await?;
+    let mut launch = Launch::bot(APP);
+    launch.token = token_for(APP).replace("s3cr3t", "reset");
+    let refused = launch.token.clone();
+    let mut bot = BotProcess::start(&sim, launch).await?;
+    let status = bot.wait_exit(WAIT).await?;
+    assert!(!status.success(), "a bot whose token is refused must not idle unready: {status:?}");
+    let logs = bot.logs();
+    assert!(logs.contains("the Discord client stopped"), "{logs}");
+    assert!(!logs.contains(&refused), "the token leaked into the log");
+    Ok(())
+}
