@@ -42,6 +42,11 @@ pub struct Config {
     #[arg(long, env = "MUSICBOT_BOT_MONGODB_URI_SECRET")]
     pub bot_mongodb_uri_secret: Option<String>,
 
+    /// A private CA for every bot whose spec names none (`CONFIGMAP` or `CONFIGMAP/KEY`, key
+    /// default `ca.crt`): a ConfigMap of that name in each bot's namespace.
+    #[arg(long, env = "MUSICBOT_BOT_CA_BUNDLE", value_parser = parse_ca_bundle)]
+    pub bot_ca_bundle: Option<crate::crd::CaBundle>,
+
     /// Seconds between refreshes of a running bot's guild/user/voice counts.
     #[arg(long, env = "MUSICBOT_STATUS_INTERVAL_SECONDS", default_value_t = 60)]
     pub status_interval_seconds: u64,
@@ -164,5 +169,28 @@ impl Config {
             .clone()
             .or_else(|| std::env::var("HOSTNAME").ok())
             .unwrap_or_else(|| format!("musicbot-operator-{}", std::process::id()))
+    }
+}
+
+fn parse_ca_bundle(value: &str) -> Result<crate::crd::CaBundle, String> {
+    let (name, key) = value.split_once('/').unwrap_or((value, "ca.crt"));
+    if name.is_empty() || key.is_empty() {
+        return Err(format!("{value:?} is not CONFIGMAP or CONFIGMAP/KEY"));
+    }
+    Ok(crate::crd::CaBundle { config_map_name: name.into(), key: key.into() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ca_bundle;
+
+    #[test]
+    fn a_ca_bundle_flag_names_a_config_map_and_maybe_its_key() {
+        let plain = parse_ca_bundle("corp-ca").unwrap();
+        assert_eq!((plain.config_map_name.as_str(), plain.key.as_str()), ("corp-ca", "ca.crt"));
+        let keyed = parse_ca_bundle("corp-ca/bundle.pem").unwrap();
+        assert_eq!((keyed.config_map_name.as_str(), keyed.key.as_str()), ("corp-ca", "bundle.pem"));
+        assert!(parse_ca_bundle("/x").is_err());
+        assert!(parse_ca_bundle("corp-ca/").is_err());
     }
 }

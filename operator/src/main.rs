@@ -229,6 +229,7 @@ fn bot_defaults(config: &Config) -> anyhow::Result<BotDefaults> {
         discord_api_url: (config.discord_api_url != "https://discord.com/api/v10")
             .then(|| config.discord_api_url.clone()),
         log_format_json: true,
+        ca_bundle: config.bot_ca_bundle.clone(),
         ..BotDefaults::default()
     };
     if let Some(json) = &config.bot_resources {

@@ -302,6 +302,8 @@ fn every_optional_part_renders_valid_manifests() {
     let parsed: k8s_openapi::api::core::v1::ResourceRequirements = serde_json::from_str(resources).unwrap();
     assert_eq!(parsed.limits.unwrap()["memory"].0, "384Mi");
     assert_eq!(env_value(&env, "MUSICBOT_BOT_IMAGE_PULL_POLICY"), Some("IfNotPresent"));
+    // The operator parses this as --bot-ca-bundle CONFIGMAP/KEY.
+    assert_eq!(env_value(&env, "MUSICBOT_BOT_CA_BUNDLE"), Some("corp-ca/bundle.pem"));
     assert_eq!(env_value(&env, "MUSICBOT_DISCORD_API_URL"), Some("http://discord-sim.test.svc:8080/api/v10"));
 
     let policy = &find(&docs, "NetworkPolicy", RELEASE)["spec"];

@@ -1,7 +1,7 @@
 //! The desired bot-runner StatefulSet for a MusicBot: a pure function of the spec, the
 //! operator's defaults and the token's digest, unit-tested without an API server.
 
-use crate::crd::{ActivityKind, MusicBot, OnlineStatus};
+use crate::crd::{ActivityKind, CaBundle, MusicBot, OnlineStatus};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use kube::{Resource, ResourceExt};
@@ -37,6 +37,16 @@ pub struct BotDefaults {
     /// in the URI, the seed's collection names): `(variable, value)` pairs for bot pods.
     pub mongodb_names: Vec<(&'static str, String)>,
     pub log_format_json: bool,
+    /// The private CA of bots whose spec names none (`--bot-ca-bundle`): a ConfigMap each
+    /// bot's namespace holds, e.g. a corporate proxy's CA for the whole fleet.
+    pub ca_bundle: Option<CaBundle>,
+}
+
+impl BotDefaults {
+    /// The CA bundle `bot` trusts besides the system's roots: its own, else the operator's.
+    pub fn ca_bundle_of<'a>(&'a self, bot: &'a MusicBot) -> Option<&'a CaBundle> {
+        bot.spec.pod.as_ref().and_then(|p| p.ca_bundle.as_ref()).or(self.ca_bundle.as_ref())
+    }
 }
 
 impl Default for BotDefaults {
@@ -54,6 +64,7 @@ impl Default for BotDefaults {
             mongodb_uri_secret: None,
             mongodb_names: Vec::new(),
             log_format_json: true,
+            ca_bundle: None,
         }
     }
 }
@@ -94,7 +105,7 @@ pub fn bot_env(bot: &MusicBot, defaults: &BotDefaults) -> Vec<Value> {
         // Read-only root filesystem: yt-dlp and friends write under $HOME.
         plain("HOME", "/tmp".into()),
     ];
-    if spec.pod.as_ref().is_some_and(|p| p.ca_bundle.is_some()) {
+    if defaults.ca_bundle_of(bot).is_some() {
         env.push(plain("MUSICBOT_CA_FILE", CA_FILE.into()));
     }
     if !spec.guild_ids.is_empty() {
@@ -160,7 +171,7 @@ pub fn statefulset(bot: &MusicBot, defaults: &BotDefaults, token_digest: &str) -
     let resources = pod.resources.clone().unwrap_or_else(|| defaults.resources.clone());
     let pull_policy = pod.image_pull_policy.map(|p| p.as_str().to_string()).or(defaults.image_pull_policy.clone());
     let probe = |path: &str, period: i32, failures: i32| json!({"httpGet": {"path": path, "port": "http"}, "periodSeconds": period, "failureThreshold": failures, "timeoutSeconds": 2});
-    let (volumes, volume_mounts) = pod_volumes(bot);
+    let (volumes, volume_mounts) = pod_volumes(bot, defaults);
     let owner = bot.controller_owner_ref(&()).expect("MusicBot has a name and uid once stored");
 
     serde_json::from_value(json!({
@@ -245,7 +256,7 @@ pub fn startup_probe() -> Value {
 /// The operator's volumes and mounts (token, /tmp, the CA bundle), then the spec's own. A
 /// spec volume or mount clashing with the operator's is dropped: the CRD's rules refuse
 /// those, and a bot stored before them must still get its token and nothing in its place.
-pub fn pod_volumes(bot: &MusicBot) -> (Vec<Value>, Vec<Value>) {
+pub fn pod_volumes(bot: &MusicBot, defaults: &BotDefaults) -> (Vec<Value>, Vec<Value>) {
     let spec = &bot.spec;
     let mut volumes = vec![
         json!({"name": "token", "secret": {
@@ -259,8 +270,7 @@ pub fn pod_volumes(bot: &MusicBot) -> (Vec<Value>, Vec<Value>) {
         json!({"name": "token", "mountPath": TOKEN_MOUNT_DIR, "readOnly": true}),
         json!({"name": "tmp", "mountPath": "/tmp"}),
     ];
-    let Some(pod) = &spec.pod else { return (volumes, mounts) };
-    if let Some(ca) = &pod.ca_bundle {
+    if let Some(ca) = defaults.ca_bundle_of(bot) {
         volumes.push(json!({"name": "ca-bundle", "configMap": {
             "name": ca.config_map_name,
             "items": [{"key": ca.key, "path": "ca.crt"}],
@@ -268,6 +278,7 @@ pub fn pod_volumes(bot: &MusicBot) -> (Vec<Value>, Vec<Value>) {
         }}));
         mounts.push(json!({"name": "ca-bundle", "mountPath": CA_MOUNT_DIR, "readOnly": true}));
     }
+    let Some(pod) = &spec.pod else { return (volumes, mounts) };
     let mut names: std::collections::BTreeSet<String> =
         volumes.iter().filter_map(|v| v["name"].as_str().map(str::to_string)).collect();
     for v in &pod.volumes {
@@ -442,14 +453,36 @@ mod tests {
             "clientId": "123456789012345678", "tokenSecretRef": {"name": "t"},
             "pod": {"caBundle": {"configMapName": "corp-ca", "key": "bundle.pem"}}
         }));
-        let (volumes, _) = pod_volumes(&custom_key);
+        let (volumes, _) = pod_volumes(&custom_key, &BotDefaults::default());
         let ca = volumes.iter().find(|v| v["name"] == "ca-bundle").unwrap();
         assert_eq!(ca["configMap"]["items"], json!([{"key": "bundle.pem", "path": "ca.crt"}]));
         // Without a CA bundle: no volume, no variable.
-        let (volumes, mounts) = pod_volumes(&basic());
+        let (volumes, mounts) = pod_volumes(&basic(), &BotDefaults::default());
         assert_eq!(volumes.len(), 2);
         assert_eq!(mounts.len(), 2);
         assert!(!bot_env(&basic(), &BotDefaults::default()).iter().any(|e| e["name"] == "MUSICBOT_CA_FILE"));
+    }
+
+    #[test]
+    fn the_operators_ca_bundle_serves_bots_that_name_none() {
+        let fleet_ca = BotDefaults {
+            ca_bundle: Some(CaBundle { config_map_name: "fleet-ca".into(), key: "ca.crt".into() }),
+            ..BotDefaults::default()
+        };
+        let (volumes, mounts) = pod_volumes(&basic(), &fleet_ca);
+        let ca = volumes.iter().find(|v| v["name"] == "ca-bundle").expect("the operator's CA is mounted");
+        assert_eq!(ca["configMap"]["name"], "fleet-ca");
+        assert!(mounts.iter().any(|m| m["name"] == "ca-bundle" && m["mountPath"] == CA_MOUNT_DIR));
+        assert!(bot_env(&basic(), &fleet_ca).iter().any(|e| e["name"] == "MUSICBOT_CA_FILE"));
+        // A bot's own CA wins.
+        let own = bot(json!({
+            "clientId": "123456789012345678", "tokenSecretRef": {"name": "t"},
+            "pod": {"caBundle": {"configMapName": "own-ca"}}
+        }));
+        let (volumes, _) = pod_volumes(&own, &fleet_ca);
+        let names: Vec<&Value> =
+            volumes.iter().filter(|v| v["name"] == "ca-bundle").map(|v| &v["configMap"]["name"]).collect();
+        assert_eq!(names, [&json!("own-ca")]);
     }
 
     #[test]
