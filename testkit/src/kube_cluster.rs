@@ -51,7 +51,10 @@ impl KubeCluster {
     /// With `node`, the API server listens on the node's address (pods reach it there through
     /// the `kubernetes` Service) and accepts kubelets; the CA is returned to sign the node's
     /// certificates.
-    pub(crate) async fn start_with(controller_manager: bool, node: Option<&NodeAccess>) -> Result<(Self, CertAuthority)> {
+    pub(crate) async fn start_with(
+        controller_manager: bool,
+        node: Option<&NodeAccess>,
+    ) -> Result<(Self, CertAuthority)> {
         let etcd_bin = bins::etcd()?;
         let apiserver_bin = bins::kube_apiserver()?;
         let kcm_bin = if controller_manager { Some(bins::kube_controller_manager()?) } else { None };

@@ -89,10 +89,7 @@ impl KubeNode {
     /// The node shared by every test of this test binary (started on first use); tests
     /// isolate themselves by namespace.
     pub async fn shared() -> &'static KubeNode {
-        SHARED
-            .get_or_try_init(Self::start)
-            .await
-            .unwrap_or_else(|e| panic!("could not start the test node: {e:#}"))
+        SHARED.get_or_try_init(Self::start).await.unwrap_or_else(|e| panic!("could not start the test node: {e:#}"))
     }
 
     pub async fn start() -> Result<Self> {
@@ -113,7 +110,8 @@ impl KubeNode {
         }
         // containerd 1.6 makes these at fixed paths whatever its configuration says; only
         // what this run created is removed at the end.
-        let created: Vec<&str> = ["/run/netns", "/run/containerd"].into_iter().filter(|d| !Path::new(d).exists()).collect();
+        let created: Vec<&str> =
+            ["/run/netns", "/run/containerd"].into_iter().filter(|d| !Path::new(d).exists()).collect();
         std::fs::write(dir.join("created-host-dirs"), created.iter().map(|d| format!("{d}\n")).collect::<String>())?;
 
         build_images(&dir.join("images"))?;
@@ -188,7 +186,12 @@ impl KubeNode {
                 bail!("the node's containerd/kubelet exited during start-up");
             }
             if let Some(node) = nodes.get_opt(NODE_NAME).await.ok().flatten() {
-                let ready = node.status.and_then(|s| s.conditions).unwrap_or_default().into_iter().any(|c| c.type_ == "Ready" && c.status == "True");
+                let ready = node
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True");
                 if ready {
                     return Ok(());
                 }
@@ -280,7 +283,10 @@ fn build_images(out: &Path) -> Result<()> {
     let bin_dir = exe.parent().and_then(Path::parent).context("test binary outside a cargo target dir")?;
     for b in ["musicbot-operator", "bot-runner"] {
         if !bin_dir.join(b).is_file() {
-            bail!("{} is missing: build the workspace's binaries first (cargo build --workspace --bins)", bin_dir.join(b).display());
+            bail!(
+                "{} is missing: build the workspace's binaries first (cargo build --workspace --bins)",
+                bin_dir.join(b).display()
+            );
         }
     }
     let script = workspace_root().join("scripts/build-images");
@@ -289,7 +295,11 @@ fn build_images(out: &Path) -> Result<()> {
         .output()
         .context("running scripts/build-images")?;
     if !output.status.success() {
-        bail!("scripts/build-images failed:\n{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "scripts/build-images failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     Ok(())
 }
@@ -317,7 +327,11 @@ fn write_node_config(dir: &Path, ca: &CertAuthority, api_port: u16) -> Result<()
         ("kube-proxy", "system:kube-proxy".to_string(), None),
     ] {
         let cert = ca.client(&user, group)?;
-        write(dir, &format!("{file}.kubeconfig"), &kubeconfig_yaml(&host, api_port, &ca.cert_pem, &cert.cert_pem, &cert.key_pem))?;
+        write(
+            dir,
+            &format!("{file}.kubeconfig"),
+            &kubeconfig_yaml(&host, api_port, &ca.cert_pem, &cert.cert_pem, &cert.key_pem),
+        )?;
     }
     let serving = ca.server_for(NODE_NAME, &[host.clone(), NODE_NAME.to_string()])?;
     write(dir, "kubelet-serving.crt", &serving.cert_pem)?;

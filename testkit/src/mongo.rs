@@ -4,12 +4,14 @@
 use crate::process::Guarded;
 use crate::{bins, net};
 use anyhow::{Context, Result};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
 pub struct MongoServer {
     process: Option<Guarded>,
+    host: IpAddr,
     port: u16,
     data: PathBuf,
     remove_dir_on_exit: bool,
@@ -25,21 +27,27 @@ impl MongoServer {
     pub async fn shared() -> &'static MongoServer {
         SHARED
             // Statics are never dropped: let the guard remove everything at exit.
-            .get_or_try_init(|| Self::start_with(true))
+            .get_or_try_init(|| Self::start_with(true, IpAddr::V4(Ipv4Addr::LOCALHOST)))
             .await
             .unwrap_or_else(|e| panic!("could not start SecantusDB: {e:#}"))
     }
 
     /// A fresh server with its own data directory, stopped and removed on drop.
     pub async fn start() -> Result<Self> {
-        Self::start_with(false).await
+        Self::start_with(false, IpAddr::V4(Ipv4Addr::LOCALHOST)).await
     }
 
-    async fn start_with(remove_dir_on_exit: bool) -> Result<Self> {
+    /// A server for the whole test binary listening on `host` (the test node's bridge
+    /// address: pods reach the host only there), removed at exit.
+    pub async fn start_for_pods(host: IpAddr) -> Result<Self> {
+        Self::start_with(true, host).await
+    }
+
+    async fn start_with(remove_dir_on_exit: bool, host: IpAddr) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("musicbot-mongo-").tempdir()?;
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data)?;
-        let mut server = Self { process: None, port: net::free_port(), data, remove_dir_on_exit, dir };
+        let mut server = Self { process: None, host, port: net::free_port(), data, remove_dir_on_exit, dir };
         server.launch().await?;
         Ok(server)
     }
@@ -52,7 +60,7 @@ impl MongoServer {
             &bin,
             &[
                 "--host".into(),
-                "127.0.0.1".into(),
+                self.host.to_string(),
                 "--port".into(),
                 self.port.to_string(),
                 "--storage-path".into(),
@@ -66,7 +74,7 @@ impl MongoServer {
             self.remove_dir_on_exit.then_some(dir),
             &[("HOME", dir.to_str().context("temp dir is not UTF-8")?)],
         )?;
-        net::wait_for_port(self.port, Duration::from_secs(60), || process.is_alive())
+        net::wait_for_addr(SocketAddr::new(self.host, self.port), Duration::from_secs(60), || process.is_alive())
             .await
             .with_context(|| process.log_tail())?;
         self.process = Some(process);
@@ -93,7 +101,7 @@ impl MongoServer {
     /// A connection string for this server (a direct connection: the replica set's member
     /// name is not guaranteed to resolve).
     pub fn uri(&self) -> String {
-        format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
+        format!("mongodb://{}:{}/?directConnection=true", self.host, self.port)
     }
 
     pub async fn client(&self) -> Result<mongodb::Client> {

@@ -13,8 +13,13 @@ pub fn free_port() -> u16 {
 }
 
 /// Waits until something accepts TCP connections on `port`, or `alive` says the server died.
-pub async fn wait_for_port(port: u16, timeout: Duration, mut alive: impl FnMut() -> bool) -> Result<()> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+pub async fn wait_for_port(port: u16, timeout: Duration, alive: impl FnMut() -> bool) -> Result<()> {
+    wait_for_addr(SocketAddr::from(([127, 0, 0, 1], port)), timeout, alive).await
+}
+
+/// [`wait_for_port`] on another local address.
+pub async fn wait_for_addr(addr: SocketAddr, timeout: Duration, mut alive: impl FnMut() -> bool) -> Result<()> {
+    let port = addr.port();
     let deadline = Instant::now() + timeout;
     loop {
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {

@@ -29,7 +29,8 @@ fn host_state() -> String {
         .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
         .filter(|m| !m.starts_with("/proc/") && !m.starts_with("/sys/fs/cgroup"))
         .collect();
-    let links: Vec<String> = run("ip", &["-o", "link"]).lines().filter_map(|l| l.split(':').nth(1).map(|s| s.trim().to_string())).collect();
+    let links: Vec<String> =
+        run("ip", &["-o", "link"]).lines().filter_map(|l| l.split(':').nth(1).map(|s| s.trim().to_string())).collect();
     format!(
         "sysctls:\n{sysctls}\nmounts: {mounts:?}\nlinks: {links:?}\niptables:\n{}{}{}",
         run("iptables", &["-w", "-S"]),
@@ -43,7 +44,9 @@ fn node_processes() -> Vec<String> {
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
         let comm = comm.trim();
-        if ["kubelet", "containerd", "kube-proxy", "kube-scheduler"].contains(&comm) || comm.starts_with("containerd-shim") {
+        if ["kubelet", "containerd", "kube-proxy", "kube-scheduler"].contains(&comm)
+            || comm.starts_with("containerd-shim")
+        {
             found.push(format!("{} {comm}", entry.file_name().to_string_lossy()));
         }
     }

@@ -1,0 +1,252 @@
+//! The shared world of the node tests: node, simulator, tones, SecantusDB and the operator
+//! installed by `helm install` with the images built from this build.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use base64::Engine;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use musicbot_operator::crd::MusicBot;
+use serde_json::json;
+use testkit::discord::{BotSpec, DiscordSim, GuildSpec, SlashCommand, UserSpec};
+use testkit::kube_node::{IMAGE_TAG, NODE_IP};
+use testkit::tones::ToneServer;
+use testkit::{Helm, KubeNode, MongoServer};
+use tokio::sync::OnceCell;
+
+/// Every test owns one slot: a guild (a text channel, a voice channel with a listener in it)
+/// and a bot application with two tokens (the second for rotation).
+pub const SLOTS: u64 = 12;
+pub const RELEASE: &str = "musicbot";
+pub const WAIT: Duration = Duration::from_secs(120);
+
+pub struct Slot {
+    pub guild: u64,
+    pub text: u64,
+    pub voice: u64,
+    pub user: u64,
+    pub app: u64,
+}
+
+impl Slot {
+    pub fn new(i: u64) -> Self {
+        let base = 940_000_000_000_000_000 + i * 1_000;
+        Self { guild: base, text: base + 11, voice: base + 12, user: base + 101, app: 950_000_000_000_000_000 + i }
+    }
+
+    pub fn client_id(&self) -> String {
+        self.app.to_string()
+    }
+
+    /// A token shaped like Discord's; `generation` tells rotated tokens apart.
+    pub fn token(&self, generation: u32) -> String {
+        let id = base64::engine::general_purpose::STANDARD_NO_PAD.encode(self.app.to_string());
+        format!("{id}.NodeE2e.g{generation}-s3cr3t-{}-do-not-leak", self.app)
+    }
+
+    pub fn play(&self, query: &str) -> SlashCommand {
+        SlashCommand::new(self.guild, self.text, self.user, "play").option("query", query)
+    }
+
+    fn guild_spec(&self) -> GuildSpec {
+        GuildSpec::new(self.guild, format!("Guild {}", self.guild))
+            .text_channel(self.text, "general")
+            .voice_channel(self.voice, "Music")
+            .member(UserSpec::new(self.user, format!("listener-{}", self.user)))
+            .in_voice(self.user, self.voice)
+            .owner(self.user)
+    }
+}
+
+pub struct Product {
+    pub node: &'static KubeNode,
+    pub client: Client,
+    pub sim: DiscordSim,
+    pub tones: ToneServer,
+    pub mongo: MongoServer,
+    /// The namespace of the helm release (and of the bots the MongoDB sync makes).
+    pub release_ns: String,
+    pub fullname: String,
+}
+
+static PRODUCT: OnceCell<Product> = OnceCell::const_new();
+
+pub async fn product() -> &'static Product {
+    product_with_slots(SLOTS).await
+}
+
+/// The product with `slots` guild-and-bot slots in the simulator (the first call decides).
+pub async fn product_with_slots(slots: u64) -> &'static Product {
+    PRODUCT.get_or_try_init(|| start(slots)).await.unwrap_or_else(|e| panic!("could not set up the product: {e:#}"))
+}
+
+async fn start(slots: u64) -> Result<Product> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let node = KubeNode::shared().await;
+    let ip = std::net::IpAddr::V4(NODE_IP);
+    let mut sim = DiscordSim::builder().bind(ip);
+    for i in 0..slots {
+        let slot = Slot::new(i);
+        sim = sim.guild(slot.guild_spec());
+        for generation in [0, 1] {
+            sim = sim.bot(
+                BotSpec::new(slot.token(generation))
+                    .application_id(slot.app)
+                    .user_id(slot.app)
+                    .name(format!("bot-{i}"))
+                    .in_guild(slot.guild),
+            );
+        }
+    }
+    let sim = sim.start().await?;
+    let tones = ToneServer::start_on(ip).await?;
+    let mongo = MongoServer::start_for_pods(ip).await?;
+    let client = node.cluster().client().await?;
+
+    let release_ns = node.cluster().namespace(&client, "musicbot-system").await?;
+    restrict(&client, &release_ns).await?;
+    secret(&client, &release_ns, "mongodb", "uri", &mongo.uri()).await?;
+    ca_config_map(&client, &release_ns, sim.ca_pem()).await?;
+    let helm = Helm::new()?.with_kubeconfig(node.cluster().kubeconfig_path());
+    let chart = testkit::workspace_root().join("charts/musicbot-operator").display().to_string();
+    let api = sim.api_base();
+    let sets = [
+        "image.repository=localhost/musicbot-operator".to_string(),
+        format!("image.tag={IMAGE_TAG}"),
+        "bot.image.repository=localhost/bot-runner".to_string(),
+        format!("bot.image.tag={IMAGE_TAG}"),
+        format!("discordApiUrl={api}"),
+        "statusIntervalSeconds=5".to_string(),
+        "mongodb.existingSecret=mongodb".to_string(),
+        "mongodb.passToBots=false".to_string(),
+        // Bots made from MongoDB records trust the simulator's CA too (a ConfigMap of this
+        // name in their namespace, the release's).
+        "bot.caBundle.configMapName=discord-ca".to_string(),
+        "logLevel=info\\,kube=warn".to_string(),
+    ];
+    let mut args =
+        vec!["install", RELEASE, chart.as_str(), "--namespace", release_ns.as_str(), "--wait", "--timeout", "180s"];
+    for s in &sets {
+        args.extend(["--set", s.as_str()]);
+    }
+    helm.run(&args).with_context(|| node.log_tails())?;
+    Ok(Product { node, client, sim, tones, mongo, release_ns, fullname: format!("{RELEASE}-musicbot-operator") })
+}
+
+/// The restricted Pod Security Standard, enforced: every pod we run must pass it.
+pub async fn restrict(client: &Client, ns: &str) -> Result<()> {
+    let labels = json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}});
+    Api::<Namespace>::all(client.clone()).patch(ns, &PatchParams::default(), &Patch::Merge(labels)).await?;
+    Ok(())
+}
+
+pub async fn secret(client: &Client, ns: &str, name: &str, key: &str, value: &str) -> Result<()> {
+    let s: Secret = serde_json::from_value(json!({"metadata": {"name": name}, "stringData": {key: value}}))?;
+    Api::<Secret>::namespaced(client.clone(), ns).create(&PostParams::default(), &s).await?;
+    Ok(())
+}
+
+/// The simulator's CA as a user hands a private CA to bots: a ConfigMap.
+pub async fn ca_config_map(client: &Client, ns: &str, pem: &str) -> Result<()> {
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "discord-ca"}, "data": {"ca.crt": pem}}))?;
+    Api::<ConfigMap>::namespaced(client.clone(), ns).create(&PostParams::default(), &cm).await?;
+    Ok(())
+}
+
+impl Product {
+    /// A namespace for one test, with the restricted standard enforced and the simulator's CA.
+    pub async fn namespace(&self, prefix: &str) -> String {
+        let ns = self.node.cluster().namespace(&self.client, prefix).await.expect("a namespace");
+        restrict(&self.client, &ns).await.expect("labelling the namespace");
+        ca_config_map(&self.client, &ns, self.sim.ca_pem()).await.expect("the CA ConfigMap");
+        ns
+    }
+
+    /// `kubectl apply` of a MusicBot (YAML text) with the real kubectl.
+    pub fn apply(&self, ns: &str, yaml: &str) -> String {
+        let path = std::env::temp_dir().join(format!("musicbot-node-e2e-{ns}-{}.yaml", std::process::id()));
+        std::fs::write(&path, yaml).unwrap();
+        let out = self.node.kubectl_ok(&["apply", "-n", ns, "-f", &path.display().to_string()]);
+        std::fs::remove_file(&path).ok();
+        out.unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    pub fn musicbot_yaml(&self, name: &str, slot: &Slot, extra_spec: &str) -> String {
+        format!(
+            "apiVersion: musicbot.dev/v1alpha1\nkind: MusicBot\nmetadata: {{name: {name}}}\nspec:\n  clientId: \"{}\"\n  \
+             tokenSecretRef: {{name: {name}-token}}\n  displayName: \"Music Bot #1\"\n{extra_spec}",
+            slot.client_id()
+        )
+    }
+
+    pub async fn musicbot(&self, ns: &str, name: &str) -> MusicBot {
+        Api::<MusicBot>::namespaced(self.client.clone(), ns).get(name).await.expect("the MusicBot")
+    }
+
+    /// The bot's pods (the StatefulSet's), by the operator's label.
+    pub async fn pods(&self, ns: &str, bot: &str) -> Vec<Pod> {
+        let lp = ListParams::default().labels(&format!("musicbot.dev/bot={bot}"));
+        Api::<Pod>::namespaced(self.client.clone(), ns).list(&lp).await.map(|l| l.items).unwrap_or_default()
+    }
+
+    /// Waits until pod `<bot>-0` is Ready by the kubelet's probes; returns it.
+    pub async fn wait_pod_ready(&self, ns: &str, bot: &str, not_uid: Option<&str>) -> Pod {
+        let name = format!("{bot}-0");
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(pod) = pods.get(&name).await {
+                let ready = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+                if ready && not_uid.is_none_or(|u| pod.uid().as_deref() != Some(u)) {
+                    return pod;
+                }
+            }
+            if Instant::now() > deadline {
+                let describe = self.node.kubectl_ok(&["describe", "pod", &name, "-n", ns]).unwrap_or_default();
+                let logs = self.node.kubectl_ok(&["logs", &name, "-n", ns, "--tail=40"]).unwrap_or_default();
+                panic!("pod {ns}/{name} not Ready within {WAIT:?}\n{describe}\n{logs}\n{}", self.node.log_tails());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// `/play` of a tone in `slot`'s guild, answered, and the simulator hearing `hz`.
+    pub async fn play_and_hear(&self, slot: &Slot, token: &str, hz: u32) -> Result<()> {
+        let bot = self.sim.bot(token);
+        bot.wait_ready(WAIT).await.context("the bot never connected to the simulator's gateway")?;
+        let play = bot.inject_interaction(slot.play(&self.tones.wav(hz, 30)))?;
+        let reply = self.sim.wait_reply(play.id, Duration::from_secs(30)).await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let audio = bot.audio(slot.guild);
+            if audio.dominant_hz.is_some_and(|f| (f - f64::from(hz)).abs() < 5.0) && audio.audible_seconds >= 1.0 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("no {hz} Hz heard in guild {} (reply {:?}; heard {audio:?})", slot.guild, reply.text());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Polls the MusicBot until `check` accepts it, or panics with what it last was.
+    pub async fn wait_musicbot(&self, ns: &str, name: &str, what: &str, check: impl Fn(&MusicBot) -> bool) -> MusicBot {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let bot = self.musicbot(ns, name).await;
+            if check(&bot) {
+                return bot;
+            }
+            if Instant::now() > deadline {
+                panic!("MusicBot {ns}/{name}: {what} not seen within {WAIT:?}; status: {:#?}", bot.status);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
