@@ -142,3 +142,53 @@ async fn volumes_and_mounts_that_collide_with_the_operators_are_refused_by_cel()
     let too_many: Vec<_> = (0..33).map(|i| volume(&format!("v{i}"))).collect();
     assert_rejected(try_create(with_pod(json!({"volumes": too_many}))).await, "spec.pod.volumes");
 }
+
+/// The MusicBot manifests of a Markdown file: YAML documents of kind MusicBot in its code
+/// blocks, heredocs (`<<'YAML'` … `YAML`) included.
+fn musicbots_in(markdown: &str) -> Vec<serde_json::Value> {
+    let mut blocks = Vec::new();
+    let mut block: Option<String> = None;
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            match block.take() {
+                Some(b) => blocks.push(b),
+                None => block = Some(String::new()),
+            }
+        } else if let Some(b) = block.as_mut() {
+            b.push_str(line);
+            b.push('\n');
+        }
+    }
+    let mut out = Vec::new();
+    for b in blocks {
+        let yaml = match b.split_once("<<'YAML'\n") {
+            Some((_, rest)) => rest.split("\nYAML\n").next().unwrap_or_default().to_string(),
+            None => b,
+        };
+        for doc in serde_yaml::Deserializer::from_str(&yaml) {
+            use serde::Deserialize;
+            // Not YAML (a shell block): nothing here. serde_yaml repeats an error forever.
+            let Ok(v) = serde_json::Value::deserialize(doc) else { break };
+            if v["kind"] == "MusicBot" {
+                out.push(v);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_musicbots_in_the_docs_are_accepted_and_mean_what_they_show() {
+    for file in ["README.md", "docs/quickstart.md", "docs/configuration.md"] {
+        let text = std::fs::read_to_string(testkit::workspace_root().join(file)).unwrap();
+        let bots = musicbots_in(&text);
+        assert!(!bots.is_empty(), "no MusicBot found in {file}");
+        for bot in bots {
+            // An unquoted `Music Bot #1` is `Music Bot` and a YAML comment.
+            let shown = bot["spec"]["displayName"].as_str();
+            assert!(shown.is_none_or(|n| !n.starts_with("Music Bot") || n == "Music Bot #1"), "{file}: {shown:?}");
+            let accepted = try_create(bot["spec"].clone()).await;
+            assert!(accepted.is_ok(), "{file}: the API server refused {bot}: {accepted:?}");
+        }
+    }
+}
