@@ -46,6 +46,21 @@ fn a_musicbot_applied_with_kubectl_plays_reports_rolls_on_token_rotation_and_goe
         );
         assert_eq!(c.security_context.as_ref().and_then(|s| s.read_only_root_filesystem), Some(true));
         p.play_and_hear(&slot, &slot.token(0), 440).await.unwrap();
+        // A normal start fails no probe: the startup probe waits for the gateway.
+        let unhealthy = p
+            .node
+            .kubectl_ok(&[
+                "get",
+                "events",
+                "-n",
+                &ns,
+                "--field-selector",
+                "involvedObject.name=radio-0,reason=Unhealthy",
+                "-o",
+                "name",
+            ])
+            .unwrap();
+        assert!(unhealthy.trim().is_empty(), "probe failures on a normal start: {unhealthy}");
         eprintln!(
             "apply → Ready {:.1} s, → 440 Hz heard {:.1} s",
             ready_after.as_secs_f64(),
