@@ -88,6 +88,9 @@ pub async fn check_installed(admin: &Client, inst: &Installed) {
     .await;
 }
 
+/// This cluster has no kubelet, and what this file tests is the chart's RBAC (can the
+/// operator's identity read pods and their status?), so the test writes the status a kubelet
+/// would. Pods that really run are in `node_e2e/`.
 async fn mark_ready_at_loopback(pods: &Api<Pod>, name: &str) {
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let kubelet = json!({"status": {
