@@ -147,7 +147,9 @@ async fn failed_with(client: &kube::Client, ns: &str, reason: &str, phase: Phase
 async fn image_pull_failures_crash_loops_and_unschedulable_pods_show_in_status_and_events() {
     let (cluster, client) = cluster().await;
     let ns = cluster.namespace(&client, "podproblems").await.unwrap();
-    let op = start_operator(&client, &ns, BotDefaults::default());
+    // Only a container that runs answers: at 127.0.0.1, not at the crashing pod's 127.0.0.9.
+    let port = status_server(json!({"gatewayConnected": false, "lastError": "starting again after a crash"})).await;
+    let op = start_operator(&client, &ns, BotDefaults { http_port: port, ..BotDefaults::default() });
     create_secret(&client, &ns, "radio-token", "token", &token_for(CLIENT_ID, "pp")).await;
     create_bot(&client, &ns, "radio", json!({"clientId": CLIENT_ID, "tokenSecretRef": {"name": "radio-token"}})).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -195,6 +197,23 @@ async fn image_pull_failures_crash_loops_and_unschedulable_pods_show_in_status_a
     let message = failed_with(&client, &ns, "CrashLoopBackOff", Phase::Failed).await;
     assert!(message.contains("last exit: Error, exit code 2"), "{message}");
     assert!(message.contains("no token file"), "{message}");
+
+    // Between two back-offs the kubelet runs the container again: the same crash loop, not
+    // `Pending` and a new Event each round. The running container's /status answer shows
+    // when the operator has seen it.
+    write(json!({"podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}], "containerStatuses": container(
+        json!({"running": {"startedAt": now()}}),
+        json!({"terminated": {"exitCode": 2, "reason": "Error", "message": "{\"level\":\"ERROR\",\"message\":\"no token file\"}\n"}}))}))
+    .await;
+    let bot = eventually("the restarted container's /status in the MusicBot", || async {
+        let bot = bots.get("radio").await.unwrap();
+        let gateway = condition(&bot, "GatewayConnected")?;
+        gateway.message.contains("starting again after a crash").then_some(bot)
+    })
+    .await;
+    let ready = condition(&bot, "Ready").unwrap();
+    assert_eq!((ready.reason.as_str(), ready.message.as_str()), ("CrashLoopBackOff", message.as_str()));
+    assert_eq!(events(&client, &ns, "radio", "CrashLoopBackOff").await.len(), 1);
 
     // Replaced by a pod that no node can take.
     let why = "0/1 nodes are available: 1 Insufficient memory. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.";

@@ -4,7 +4,7 @@
 use super::token::TokenProblem;
 use crate::crd::{Condition, MusicBot, MusicBotStatus, Phase, condition};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod};
 use serde::Deserialize;
 
 /// What one bot-runner pod reports on `/status`.
@@ -93,7 +93,12 @@ fn clip(text: &str) -> String {
 
 /// The problems of `pods`, at most one per pod, in pod-name order. Pods being deleted are
 /// left out: their replacement is what counts.
-pub fn pod_problems(pods: &[Pod]) -> Vec<PodProblem> {
+///
+/// `crash_looping` says the bot was last seen in `CrashLoopBackOff`: between two back-offs
+/// the kubelet runs the container again (and then reports it terminated), so a restarted
+/// container that is not ready yet still counts as crash-looping instead of the bot
+/// flapping to `Pending` and back, with a new Event each round.
+pub fn pod_problems(pods: &[Pod], crash_looping: bool) -> Vec<PodProblem> {
     let mut out: Vec<PodProblem> = pods
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
@@ -104,7 +109,7 @@ pub fn pod_problems(pods: &[Pod]) -> Vec<PodProblem> {
             let containers =
                 status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten());
             for c in containers {
-                if let Some((reason, message)) = container_problem(c) {
+                if let Some((reason, message)) = container_problem(c, crash_looping) {
                     return problem(reason, format!("{name}: {message}"));
                 }
             }
@@ -119,8 +124,14 @@ pub fn pod_problems(pods: &[Pod]) -> Vec<PodProblem> {
     out
 }
 
-fn container_problem(c: &ContainerStatus) -> Option<(&'static str, String)> {
-    let waiting = c.state.as_ref()?.waiting.as_ref()?;
+fn container_problem(c: &ContainerStatus, crash_looping: bool) -> Option<(&'static str, String)> {
+    let state = c.state.as_ref()?;
+    let Some(waiting) = state.waiting.as_ref() else {
+        // Running again (not ready) or just exited again, between two back-offs.
+        let still = crash_looping && !c.ready && c.restart_count > 0;
+        let last_exit = state.terminated.as_ref().or(c.last_state.as_ref().and_then(|s| s.terminated.as_ref()));
+        return last_exit.filter(|_| still).map(|t| (reason::CRASH_LOOP, crash_message(&c.name, t)));
+    };
     let kubelet_says = waiting.message.as_deref().map(clip).filter(|m| !m.is_empty());
     let with_message = |what: String| match &kubelet_says {
         Some(m) => format!("{what}: {m}"),
@@ -131,19 +142,10 @@ fn container_problem(c: &ContainerStatus) -> Option<(&'static str, String)> {
         "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull" => {
             (reason::IMAGE_PULL_FAILED, with_message(format!("container {name} cannot pull its image {}", c.image)))
         }
-        "CrashLoopBackOff" => {
-            let mut message = format!("container {name} keeps crashing");
-            if let Some(t) = c.last_state.as_ref().and_then(|s| s.terminated.as_ref()) {
-                let why = t.reason.as_deref().unwrap_or("terminated");
-                message.push_str(&format!("; last exit: {why}, exit code {}", t.exit_code));
-                // With FallbackToLogsOnError this is the tail of the log: its last line
-                // is usually the error.
-                if let Some(last) = t.message.as_deref().and_then(|m| m.lines().rev().find(|l| !l.trim().is_empty())) {
-                    message.push_str(&format!(": {}", clip(last)));
-                }
-            }
-            (reason::CRASH_LOOP, message)
-        }
+        "CrashLoopBackOff" => match c.last_state.as_ref().and_then(|s| s.terminated.as_ref()) {
+            Some(t) => (reason::CRASH_LOOP, crash_message(name, t)),
+            None => (reason::CRASH_LOOP, format!("container {name} keeps crashing")),
+        },
         "CreateContainerConfigError" => {
             (reason::CONTAINER_CONFIG, with_message(format!("container {name} cannot be configured")))
         }
@@ -152,6 +154,17 @@ fn container_problem(c: &ContainerStatus) -> Option<(&'static str, String)> {
         }
         _ => return None,
     })
+}
+
+fn crash_message(container: &str, t: &ContainerStateTerminated) -> String {
+    let why = t.reason.as_deref().unwrap_or("terminated");
+    let mut message = format!("container {container} keeps crashing; last exit: {why}, exit code {}", t.exit_code);
+    // With FallbackToLogsOnError this is the tail of the log: its last line is usually
+    // the error.
+    if let Some(last) = t.message.as_deref().and_then(|m| m.lines().rev().find(|l| !l.trim().is_empty())) {
+        message.push_str(&format!(": {}", clip(last)));
+    }
+    message
 }
 
 /// Why the pods that answered `/status` without a gateway are not connected.
@@ -181,7 +194,8 @@ pub fn compute(bot: &MusicBot, seen: &Observed) -> MusicBotStatus {
     let shards = bot.spec.shards;
     let ready =
         seen.statefulset.and_then(|s| s.status.as_ref()).and_then(|s| s.ready_replicas).unwrap_or(0).max(0) as u32;
-    let problems = if bot.spec.suspended { Vec::new() } else { pod_problems(seen.pods) };
+    let crash_looping = old.conditions.iter().any(|c| c.type_ == condition::READY && c.reason == reason::CRASH_LOOP);
+    let problems = if bot.spec.suspended { Vec::new() } else { pod_problems(seen.pods, crash_looping) };
     let mut conditions = Vec::new();
     let mut set = |type_: &str, ok: Option<bool>, reason: &str, message: String| {
         let status = match ok {
@@ -626,6 +640,44 @@ mod tests {
         let oom = json!({"exitCode": 137, "reason": "OOMKilled"});
         let s = observe(&bot(None, false), &[pod("radio-0", waiting("CrashLoopBackOff", "", Some(oom)))], &[], "T1");
         assert!(cond(&s, condition::READY).message.ends_with("last exit: OOMKilled, exit code 137"));
+    }
+
+    #[test]
+    fn a_crash_loop_stays_one_problem_while_the_kubelet_restarts_the_container() {
+        let exit =
+            |code: i32| json!({"exitCode": code, "reason": "Error", "message": "Error: the token was refused\n"});
+        let with_state = |state: serde_json::Value, last: serde_json::Value, ready: bool| {
+            pod(
+                "radio-0",
+                json!({"phase": "Running", "containerStatuses": [{
+                    "name": "bot-runner", "image": "bot-runner:1", "imageID": "", "ready": ready, "restartCount": 3,
+                    "state": state, "lastState": {"terminated": last}
+                }]}),
+            )
+        };
+        let backoff = with_state(json!({"waiting": {"reason": "CrashLoopBackOff"}}), exit(1), false);
+        let running = with_state(json!({"running": {"startedAt": "2026-12-01T10:00:00Z"}}), exit(1), false);
+        let exited = with_state(json!({"terminated": exit(1)}), exit(1), false);
+
+        let first = observe(&bot(None, false), std::slice::from_ref(&backoff), &[], "T1");
+        assert_eq!(cond(&first, condition::READY).reason, reason::CRASH_LOOP);
+        let mut last = first.clone();
+        for p in [running.clone(), exited, backoff, running.clone()] {
+            let next = observe(&bot(Some(last.clone()), false), &[p], &[], "T2");
+            assert_eq!(next.phase, Some(Phase::Failed));
+            assert_eq!(cond(&next, condition::READY), cond(&first, condition::READY), "the condition stays as it was");
+            assert!(notices(Some(&last), &next).is_empty(), "{:?}", notices(Some(&last), &next));
+            last = next;
+        }
+        // A first start that is merely slow is no crash loop, and a ready pod ends one.
+        assert_eq!(observe(&bot(None, false), std::slice::from_ref(&running), &[], "T").phase, Some(Phase::Pending));
+        let ready = with_state(json!({"running": {"startedAt": "2026-12-01T10:00:00Z"}}), exit(1), true);
+        let token = Ok("d".to_string());
+        let s = compute(
+            &bot(Some(last), false),
+            &Observed { token: &token, statefulset: Some(&sts(1)), pods: &[ready], reports: &[], now: "T3".into() },
+        );
+        assert_eq!(s.phase, Some(Phase::Running));
     }
 
     #[test]
