@@ -13,6 +13,16 @@ use crate::run;
 
 const CA: &str = "  pod:\n    caBundle: {configMapName: discord-ca}\n";
 
+/// A namespace, a token Secret and a MusicBot `name` for `slot` (with the simulator's CA),
+/// applied with kubectl; returns the namespace and the pod once Ready.
+async fn start_bot(p: &Product, slot: &Slot, name: &str) -> (String, Pod) {
+    let ns = p.namespace(&format!("node-{name}")).await;
+    create_token(p, &ns, name, &slot.token(0));
+    p.apply(&ns, &p.musicbot_yaml(name, slot, CA));
+    let pod = p.wait_pod_ready(&ns, name, None).await;
+    (ns, pod)
+}
+
 /// Creates the token Secret the way the docs tell users to (`kubectl create secret`).
 pub fn create_token(p: &Product, ns: &str, name: &str, token: &str) {
     let file = std::env::temp_dir().join(format!("{ns}-{name}.token"));
@@ -47,19 +57,7 @@ fn a_musicbot_applied_with_kubectl_plays_reports_rolls_on_token_rotation_and_goe
         assert_eq!(c.security_context.as_ref().and_then(|s| s.read_only_root_filesystem), Some(true));
         p.play_and_hear(&slot, &slot.token(0), 440).await.unwrap();
         // A normal start fails no probe: the startup probe waits for the gateway.
-        let unhealthy = p
-            .node
-            .kubectl_ok(&[
-                "get",
-                "events",
-                "-n",
-                &ns,
-                "--field-selector",
-                "involvedObject.name=radio-0,reason=Unhealthy",
-                "-o",
-                "name",
-            ])
-            .unwrap();
+        let unhealthy = p.events(&ns, "radio-0", "Unhealthy");
         assert!(unhealthy.trim().is_empty(), "probe failures on a normal start: {unhealthy}");
         eprintln!(
             "apply → Ready {:.1} s, → 440 Hz heard {:.1} s",
@@ -115,10 +113,7 @@ fn a_frozen_bot_is_restarted_by_its_liveness_probe_and_plays_again() {
     run(async {
         let p = product().await;
         let slot = Slot::new(1);
-        let ns = p.namespace("node-frozen").await;
-        create_token(p, &ns, "frozen", &slot.token(0));
-        p.apply(&ns, &p.musicbot_yaml("frozen", &slot, CA));
-        let pod = p.wait_pod_ready(&ns, "frozen", None).await;
+        let (ns, pod) = start_bot(p, &slot, "frozen").await;
         p.play_and_hear(&slot, &slot.token(0), 440).await.unwrap();
 
         // Frozen from outside: no code path of the binary is involved.
@@ -146,10 +141,7 @@ fn a_frozen_bot_is_restarted_by_its_liveness_probe_and_plays_again() {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         p.play_and_hear(&slot, &slot.token(0), 660).await.unwrap();
-        let events = p
-            .node
-            .kubectl_ok(&["get", "events", "-n", &ns, "--field-selector", "involvedObject.name=frozen-0"])
-            .unwrap();
+        let events = p.events(&ns, "frozen-0", "Unhealthy");
         assert!(events.contains("Liveness probe failed"), "{events}");
     })
 }
@@ -164,10 +156,7 @@ fn yt_dlp_and_deno_run_in_the_restricted_pod_and_play_a_page() {
     run(async {
         let p = product().await;
         let slot = Slot::new(2);
-        let ns = p.namespace("node-ytdlp").await;
-        create_token(p, &ns, "pages", &slot.token(0));
-        p.apply(&ns, &p.musicbot_yaml("pages", &slot, CA));
-        p.wait_pod_ready(&ns, "pages", None).await;
+        let (ns, _) = start_bot(p, &slot, "pages").await;
         for cmd in [["yt-dlp", "--version"], ["deno", "--version"]] {
             let out = p.node.kubectl_ok(&["exec", "-n", &ns, "pages-0", "--", cmd[0], cmd[1]]).unwrap();
             assert!(!out.trim().is_empty(), "{} printed nothing", cmd[0]);

@@ -34,17 +34,7 @@ async fn shows_in_status(
         .await;
     let phase = bot.status.as_ref().and_then(|s| s.phase);
     assert!(phase.is_some_and(|ph| ph != Phase::Pending && ph != Phase::Running), "phase {phase:?} for {reason}");
-    let events = p
-        .node
-        .kubectl_ok(&[
-            "get",
-            "events",
-            "-n",
-            &ns,
-            "--field-selector",
-            &format!("involvedObject.name={name},reason={reason}"),
-        ])
-        .unwrap();
+    let events = p.events(&ns, name, reason);
     assert!(events.contains("Warning"), "no Warning Event {reason} for {name}:\n{events}");
 }
 

@@ -235,6 +235,14 @@ impl Product {
         }
     }
 
+    /// The Events about `object` with `reason` in `ns`, as `kubectl get events` lists them.
+    pub fn events(&self, ns: &str, object: &str, reason: &str) -> String {
+        let selector = format!("involvedObject.name={object},reason={reason}");
+        self.node
+            .kubectl_ok(&["get", "events", "-n", ns, "--field-selector", &selector])
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
     /// Polls the MusicBot until `check` accepts it, or panics with what it last was.
     pub async fn wait_musicbot(&self, ns: &str, name: &str, what: &str, check: impl Fn(&MusicBot) -> bool) -> MusicBot {
         let deadline = Instant::now() + WAIT;
