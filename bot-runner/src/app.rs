@@ -39,6 +39,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         Some(id) => Some(id.parse::<u64>().with_context(|| format!("--client-id {id:?} is not a Discord id"))?),
         None => None,
     };
+    let listener = listen(&args.common).await?;
     let rt = runtime(&args.common).await?;
     let name = args.bot_name.clone().unwrap_or_else(|| "music-bot".into());
     let spec = BotSpec {
@@ -49,11 +50,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
         presence: args.presence.clone(),
     };
     let bot = Bot::start(spec, token, &rt).await?;
-    serve(vec![bot], &rt, &args.common, Exit::WhenTheBotStops).await
+    serve(listener, vec![bot], &rt, &args.common, Exit::WhenTheBotStops).await
 }
 
 /// Several bots in one process: every active bot in MongoDB and/or one per token file.
 pub async fn fleet(args: FleetArgs) -> Result<()> {
+    let listener = listen(&args.common).await?;
     let rt = runtime(&args.common).await?;
     let cipher = args.token_key_file.as_deref().map(load_key).transpose()?;
     let mut wanted: Vec<(BotSpec, Token)> = Vec::new();
@@ -87,7 +89,7 @@ pub async fn fleet(args: FleetArgs) -> Result<()> {
         }
     }
     info!(bots = bots.len(), "fleet started");
-    serve(bots, &rt, &args.common, Exit::OnSignalOnly).await
+    serve(listener, bots, &rt, &args.common, Exit::OnSignalOnly).await
 }
 
 /// Active, well-formed bots with usable tokens; the rest are skipped with a warning.
@@ -131,12 +133,24 @@ enum Exit {
     OnSignalOnly,
 }
 
-async fn serve(bots: Vec<Arc<Bot>>, rt: &Runtime, common: &CommonArgs, exit: Exit) -> Result<()> {
+/// The HTTP port, bound before anything slow (MongoDB, starting the bots): a probe that
+/// connects meanwhile waits in the backlog for its answer instead of being refused, which
+/// the kubelet would count as a failure and report as a Warning.
+async fn listen(common: &CommonArgs) -> Result<tokio::net::TcpListener> {
+    let addr = format!("{}:{}", common.http_host, common.http_port);
+    tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))
+}
+
+async fn serve(
+    listener: tokio::net::TcpListener,
+    bots: Vec<Arc<Bot>>,
+    rt: &Runtime,
+    common: &CommonArgs,
+    exit: Exit,
+) -> Result<()> {
     let first = bots.first().cloned();
     let fleet = Fleet::new(bots, Duration::from_secs(common.gateway_stuck_seconds));
-    let addr = format!("{}:{}", common.http_host, common.http_port);
-    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
-    info!(%addr, "serving /health /ready /metrics /status /bots");
+    info!(addr = %listener.local_addr()?, "serving /health /ready /metrics /status /bots");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(http::serve(listener, fleet.clone(), rt.metrics.clone(), async move {
         let _ = stop_rx.await;

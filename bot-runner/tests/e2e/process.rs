@@ -107,3 +107,23 @@ async fn a_token_discord_refuses_exits_non_zero_with_the_reason() -> anyhow::Res
     assert!(!logs.contains(&refused), "the token leaked into the log");
     Ok(())
 }
+
+#[tokio::test]
+async fn the_http_port_accepts_probes_while_the_bot_is_still_starting() -> anyhow::Result<()> {
+    // A MongoDB that does not answer keeps the start-up busy for seconds (server selection);
+    // a probe connecting meanwhile must wait for its answer, not be refused.
+    let sim = world().start().await?;
+    let closed = testkit::net::free_port();
+    let uri = format!("mongodb://127.0.0.1:{closed}/?serverSelectionTimeoutMS=8000&connectTimeoutMS=8000");
+    let bot = BotProcess::start(&sim, Launch::bot(APP).env("MUSICBOT_MONGODB_URI", uri)).await?;
+    let addr: std::net::SocketAddr = bot.base.trim_start_matches("http://").parse()?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the HTTP port refused connections during start-up");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
