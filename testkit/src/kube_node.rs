@@ -59,7 +59,6 @@ impl NodeAccess {
             format!("--kubelet-certificate-authority={}", p("ca.crt")),
             // The node's name is not in any DNS: reach the kubelet by its address.
             "--kubelet-preferred-address-types=InternalIP".into(),
-            format!("--service-node-port-range=30000-30999"),
             "--profiling=false".into(),
         ])
     }
