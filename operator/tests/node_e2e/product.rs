@@ -101,6 +101,15 @@ async fn start(slots: u64) -> Result<Product> {
         }
     }
     let sim = sim.start().await?;
+    // This fixture lives in a static, never dropped, so the simulator's temporary directory
+    // (its CA file) would outlive the run; pods get the CA from a ConfigMap instead.
+    if let Some(dir) = sim
+        .ca_file()
+        .parent()
+        .filter(|d| d.file_name().is_some_and(|n| n.to_string_lossy().starts_with("discord-sim-")))
+    {
+        std::fs::remove_dir_all(dir)?;
+    }
     let tones = ToneServer::start_on(ip).await?;
     let mongo = MongoServer::start_for_pods(ip).await?;
     let client = node.cluster().client().await?;
