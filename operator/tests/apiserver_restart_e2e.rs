@@ -7,11 +7,8 @@ mod common;
 
 use common::*;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::wait::{await_condition, conditions};
-use kube::{Client, CustomResourceExt};
-use musicbot_operator::crd::MusicBot;
+use kube::Client;
+use kube::api::Api;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -96,13 +93,7 @@ fn operator_binary() -> PathBuf {
 async fn own_cluster(prefix: &str) -> (KubeCluster, Client, String) {
     let cluster = KubeCluster::start(false).await.expect("starting a test cluster");
     let client = cluster.client().await.unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch("musicbots.musicbot.dev", &PatchParams::apply("tests").force(), &Patch::Apply(MusicBot::crd()))
-        .await
-        .expect("applying the CRD");
-    within("CRD established", await_condition(crds, "musicbots.musicbot.dev", conditions::is_crd_established()))
-        .await
-        .unwrap();
+    install_crd(&client).await;
     let ns = cluster.namespace(&client, prefix).await.unwrap();
     (cluster, client, ns)
 }

@@ -5,44 +5,23 @@
 mod discord_support;
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
+use discord_support::voice::*;
 use discord_support::*;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use serenity_voice_model::Event;
-use serenity_voice_model::id::{GuildId, UserId};
-use serenity_voice_model::payload::Identify;
 use testkit::discord::{BotSpec, DiscordSim, SimTls};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 /// Loopback, so allowed here, but not 127.0.0.1: anything still handing out 127.0.0.1 shows.
 const OTHER: [u8; 4] = [127, 0, 0, 2];
 
-type Wss = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
 fn other() -> IpAddr {
     IpAddr::from(OTHER)
-}
-
-/// Dials `wss://{endpoint}` trusting only `ca_pem`, checking the certificate names the host.
-async fn dial(endpoint: &str, ca_pem: &str) -> Result<Wss, tokio_tungstenite::tungstenite::Error> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap()).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let url = format!("wss://{endpoint}/?v=8");
-    let connector = Some(Connector::Rustls(Arc::new(config)));
-    Ok(tokio_tungstenite::connect_async_tls_with_config(url, None, false, connector).await?.0)
 }
 
 async fn recv(ws: &mut Wss) -> Option<Event> {
@@ -53,26 +32,6 @@ async fn recv(ws: &mut Wss) -> Option<Event> {
             Some(Ok(_)) => continue,
         }
     }
-}
-
-async fn close_code(ws: &mut Wss) -> Option<u16> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("closed within 5 s") {
-            Some(Ok(Message::Close(f))) => return f.map(|f| u16::from(f.code)),
-            Some(Ok(_)) => continue,
-            _ => return None,
-        }
-    }
-}
-
-fn identify(session_id: &str, token: &str) -> Event {
-    Event::Identify(Identify {
-        server_id: GuildId(GUILD),
-        session_id: session_id.into(),
-        token: token.into(),
-        user_id: UserId(BOT_ID),
-        max_dave_protocol_version: Some(1),
-    })
 }
 
 /// Joins voice over the raw gateway; returns (voice session id, voice token, endpoint).

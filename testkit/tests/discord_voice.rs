@@ -5,23 +5,20 @@
 mod discord_support;
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
+use discord_support::voice::*;
 use discord_support::*;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use serenity_voice_model::Event;
-use serenity_voice_model::id::{GuildId, UserId};
-use serenity_voice_model::payload::{Heartbeat, Identify, Resume, SelectProtocol, Speaking};
+use serenity_voice_model::id::GuildId;
+use serenity_voice_model::payload::{Heartbeat, Resume, SelectProtocol, Speaking};
 use serenity_voice_model::{ProtocolData, SpeakingState};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
-
-type Wss = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Joins voice over the raw gateway; returns (voice session id, voice token, endpoint).
 async fn join(gw: &mut RawGateway, channel: u64) -> (String, String, String) {
@@ -33,25 +30,6 @@ async fn join(gw: &mut RawGateway, channel: u64) -> (String, String, String) {
         server["token"].as_str().unwrap().into(),
         server["endpoint"].as_str().unwrap().into(),
     )
-}
-
-/// Dials the voice gateway trusting only the simulator's CA (no environment needed).
-async fn dial(endpoint: &str, ca_pem: &str) -> Wss {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap()).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let url = format!("wss://{endpoint}/?v=8");
-    let (ws, _) =
-        tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(Connector::Rustls(Arc::new(config))))
-            .await
-            .expect("the voice gateway speaks TLS with the run's CA");
-    ws
 }
 
 async fn send(ws: &mut Wss, e: Event) {
@@ -75,27 +53,6 @@ async fn recv(ws: &mut Wss) -> (Value, Event) {
     }
 }
 
-async fn close_code(ws: &mut Wss) -> Option<u16> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("closed within 5 s") {
-            Some(Ok(Message::Close(f))) => return f.map(|f| u16::from(f.code)),
-            Some(Ok(_)) => continue,
-            _ => return None,
-        }
-    }
-}
-
-fn identify(session_id: &str, token: &str) -> Event {
-    Event::Identify(Identify {
-        server_id: GuildId(GUILD),
-        session_id: session_id.into(),
-        token: token.into(),
-        user_id: UserId(BOT_ID),
-        max_dave_protocol_version: Some(1),
-    })
-}
-
-/// An Opus RTP packet sealed the way songbird seals it (aead_aes256_gcm_rtpsize).
 fn seal(key: &[u8], ssrc: u32, seq: u16, ts: u32, counter: u32, opus: &[u8]) -> Vec<u8> {
     let mut header = vec![0x80, 0x78];
     header.extend_from_slice(&seq.to_be_bytes());
@@ -117,7 +74,7 @@ async fn a_hand_written_voice_client_is_heard() {
     let (session_id, token, endpoint) = join(&mut gw, VOICE).await;
     assert_eq!(endpoint, sim.voice_endpoint());
 
-    let mut ws = dial(&endpoint, sim.ca_pem()).await;
+    let mut ws = dial(&endpoint, sim.ca_pem()).await.expect("the voice gateway speaks TLS with the run's CA");
     let (hello, Event::Hello(h)) = recv(&mut ws).await else { panic!("HELLO first") };
     assert_eq!(hello["op"], 8);
     assert!(h.heartbeat_interval > 0.0);
@@ -209,7 +166,7 @@ async fn a_hand_written_voice_client_is_heard() {
     // Fault: the voice socket drops; a RESUME with the same credentials gets RESUMED.
     assert!(bot.drop_voice(GUILD));
     assert_eq!(close_code(&mut ws).await, None);
-    let mut ws = dial(&endpoint, sim.ca_pem()).await;
+    let mut ws = dial(&endpoint, sim.ca_pem()).await.expect("the voice gateway speaks TLS with the run's CA");
     send(
         &mut ws,
         Event::Resume(Resume { server_id: GuildId(GUILD), session_id: session_id.clone(), token: token.clone() }),
@@ -225,7 +182,7 @@ async fn a_hand_written_voice_client_is_heard() {
 
     // Fault: an admin moves the bot: new voice state and server for the bot; the old voice
     // credentials stop working.
-    let mut ws = dial(&endpoint, sim.ca_pem()).await;
+    let mut ws = dial(&endpoint, sim.ca_pem()).await.expect("the voice gateway speaks TLS with the run's CA");
     send(
         &mut ws,
         Event::Resume(Resume { server_id: GuildId(GUILD), session_id: session_id.clone(), token: token.clone() }),
@@ -238,7 +195,7 @@ async fn a_hand_written_voice_client_is_heard() {
     let new_token = gw.dispatch("VOICE_SERVER_UPDATE").await["token"].as_str().unwrap().to_string();
     assert_ne!(new_token, token);
     assert_eq!(close_code(&mut ws).await, Some(4014));
-    let mut stale = dial(&endpoint, sim.ca_pem()).await;
+    let mut stale = dial(&endpoint, sim.ca_pem()).await.expect("the voice gateway speaks TLS with the run's CA");
     recv(&mut stale).await;
     send(&mut stale, identify(&session_id, &token)).await;
     assert_eq!(close_code(&mut stale).await, Some(4004));

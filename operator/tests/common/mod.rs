@@ -33,17 +33,19 @@ static CRD: OnceCell<()> = OnceCell::const_new();
 pub async fn cluster() -> (&'static KubeCluster, Client) {
     let cluster = KubeCluster::shared().await;
     let client = cluster.client().await.expect("admin client");
-    CRD.get_or_init(|| async {
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        crds.patch("musicbots.musicbot.dev", &PatchParams::apply("tests").force(), &Patch::Apply(MusicBot::crd()))
-            .await
-            .expect("applying the CRD");
-        within("CRD established", await_condition(crds, "musicbots.musicbot.dev", conditions::is_crd_established()))
-            .await
-            .unwrap();
-    })
-    .await;
+    CRD.get_or_init(|| install_crd(&client)).await;
     (cluster, client)
+}
+
+/// Applies the MusicBot CRD from the Rust types and waits until the API server serves it.
+pub async fn install_crd(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.patch("musicbots.musicbot.dev", &PatchParams::apply("tests").force(), &Patch::Apply(MusicBot::crd()))
+        .await
+        .expect("applying the CRD");
+    within("CRD established", await_condition(crds, "musicbots.musicbot.dev", conditions::is_crd_established()))
+        .await
+        .unwrap();
 }
 
 /// Runs the controller for `ns` until the returned guard is dropped.

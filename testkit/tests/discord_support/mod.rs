@@ -1,6 +1,8 @@
 //! Shared fixtures of the simulator's tests: one guild world and a raw gateway client.
 #![allow(dead_code)]
 
+pub mod voice;
+
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
