@@ -79,7 +79,8 @@ pub struct KubeNode {
     cluster: KubeCluster,
     dir: PathBuf,
     images: NodeImages,
-    _lock: std::fs::File,
+    /// Held for the node's whole life (set once it is up).
+    _lock: Option<std::fs::File>,
 }
 
 static SHARED: OnceCell<KubeNode> = OnceCell::const_new();
@@ -103,6 +104,25 @@ impl KubeNode {
         let lock = lock_node(&dir).await?;
         // A node left by a run that died with its guard (SIGKILL of the whole group).
         teardown(&dir)?;
+        match Self::bring_up(&dir, &kube_bin).await {
+            Ok(mut node) => {
+                node._lock = Some(lock);
+                tracing::info!("test node ready in {:.1} s", started.elapsed().as_secs_f64());
+                Ok(node)
+            }
+            // Whatever got as far as the host (the bridge, directories) goes now, while
+            // this process still holds the lock.
+            Err(e) => {
+                if let Err(down) = teardown(&dir) {
+                    tracing::warn!("tearing down a node that failed to start: {down:#}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn bring_up(dir: &Path, kube_bin: &Path) -> Result<Self> {
+        let dir = dir.to_path_buf();
         std::fs::create_dir_all(&dir)?;
         for sub in ["pids", "logs", "images", "pod-logs", "kubelet", "cni/net.d", "cni/ipam", "containerd"] {
             std::fs::create_dir_all(dir.join(sub))?;
@@ -169,10 +189,9 @@ impl KubeNode {
                 operator: format!("localhost/musicbot-operator:{IMAGE_TAG}"),
                 bot_runner: format!("localhost/bot-runner:{IMAGE_TAG}"),
             },
-            _lock: lock,
+            _lock: None,
         };
         this.wait_node_ready().await.with_context(|| this.log_tails())?;
-        tracing::info!("test node ready in {:.1} s", started.elapsed().as_secs_f64());
         Ok(this)
     }
 
