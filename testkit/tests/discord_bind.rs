@@ -98,13 +98,7 @@ async fn a_simulator_bound_elsewhere_hands_out_only_that_address() {
     // UDP IP discovery answers on that address only.
     let udp = UdpSocket::bind(SocketAddr::new(other(), 0)).await.unwrap();
     udp.connect((ready.ip, ready.port)).await.unwrap();
-    let mut req = vec![0u8; 74];
-    req[..2].copy_from_slice(&1u16.to_be_bytes());
-    req[2..4].copy_from_slice(&70u16.to_be_bytes());
-    req[4..8].copy_from_slice(&ready.ssrc.to_be_bytes());
-    udp.send(&req).await.unwrap();
-    let mut resp = [0u8; 74];
-    let n = tokio::time::timeout(Duration::from_secs(5), udp.recv(&mut resp)).await.unwrap().unwrap();
+    let (n, _) = ip_discovery(&udp, ready.ssrc).await;
     assert_eq!(n, 74);
 
     // The CA file is what the PEM says, for handing to pods.

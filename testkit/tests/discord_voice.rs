@@ -86,13 +86,7 @@ async fn a_hand_written_voice_client_is_heard() {
     // IP discovery: the server echoes the address it sees.
     let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     udp.connect((ready.ip, ready.port)).await.unwrap();
-    let mut req = vec![0u8; 74];
-    req[..2].copy_from_slice(&1u16.to_be_bytes());
-    req[2..4].copy_from_slice(&70u16.to_be_bytes());
-    req[4..8].copy_from_slice(&ready.ssrc.to_be_bytes());
-    udp.send(&req).await.unwrap();
-    let mut resp = [0u8; 74];
-    let n = tokio::time::timeout(Duration::from_secs(5), udp.recv(&mut resp)).await.unwrap().unwrap();
+    let (n, resp) = ip_discovery(&udp, ready.ssrc).await;
     assert_eq!((n, &resp[..2], &resp[4..8]), (74, &2u16.to_be_bytes()[..], &ready.ssrc.to_be_bytes()[..]));
     let address = std::str::from_utf8(&resp[8..72]).unwrap().trim_end_matches('\0');
     let port = u16::from_be_bytes([resp[72], resp[73]]);

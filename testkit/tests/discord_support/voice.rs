@@ -51,3 +51,16 @@ pub fn identify(session_id: &str, token: &str) -> Event {
         max_dave_protocol_version: Some(1),
     })
 }
+
+/// Discord's UDP IP discovery from `udp` (connected to the voice server) for `ssrc`;
+/// returns the answer's length and bytes.
+pub async fn ip_discovery(udp: &tokio::net::UdpSocket, ssrc: u32) -> (usize, [u8; 74]) {
+    let mut req = vec![0u8; 74];
+    req[..2].copy_from_slice(&1u16.to_be_bytes());
+    req[2..4].copy_from_slice(&70u16.to_be_bytes());
+    req[4..8].copy_from_slice(&ssrc.to_be_bytes());
+    udp.send(&req).await.unwrap();
+    let mut resp = [0u8; 74];
+    let n = tokio::time::timeout(Duration::from_secs(5), udp.recv(&mut resp)).await.unwrap().unwrap();
+    (n, resp)
+}
