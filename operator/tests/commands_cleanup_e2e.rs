@@ -8,7 +8,7 @@ use kube::api::{Api, DeleteParams};
 use musicbot_operator::controller::BotDefaults;
 use musicbot_operator::crd::MusicBot;
 use serde_json::json;
-use testkit::discord::{BotSpec, DiscordSim, GuildSpec};
+use discord_sim::{BotSpec, DiscordSim, GuildSpec};
 
 const GUILD: u64 = 222222222222222222;
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use mongodb::bson::{Document, doc};
 use musicbot_db::TokenCipher;
-use testkit::discord::DiscordSim;
+use discord_sim::DiscordSim;
 use testkit::mongo::MongoServer;
 
 use crate::support::*;
@@ -13,10 +13,10 @@ use crate::support::*;
 async fn commands_are_registered_once_and_not_again_on_restart() -> anyhow::Result<()> {
     let sim = world().start().await?;
     let token = token_for(APP);
-    let puts = |sim: &testkit::discord::DiscordSim| {
+    let puts = |sim: &discord_sim::DiscordSim| {
         sim.requests().iter().filter(|r| r.method == "PUT" && r.route().contains("/commands")).count()
     };
-    let gets = |sim: &testkit::discord::DiscordSim| {
+    let gets = |sim: &discord_sim::DiscordSim| {
         sim.requests().iter().filter(|r| r.method == "GET" && r.route().contains("/commands")).count()
     };
 
@@ -107,9 +107,9 @@ async fn bad_arguments_get_a_polite_ephemeral_reply() -> anyhow::Result<()> {
         (cmd("queue").option("page", -1), "Pages start at 1"),
         (play("   "), "URL or some words"),
         (play("http://"), "URL"),
-        (testkit::discord::SlashCommand::new(GUILD, TEXT, BOB, "skip"), "Join me in"),
+        (discord_sim::SlashCommand::new(GUILD, TEXT, BOB, "skip"), "Join me in"),
         (
-            testkit::discord::SlashCommand::new(GUILD, TEXT, BOB, "play").option("query", "anything"),
+            discord_sim::SlashCommand::new(GUILD, TEXT, BOB, "play").option("query", "anything"),
             "Join a voice channel",
         ),
     ];

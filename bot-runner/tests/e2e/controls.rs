@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use testkit::discord::{Bot, DiscordSim, SlashCommand};
+use discord_sim::{Bot, DiscordSim, SlashCommand};
 
 use crate::support::*;
 

@@ -4,7 +4,7 @@
 
 use mongodb::bson::{Document, doc};
 use musicbot_db::TokenCipher;
-use testkit::discord::{DiscordSim, GuildSpec, SlashCommand, UserSpec};
+use discord_sim::{DiscordSim, GuildSpec, SlashCommand, UserSpec};
 use testkit::mongo::MongoServer;
 
 use crate::support::*;

@@ -85,7 +85,7 @@ async fn passes_opus_through(url: impl Fn(&Tones) -> String, title: &str) -> any
     assert!(near(heard.dominant_hz, 440.0), "{heard:?}");
     assert_eq!(heard.gaps, 0, "{heard:?}");
 
-    let source: std::collections::HashSet<Vec<u8>> = testkit::tones::opus_frames(440.0, 8.0)?.into_iter().collect();
+    let source: std::collections::HashSet<Vec<u8>> = discord_sim::tones::opus_frames(440.0, 8.0)?.into_iter().collect();
     let sent = b.opus_payloads(GUILD);
     let foreign = sent.iter().filter(|p| !source.contains(*p)).count();
     assert!(sent.len() >= 150, "{} packets", sent.len());

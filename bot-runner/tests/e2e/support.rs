@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use base64::Engine;
-use testkit::discord::{BotSpec, DiscordSim, DiscordSimBuilder, GuildSpec, SlashCommand, UserSpec};
+use discord_sim::{BotSpec, DiscordSim, DiscordSimBuilder, GuildSpec, SlashCommand, UserSpec};
 
 pub const GUILD: u64 = 910_000_000_000_000_001;
 pub const TEXT: u64 = 910_000_000_000_000_011;
@@ -54,7 +54,7 @@ pub fn cmd(name: &str) -> SlashCommand {
     SlashCommand::new(GUILD, TEXT, ALICE, name)
 }
 
-pub use testkit::tones::ToneServer as Tones;
+pub use discord_sim::tones::ToneServer as Tones;
 
 /// A running `bot-runner`; killed on drop. Its log is kept for assertions and failures.
 pub struct BotProcess {
@@ -221,7 +221,7 @@ impl Scene {
 }
 
 /// Alice asks for a 60 s 440 Hz tone; returns once a second of it was heard.
-pub async fn start_playing(sim: &DiscordSim, b: &testkit::discord::Bot<'_>, tones: &Tones) -> Result<()> {
+pub async fn start_playing(sim: &DiscordSim, b: &discord_sim::Bot<'_>, tones: &Tones) -> Result<()> {
     let i = b.inject_interaction(play(&tones.wav(440, 60)))?;
     sim.wait_reply(i.id, WAIT).await?;
     b.wait_for_audio(GUILD, 1.0, WAIT).await?;
@@ -245,7 +245,7 @@ pub async fn eventually<T>(what: &str, timeout: Duration, mut f: impl AsyncFnMut
 /// The dominant frequency of the newest `seconds` of audible audio the simulator kept.
 pub fn recent_hz(samples: &[f32], seconds: f64) -> Option<f64> {
     let n = ((seconds * 48_000.0) as usize).min(samples.len());
-    testkit::discord::audio::dominant_frequency(&samples[samples.len() - n..], 48_000)
+    discord_sim::audio::dominant_frequency(&samples[samples.len() - n..], 48_000)
 }
 
 /// RMS of the newest `seconds` of audible audio.

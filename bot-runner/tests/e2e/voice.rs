@@ -44,7 +44,7 @@ async fn a_bot_plays_through_a_simulator_on_another_address() -> anyhow::Result<
 }
 
 /// The reply to a failed `/play`: only the caller sees it (the public placeholder is gone).
-fn assert_private_error(reply: &testkit::discord::InteractionRecord, needle: &str) {
+fn assert_private_error(reply: &discord_sim::InteractionRecord, needle: &str) {
     assert!(reply.original.is_none(), "the public placeholder is deleted: {reply:?}");
     let last = reply.followups.last().expect("a follow-up");
     assert!(last["flags"].as_u64().is_some_and(|f| f & 64 != 0), "ephemeral: {last}");

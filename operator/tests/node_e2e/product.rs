@@ -10,9 +10,9 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use musicbot_operator::crd::MusicBot;
 use serde_json::json;
-use testkit::discord::{BotSpec, DiscordSim, GuildSpec, SlashCommand, UserSpec};
+use discord_sim::{BotSpec, DiscordSim, GuildSpec, SlashCommand, UserSpec};
 use testkit::kube_node::{IMAGE_TAG, NODE_IP};
-use testkit::tones::ToneServer;
+use discord_sim::tones::ToneServer;
 use testkit::{Helm, KubeNode, MongoServer};
 use tokio::sync::OnceCell;
 

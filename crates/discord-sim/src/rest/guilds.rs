@@ -10,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{ApiError, Caller, JsonBody, error, no_content, ok};
-use crate::discord::payloads::{self, MessageContext};
-use crate::discord::spec::{GuildSpec, UserSpec};
-use crate::discord::state::{Shared, State as SimState};
+use crate::payloads::{self, MessageContext};
+use crate::spec::{GuildSpec, UserSpec};
+use crate::state::{Shared, State as SimState};
 
 type Sim = State<Arc<Shared>>;
 

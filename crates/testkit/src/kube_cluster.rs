@@ -5,7 +5,7 @@
 //! apply, watches, owner references and garbage collection.
 
 use crate::kube_node::NodeAccess;
-use crate::pki::CertAuthority;
+use discord_sim::pki::CertAuthority;
 use crate::process::Guarded;
 use crate::{bins, net};
 use anyhow::{Context, Result, bail};

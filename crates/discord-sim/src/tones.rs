@@ -267,7 +267,7 @@ mod tests {
             pos += 2 + n;
         }
         assert_eq!(mono.len(), 48_000);
-        let hz = crate::discord::audio::dominant_frequency(&mono, 48_000).unwrap();
+        let hz = crate::audio::dominant_frequency(&mono, 48_000).unwrap();
         assert!((hz - 440.0).abs() < 5.0, "{hz}");
     }
 }

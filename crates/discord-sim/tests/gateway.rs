@@ -1,18 +1,18 @@
 //! The simulator's gateway, driven by a bare websocket client: handshake, heartbeats, resume,
 //! injected events and faults. Every payload is parsed with serenity's model types.
 
-mod discord_support;
+mod support;
 
 use std::time::Duration;
 
-use discord_support::*;
+use support::*;
 use serde_json::{Value, json};
 use serenity::all::{
     ChannelId, CommandDataOptionValue, GuildCreateEvent, GuildDeleteEvent, GuildId, Interaction, Ready, UserId,
     VoiceServerUpdateEvent, VoiceState,
 };
 use serenity::model::event::GatewayEvent;
-use testkit::discord::{DiscordSim, SlashCommand};
+use discord_sim::{DiscordSim, SlashCommand};
 
 fn parse<T: serde::de::DeserializeOwned>(d: &Value) -> T {
     serde_json::from_value(d.clone())
@@ -127,7 +127,7 @@ async fn injected_events_parse_as_serenity_models() {
         .option("query", "never gonna")
         .option("volume", 40)
         .option("loud", true)
-        .option("for", testkit::discord::OptionValue::User(BOB));
+        .option("for", discord_sim::OptionValue::User(BOB));
     let injected = bot.inject_interaction(cmd).unwrap();
     let Interaction::Command(c) = parse::<Interaction>(&gw.dispatch("INTERACTION_CREATE").await) else {
         panic!("a command interaction")
@@ -238,7 +238,7 @@ async fn each_shard_gets_the_guilds_it_owns() {
     let sim = DiscordSim::builder()
         .guild(guild())
         .guild(other_guild())
-        .bot(testkit::discord::BotSpec::new(TOKEN).user_id(BOT_ID).in_guild(GUILD).in_guild(OTHER_GUILD).shards(2))
+        .bot(discord_sim::BotSpec::new(TOKEN).user_id(BOT_ID).in_guild(GUILD).in_guild(OTHER_GUILD).shards(2))
         .start()
         .await
         .unwrap();

@@ -2,18 +2,18 @@
 //! names only that address in everything it hands out; bots get ids from Discord-shaped
 //! tokens; the voice-refusal fault.
 
-mod discord_support;
+mod support;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use base64::Engine;
-use discord_support::voice::*;
-use discord_support::*;
+use support::voice::*;
+use support::*;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use serenity_voice_model::Event;
-use testkit::discord::{BotSpec, DiscordSim, SimTls};
+use discord_sim::{BotSpec, DiscordSim, SimTls};
 use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -105,7 +105,7 @@ async fn a_simulator_bound_elsewhere_hands_out_only_that_address() {
     assert_eq!(std::fs::read_to_string(sim.ca_file()).unwrap(), sim.ca_pem());
 
     // Tones bound the same way name the same address.
-    let tones = testkit::tones::ToneServer::start_on(other()).await.unwrap();
+    let tones = discord_sim::tones::ToneServer::start_on(other()).await.unwrap();
     assert_eq!(host_of(&tones.wav(440, 1)), other());
     let wav = client.get(tones.wav(440, 1)).send().await.unwrap();
     assert_eq!(wav.status(), 200);

@@ -5,7 +5,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
-//! use testkit::discord::*;
+//! use discord_sim::*;
 //! let sim = DiscordSim::builder()
 //!     .guild(GuildSpec::new(10, "Test guild").text_channel(11, "general").voice_channel(12, "Music")
 //!         .member(UserSpec::new(20, "alice")).in_voice(20, 12))
@@ -27,12 +27,14 @@ mod events;
 pub mod gateway;
 mod interaction;
 mod payloads;
+pub mod pki;
 mod records;
 pub mod rest;
 pub mod rtp;
 mod spec;
 mod state;
 mod tls;
+pub mod tones;
 mod validate;
 pub mod voice_gateway;
 mod voice_udp;

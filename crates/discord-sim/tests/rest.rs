@@ -1,15 +1,15 @@
 //! The simulator's REST side: authentication, unknown routes, application commands, and the
 //! routes a bot reads, each answer parsed by serenity's own HTTP client and models.
 
-mod discord_support;
+mod support;
 
-use discord_support::*;
+use support::*;
 use serde_json::json;
 use serenity::all::{
     ChannelId, Command, CommandOptionType, CreateCommand, CreateCommandOption, CreateMessage, GuildId, Http,
     HttpBuilder, HttpError, UserId,
 };
-use testkit::discord::DiscordSim;
+use discord_sim::DiscordSim;
 
 fn serenity_http(sim: &DiscordSim, token: &str) -> Http {
     let http = HttpBuilder::new(token).proxy(sim.api_url()).ratelimiter_disabled(true).build();

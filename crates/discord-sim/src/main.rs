@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use testkit::discord::{BotSpec, DiscordSim, GuildSpec, OptionValue, Ports, SlashCommand, UserSpec};
+use discord_sim::{BotSpec, DiscordSim, GuildSpec, OptionValue, Ports, SlashCommand, UserSpec};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
@@ -66,7 +66,7 @@ fn main() -> Result<()> {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "testkit=info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "discord_sim=info".into());
     tracing_subscriber::fmt().with_env_filter(filter).init();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let guilds: Vec<GuildSpec> = (1..=args.guilds).map(guild).collect();
@@ -88,7 +88,7 @@ async fn run(args: Args) -> Result<()> {
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let sim = Arc::new(builder.start().await?);
     // Something to play without the internet: bot-runner fetches these like any audio file.
-    let tones = testkit::tones::ToneServer::start_on(args.bind).await?;
+    let tones = discord_sim::tones::ToneServer::start_on(args.bind).await?;
 
     println!("Discord simulator running.");
     println!("  API base (HttpBuilder::proxy): {}", sim.api_url());

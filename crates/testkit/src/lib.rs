@@ -1,19 +1,17 @@
 //! Test support for musicbot-operator: real servers, started fresh for each test binary.
+//! The Discord simulator is a crate of its own, `discord-sim`.
 //!
 //! Every launcher finds its binary through the environment `scripts/setup` prints (or the
 //! cache it builds into) and fails with a message naming `scripts/test` when it is missing:
 //! no test ever skips itself because a server is absent.
 
 pub mod bins;
-pub mod discord;
 pub mod helm;
 pub mod kube_cluster;
 pub mod kube_node;
 pub mod mongo;
 pub mod net;
-pub mod pki;
 mod process;
-pub mod tones;
 
 pub use helm::Helm;
 pub use kube_cluster::KubeCluster;
@@ -23,7 +21,8 @@ pub use mongo::MongoServer;
 /// Directory holding the workspace (for tests that read committed files).
 pub fn workspace_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("testkit lives one level below the workspace root")
+        .ancestors()
+        .nth(2)
+        .expect("testkit lives in crates/, below the workspace root")
         .to_path_buf()
 }

@@ -2,15 +2,15 @@
 //! discovery, SESSION_DESCRIPTION, encrypted Opus in, a measured tone out; then the faults.
 //! Voice payloads are parsed with serenity-voice-model, the types songbird reads them with.
 
-mod discord_support;
+mod support;
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
-use discord_support::voice::*;
-use discord_support::*;
+use support::voice::*;
+use support::*;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use serenity_voice_model::Event;

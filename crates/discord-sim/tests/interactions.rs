@@ -1,16 +1,16 @@
 //! Replies to injected slash commands, sent with serenity's own interaction API: callbacks,
 //! the ephemeral flag, deferring, editing, follow-ups, and Discord's refusals.
 
-mod discord_support;
+mod support;
 
 use std::time::Duration;
 
-use discord_support::*;
+use support::*;
 use serenity::all::{
     CommandInteraction, CreateEmbed, CreateInteractionResponse, CreateInteractionResponseFollowup,
     CreateInteractionResponseMessage, EditInteractionResponse, Http, HttpBuilder, HttpError, Interaction,
 };
-use testkit::discord::{DiscordSim, DiscordSimBuilder, SlashCommand};
+use discord_sim::{DiscordSim, DiscordSimBuilder, SlashCommand};
 
 struct Fixture {
     sim: DiscordSim,

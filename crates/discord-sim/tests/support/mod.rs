@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use testkit::discord::{BotSpec, DiscordSimBuilder, GuildSpec, UserSpec};
+use discord_sim::{BotSpec, DiscordSimBuilder, GuildSpec, UserSpec};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -49,7 +49,7 @@ pub fn other_guild() -> GuildSpec {
 /// One guild; bot 1 is in it, bot 2 only in the other guild.
 pub fn world() -> DiscordSimBuilder {
     crypto();
-    testkit::discord::DiscordSim::builder()
+    discord_sim::DiscordSim::builder()
         .guild(guild())
         .guild(other_guild())
         .bot(BotSpec::new(TOKEN).user_id(BOT_ID).name("alpha").in_guild(GUILD))

@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, Caller, JsonBody, error, no_content, ok};
-use crate::discord::payloads;
-use crate::discord::state::{Shared, State as SimState};
+use crate::payloads;
+use crate::state::{Shared, State as SimState};
 
 type Sim = State<Arc<Shared>>;
 

@@ -10,9 +10,9 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::{ActingBot, JsonBody, error, no_content, ok};
-use crate::discord::payloads::{self, MessageContext};
-use crate::discord::records::InteractionRecord;
-use crate::discord::state::{Shared, State as SimState};
+use crate::payloads::{self, MessageContext};
+use crate::records::InteractionRecord;
+use crate::state::{Shared, State as SimState};
 
 type Sim = State<Arc<Shared>>;
 
@@ -54,7 +54,7 @@ fn reply(s: &mut SimState, rec: &InteractionRecord, body: &Value) -> Value {
     payloads::message(body, &ctx)
 }
 
-pub(in crate::discord) async fn callback(
+pub(in crate) async fn callback(
     State(sim): Sim,
     Extension(body): Extension<JsonBody>,
     Path((id, token)): Path<(u64, String)>,
@@ -97,7 +97,7 @@ fn webhook(s: &SimState, app: u64, token: &str) -> Option<usize> {
     s.interactions.iter().position(|r| r.application_id == app && r.token == token && r.callback.is_some())
 }
 
-pub(in crate::discord) async fn followup(
+pub(in crate) async fn followup(
     State(sim): Sim,
     Extension(body): Extension<JsonBody>,
     Path((app, token)): Path<(u64, String)>,
@@ -133,7 +133,7 @@ fn message_mut<'a>(rec: &'a mut InteractionRecord, t: &Target) -> &'a mut Value 
     }
 }
 
-pub(in crate::discord) async fn get_message(
+pub(in crate) async fn get_message(
     State(sim): Sim,
     Path((app, token, message)): Path<(u64, String, String)>,
 ) -> Response {
@@ -150,7 +150,7 @@ pub(in crate::discord) async fn get_message(
     })
 }
 
-pub(in crate::discord) async fn edit_message(
+pub(in crate) async fn edit_message(
     State(sim): Sim,
     Extension(body): Extension<JsonBody>,
     Path((app, token, message)): Path<(u64, String, String)>,
@@ -175,7 +175,7 @@ pub(in crate::discord) async fn edit_message(
     })
 }
 
-pub(in crate::discord) async fn delete_message(
+pub(in crate) async fn delete_message(
     State(sim): Sim,
     Path((app, token, message)): Path<(u64, String, String)>,
 ) -> Response {

@@ -4,11 +4,11 @@
 //!
 //! One test per binary: `SSL_CERT_FILE` is set before the runtime starts any thread.
 
-mod discord_support;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use discord_support::*;
+use support::*;
 use serenity::all::{
     ClientBuilder, Context, CreateCommand, EditInteractionResponse, EventHandler, GatewayIntents, GuildId, HttpBuilder,
     Interaction, Ready,
@@ -16,7 +16,7 @@ use serenity::all::{
 use serenity::async_trait;
 use songbird::SerenityInit;
 use songbird::input::Input;
-use testkit::discord::{SimTls, SlashCommand};
+use discord_sim::{SimTls, SlashCommand};
 
 const TONE_HZ: f64 = 440.0;
 
@@ -42,7 +42,7 @@ impl EventHandler for ToneBot {
             Some(channel) => {
                 let manager = songbird::get(&ctx).await.expect("songbird is registered");
                 let call = manager.join(guild_id, channel).await.expect("joining voice");
-                call.lock().await.play_input(Input::from(testkit::tones::wav(TONE_HZ, 4.0)));
+                call.lock().await.play_input(Input::from(discord_sim::tones::wav(TONE_HZ, 4.0)));
                 format!("Playing a {TONE_HZ} Hz tone")
             }
             None => "Join a voice channel first".to_string(),

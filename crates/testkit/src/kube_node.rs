@@ -1,17 +1,17 @@
 //! A one-node Kubernetes whose pods really run: the control plane of [`KubeCluster`] on the
 //! node's address, plus kube-scheduler, and containerd + runc + kubelet + kube-proxy in a
-//! private mount namespace (`testkit/node/node-ns.sh`). Images come from
+//! private mount namespace (`crates/testkit/node/node-ns.sh`). Images come from
 //! `scripts/build-images` (the repository's Dockerfiles, the test build's binaries) and are
 //! imported into containerd: nothing is pulled.
 //!
 //! The node uses fixed host resources (a bridge, its address, kubelet's ports), so there is
 //! one per machine at a time: a file lock serialises test binaries. It is always torn down
-//! (`testkit/node/node-down.sh`): by a guard process when the test binary exits however it
+//! (`crates/testkit/node/node-down.sh`): by a guard process when the test binary exits however it
 //! exits, and at the next start if even the guard was killed. The host keeps its sysctls,
 //! iptables and mounts as they were.
 
 use crate::kube_cluster::{KubeCluster, kubeconfig_yaml};
-use crate::pki::CertAuthority;
+use discord_sim::pki::CertAuthority;
 use crate::process::Guarded;
 use crate::{bins, workspace_root};
 use anyhow::{Context, Result, bail};
@@ -158,8 +158,8 @@ impl KubeNode {
             None,
             &[],
         )?;
-        let ns_script = workspace_root().join("testkit/node/node-ns.sh");
-        let down = workspace_root().join("testkit/node/node-down.sh");
+        let ns_script = workspace_root().join("crates/testkit/node/node-ns.sh");
+        let down = workspace_root().join("crates/testkit/node/node-down.sh");
         let after = format!("{} {} {BRIDGE}", down.display(), dir.display());
         let node = Guarded::spawn(
             "node",
@@ -286,7 +286,7 @@ async fn lock_node(dir: &Path) -> Result<std::fs::File> {
 }
 
 fn teardown(dir: &Path) -> Result<()> {
-    let down = workspace_root().join("testkit/node/node-down.sh");
+    let down = workspace_root().join("crates/testkit/node/node-down.sh");
     let status = Command::new(&down).arg(dir).arg(BRIDGE).status().context("running node-down.sh")?;
     if !status.success() {
         bail!("node-down.sh failed for {}", dir.display());

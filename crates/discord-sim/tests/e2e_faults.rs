@@ -5,16 +5,16 @@
 //!
 //! One test per binary: `SSL_CERT_FILE` is set before the runtime starts any thread.
 
-mod discord_support;
+mod support;
 
 use std::time::Duration;
 
-use discord_support::*;
+use support::*;
 use serenity::all::{ClientBuilder, Context, EventHandler, GatewayIntents, GuildId, HttpBuilder, Interaction};
 use serenity::async_trait;
 use songbird::SerenityInit;
 use songbird::input::{Input, RawAdapter};
-use testkit::discord::{Bot, SimTls, SlashCommand};
+use discord_sim::{Bot, SimTls, SlashCommand};
 
 /// 48 kHz stereo f32 samples of a tone, endless enough for the test.
 fn tone(hz: f32, seconds: f32) -> Input {
