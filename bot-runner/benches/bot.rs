@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use base64::Engine;
-use discord_sim::{BotSpec, DiscordSim, GuildSpec, SlashCommand, UserSpec};
 use discord_sim::tones::ToneServer;
+use discord_sim::{BotSpec, DiscordSim, GuildSpec, SlashCommand, UserSpec};
 
 const APP: u64 = 950_000_000_000_000_001;
 const BASE: u64 = 960_000_000_000_000_000;

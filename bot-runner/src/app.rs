@@ -14,8 +14,9 @@ use crate::cli::{CommandsArgs, CommandsCommand, CommonArgs, FleetArgs, RunArgs};
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::music::{MusicSettings, Sources};
-use crate::token::Token;
+use crate::token;
 use crate::{discord, http, registration};
+use musicbot_api::Token;
 
 pub async fn runtime(common: &CommonArgs) -> Result<Runtime> {
     let mongo = common.records.open("bot-runner").await?.map(|db| (db, common.records.collections()));
@@ -34,7 +35,7 @@ pub async fn runtime(common: &CommonArgs) -> Result<Runtime> {
 
 /// One bot, as in a pod: runs until SIGTERM/SIGINT.
 pub async fn run(args: RunArgs) -> Result<()> {
-    let token = Token::load(args.token_file.as_deref())?;
+    let token = token::load(args.token_file.as_deref())?;
     let client_id = match &args.client_id {
         Some(id) => Some(id.parse::<u64>().with_context(|| format!("--client-id {id:?} is not a Discord id"))?),
         None => None,
@@ -72,9 +73,9 @@ pub async fn fleet(args: FleetArgs) -> Result<()> {
         }
     }
     for file in &args.token_files {
-        let token = Token::from_file(file)?;
+        let token = token::from_file(file)?;
         let name = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "bot".into());
-        wanted.push((spec(name, token.client_id()), token));
+        wanted.push((spec(name, Some(token.client_id())), token));
     }
     if wanted.is_empty() {
         bail!("no bots to run: no active bot in MongoDB and no --token-file");
@@ -113,7 +114,8 @@ pub async fn active_bots(
                 if stored == Stored::Plaintext {
                     warn!(bot = %record.name, "this bot's token is stored in plaintext; encrypt it with `musicbot-operator bots encrypt`");
                 }
-                match Token::new(token) {
+                // The sync's rule, so fleet mode runs exactly the records the operator would.
+                match Token::parse_for(&token, &record.client_id) {
                     Ok(t) => out.push((record, t)),
                     Err(e) => warn!(bot = %record.name, error = %e, "skipping a bot with an unusable token"),
                 }
@@ -187,7 +189,7 @@ pub async fn commands(cmd: CommandsCommand) -> Result<()> {
     let targets = command_targets(&args).await?;
     let mut failed = 0;
     for (name, client_id, token) in targets {
-        let http = discord::http(&token, args.discord_api_url.as_deref(), Some(client_id));
+        let http = discord::http(&token, args.discord_api_url.as_deref(), client_id);
         let result = if deploy {
             let guilds: Vec<u64> = args.guild.into_iter().collect();
             registration::deploy(&http, &guilds).await
@@ -218,10 +220,10 @@ fn describe(deploy: bool, o: &registration::Outcome) -> String {
 
 async fn command_targets(args: &CommandsArgs) -> Result<Vec<(String, u64, Token)>> {
     if args.token_file.is_some() || (args.records.uri().is_none() && std::env::var_os("DISCORD_TOKEN").is_some()) {
-        let token = Token::load(args.token_file.as_deref())?;
+        let token = token::load(args.token_file.as_deref())?;
         let id = match &args.client_id {
             Some(id) => id.parse().with_context(|| format!("--client-id {id:?} is not a Discord id"))?,
-            None => token.client_id().context("the token does not name its bot; pass --client-id")?,
+            None => token.client_id(),
         };
         return Ok(vec![("bot".into(), id, token)]);
     }

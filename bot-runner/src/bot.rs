@@ -1,7 +1,7 @@
 //! One bot: a serenity client with songbird and poise, its music service, its guild
 //! tracking, and what it reports. `Bot::start` returns once the client is running.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -15,9 +15,9 @@ use tracing::{info, warn};
 use crate::cli::PresenceArgs;
 use crate::metrics::{BotMetrics, Metrics, Snapshot};
 use crate::music::{MusicService, MusicSettings, Sources};
-use crate::token::Token;
 use crate::tracking::Tracking;
 use crate::{commands, discord};
+use musicbot_api::{BotReport, Token};
 
 /// What a process needs to know to run a bot, besides its token.
 #[derive(Clone, Debug)]
@@ -42,7 +42,8 @@ pub struct Runtime {
 
 pub struct Bot {
     pub name: String,
-    client_id: AtomicU64,
+    /// From `--client-id`, else the token's own.
+    client_id: u64,
     pub guild_ids: Vec<u64>,
     pub shard: (u32, u32),
     pub music: Arc<MusicService>,
@@ -59,29 +60,9 @@ pub struct Bot {
     stopped: tokio::sync::watch::Sender<Option<String>>,
 }
 
-/// A bot's numbers for `/status`, `/bots` and the metrics.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BotReport {
-    pub name: String,
-    pub client_id: String,
-    pub guilds: u64,
-    pub users: u64,
-    pub voice_connections: u64,
-    pub gateway_connected: bool,
-    pub commands_deployed: bool,
-    /// Why the Discord client stopped, if it did.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    #[serde(skip)]
-    pub latency: Option<Duration>,
-    #[serde(skip)]
-    pub queued_tracks: usize,
-}
-
 impl Bot {
     pub async fn start(spec: BotSpec, token: Token, rt: &Runtime) -> Result<Arc<Bot>> {
-        let client_id = spec.client_id.or_else(|| token.client_id());
+        let client_id = spec.client_id.unwrap_or_else(|| token.client_id());
         let http = discord::http(&token, rt.api_url.as_deref(), client_id);
         let songbird = songbird::Songbird::serenity();
         let cell: Arc<OnceLock<Arc<Bot>>> = Arc::new(OnceLock::new());
@@ -102,8 +83,7 @@ impl Bot {
         }
         let mut client = builder.await.context("building the Discord client")?;
 
-        let label = client_id.map(|c| c.to_string()).unwrap_or_else(|| spec.name.clone());
-        let metrics = rt.metrics.bot(&label);
+        let metrics = rt.metrics.bot(&client_id.to_string());
         let music = MusicService::new(
             songbird,
             client.http.clone(),
@@ -112,25 +92,23 @@ impl Bot {
             rt.music.clone(),
             metrics.clone(),
         );
-        let tracking = match (&rt.mongo, client_id) {
-            (Some((db, cols)), Some(id)) => {
-                match musicbot_db::GuildTracker::for_client(db, cols, &id.to_string()).await {
-                    Ok(Some(t)) => Some(Tracking::start(t, spec.name.clone())),
-                    Ok(None) => {
-                        warn!(bot = %spec.name, client_id = id, "no MusicBotDB record for this bot: guilds are not tracked");
-                        None
-                    }
-                    Err(e) => {
-                        warn!(bot = %spec.name, error = %e, "MongoDB unavailable: guilds are not tracked");
-                        None
-                    }
+        let tracking = match &rt.mongo {
+            Some((db, cols)) => match musicbot_db::GuildTracker::for_client(db, cols, &client_id.to_string()).await {
+                Ok(Some(t)) => Some(Tracking::start(t, spec.name.clone())),
+                Ok(None) => {
+                    warn!(bot = %spec.name, client_id, "no MusicBotDB record for this bot: guilds are not tracked");
+                    None
                 }
-            }
-            _ => None,
+                Err(e) => {
+                    warn!(bot = %spec.name, error = %e, "MongoDB unavailable: guilds are not tracked");
+                    None
+                }
+            },
+            None => None,
         };
         let bot = Arc::new(Bot {
             name: spec.name.clone(),
-            client_id: AtomicU64::new(client_id.unwrap_or(0)),
+            client_id,
             guild_ids: spec.guild_ids.clone(),
             shard: spec.shard,
             music: music.clone(),
@@ -160,7 +138,7 @@ impl Bot {
             }
         });
         *bot.client.lock().expect("client lock") = Some(task);
-        info!(bot = %spec.name, client_id = client_id.unwrap_or(0), shard, shards = count, "bot starting");
+        info!(bot = %spec.name, client_id, shard, shards = count, "bot starting");
         Ok(bot)
     }
 
@@ -172,11 +150,7 @@ impl Bot {
     }
 
     pub fn client_id(&self) -> u64 {
-        self.client_id.load(Ordering::Relaxed)
-    }
-
-    pub fn learn_client_id(&self, id: u64) {
-        let _ = self.client_id.compare_exchange(0, id, Ordering::Relaxed, Ordering::Relaxed);
+        self.client_id
     }
 
     /// Whether every shard this process runs is connected, and their worst latency.
@@ -214,8 +188,6 @@ impl Bot {
             gateway_connected,
             commands_deployed: self.commands_deployed.load(Ordering::Relaxed),
             last_error,
-            latency,
-            queued_tracks: self.music.queued_tracks().await,
         };
         self.metrics.set(&Snapshot {
             gateway_connected,
@@ -223,7 +195,7 @@ impl Bot {
             guilds: report.guilds as usize,
             users,
             voice_connections: report.voice_connections as usize,
-            queued_tracks: report.queued_tracks,
+            queued_tracks: self.music.queued_tracks().await,
         });
         report
     }

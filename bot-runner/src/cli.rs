@@ -1,11 +1,13 @@
 //! Command line: flags with `MUSICBOT_*` environment fallbacks, the names the operator sets
-//! in bot pods (see the operator's `workload.rs`). The token never comes from a flag value:
+//! in bot pods (musicbot-api's `env` contract). The token never comes from a flag value:
 //! argv is world-readable in `/proc`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+use musicbot_api::crd::{ActivityKind, OnlineStatus};
+use musicbot_api::env::{LogFormat, var};
 use musicbot_db::connect::RecordsArgs;
 
 #[derive(Parser, Debug)]
@@ -34,25 +36,25 @@ pub enum Command {
 pub struct RunArgs {
     /// File holding the bot token (as the operator mounts it). Without it the token is read
     /// from $DISCORD_TOKEN, for local use.
-    #[arg(long, env = "MUSICBOT_TOKEN_FILE")]
+    #[arg(long, env = var::TOKEN_FILE)]
     pub token_file: Option<PathBuf>,
 
     /// Discord application (client) id; taken from the token when absent.
-    #[arg(long, env = "MUSICBOT_CLIENT_ID")]
+    #[arg(long, env = var::CLIENT_ID)]
     pub client_id: Option<String>,
 
     /// Name shown in /bots and logs.
-    #[arg(long, env = "MUSICBOT_BOT_NAME")]
+    #[arg(long, env = var::BOT_NAME)]
     pub bot_name: Option<String>,
 
     /// Guilds that get guild-scoped commands (comma-separated); empty registers them globally.
-    #[arg(long, env = "MUSICBOT_GUILD_IDS", value_delimiter = ',')]
+    #[arg(long, env = var::GUILD_IDS, value_delimiter = ',')]
     pub guild_ids: Vec<u64>,
 
     /// This process's shard and the bot's shard count.
-    #[arg(long, env = "MUSICBOT_SHARD_ID", default_value_t = 0)]
+    #[arg(long, env = var::SHARD_ID, default_value_t = 0)]
     pub shard_id: u32,
-    #[arg(long, env = "MUSICBOT_SHARD_COUNT", default_value_t = 1)]
+    #[arg(long, env = var::SHARD_COUNT, default_value_t = 1)]
     pub shard_count: u32,
 
     #[command(flatten)]
@@ -73,7 +75,7 @@ pub struct FleetArgs {
     pub token_key_file: Option<PathBuf>,
 
     /// Guilds that get guild-scoped commands, for every bot; empty registers them globally.
-    #[arg(long, env = "MUSICBOT_GUILD_IDS", value_delimiter = ',')]
+    #[arg(long, env = var::GUILD_IDS, value_delimiter = ',')]
     pub guild_ids: Vec<u64>,
 
     #[command(flatten)]
@@ -102,7 +104,7 @@ pub struct CommandsArgs {
     pub guild: Option<u64>,
 
     /// Token file of a single bot, when not using MongoDB.
-    #[arg(long, env = "MUSICBOT_TOKEN_FILE")]
+    #[arg(long, env = var::TOKEN_FILE)]
     pub token_file: Option<PathBuf>,
 
     #[arg(long, env = "MUSICBOT_TOKEN_KEY_FILE")]
@@ -111,7 +113,7 @@ pub struct CommandsArgs {
     #[command(flatten)]
     pub records: RecordsArgs,
 
-    #[arg(long, env = "MUSICBOT_DISCORD_API_URL")]
+    #[arg(long, env = var::DISCORD_API_URL)]
     pub discord_api_url: Option<String>,
 }
 
@@ -124,17 +126,17 @@ pub struct CommonArgs {
 
     /// Discord API base URL; point it at the simulator (`http://127.0.0.1:PORT`) to run
     /// without Discord. Discord's own URL keeps serenity's rate limiter on.
-    #[arg(long, env = "MUSICBOT_DISCORD_API_URL")]
+    #[arg(long, env = var::DISCORD_API_URL)]
     pub discord_api_url: Option<String>,
 
     /// PEM file of extra CA certificates to trust besides the system's roots (for a voice
     /// server or API behind a private CA). Unlike SSL_CERT_FILE, which replaces the
     /// system's roots, this adds to them.
-    #[arg(long, env = "MUSICBOT_CA_FILE")]
+    #[arg(long, env = var::CA_FILE)]
     pub ca_file: Option<PathBuf>,
 
     /// Port of /health, /ready, /metrics, /status and /bots.
-    #[arg(long, env = "MUSICBOT_HTTP_PORT", default_value_t = 8080)]
+    #[arg(long, env = var::HTTP_PORT, default_value_t = 8080)]
     pub http_port: u16,
 
     /// Address the HTTP server binds.
@@ -156,7 +158,8 @@ pub struct CommonArgs {
     #[arg(long, env = "MUSICBOT_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
     pub shutdown_grace_seconds: u64,
 
-    #[arg(long, env = "MUSICBOT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    /// text or json.
+    #[arg(long, env = var::LOG_FORMAT, default_value = "text")]
     pub log_format: LogFormat,
 
     /// Log filter, in tracing-subscriber's EnvFilter syntax.
@@ -167,19 +170,19 @@ pub struct CommonArgs {
 #[derive(Args, Debug, Clone)]
 pub struct MusicArgs {
     /// Volume of a new guild queue, in percent (0–200).
-    #[arg(long, env = "MUSICBOT_DEFAULT_VOLUME", default_value_t = 100, value_parser = clap::value_parser!(u16).range(0..=200))]
+    #[arg(long, env = var::DEFAULT_VOLUME, default_value_t = 100, value_parser = clap::value_parser!(u16).range(0..=200))]
     pub default_volume: u16,
 
     /// Most tracks one guild can queue.
-    #[arg(long, env = "MUSICBOT_MAX_QUEUE_LENGTH", default_value_t = 500)]
+    #[arg(long, env = var::MAX_QUEUE_LENGTH, default_value_t = 500)]
     pub max_queue_length: usize,
 
     /// Leave voice after this many seconds idle: nothing playing, or nobody listening (0 = never).
-    #[arg(long, env = "MUSICBOT_IDLE_LEAVE_SECONDS", default_value_t = 300)]
+    #[arg(long, env = var::IDLE_LEAVE_SECONDS, default_value_t = 300)]
     pub idle_leave_seconds: u64,
 
     /// Stay in the voice channel when it empties or the queue ends.
-    #[arg(long, env = "MUSICBOT_STAY_IN_CHANNEL", default_value_t = false, action = clap::ArgAction::Set,
+    #[arg(long, env = var::STAY_IN_CHANNEL, default_value_t = false, action = clap::ArgAction::Set,
           num_args = 0..=1, default_missing_value = "true")]
     pub stay_in_channel: bool,
 }
@@ -192,34 +195,14 @@ impl MusicArgs {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct PresenceArgs {
-    #[arg(long, env = "MUSICBOT_PRESENCE_STATUS", value_enum)]
-    pub presence_status: Option<PresenceStatus>,
-    #[arg(long, env = "MUSICBOT_ACTIVITY_TYPE", value_enum, requires = "activity_name")]
-    pub activity_type: Option<ActivityType>,
-    #[arg(long, env = "MUSICBOT_ACTIVITY_NAME")]
+    /// online, idle, dnd or invisible.
+    #[arg(long, env = var::PRESENCE_STATUS)]
+    pub presence_status: Option<OnlineStatus>,
+    /// playing, listening, watching or competing.
+    #[arg(long, env = var::ACTIVITY_TYPE, requires = "activity_name")]
+    pub activity_type: Option<ActivityKind>,
+    #[arg(long, env = var::ACTIVITY_NAME)]
     pub activity_name: Option<String>,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PresenceStatus {
-    Online,
-    Idle,
-    Dnd,
-    Invisible,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ActivityType {
-    Playing,
-    Listening,
-    Watching,
-    Competing,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 #[cfg(test)]
@@ -228,44 +211,53 @@ mod tests {
 
     #[test]
     fn the_operators_environment_configures_a_bot() {
-        // Exactly the variables workload.rs puts in a bot pod.
-        let env = [
-            ("MUSICBOT_TOKEN_FILE", "/var/run/secrets/musicbot/token"),
-            ("MUSICBOT_CLIENT_ID", "123456789012345678"),
-            ("MUSICBOT_BOT_NAME", "Radio"),
-            ("MUSICBOT_HTTP_PORT", "8081"),
-            ("MUSICBOT_SHARD_COUNT", "2"),
-            ("MUSICBOT_SHARD_ID", "1"),
-            ("MUSICBOT_DEFAULT_VOLUME", "80"),
-            ("MUSICBOT_MAX_QUEUE_LENGTH", "50"),
-            ("MUSICBOT_IDLE_LEAVE_SECONDS", "60"),
-            ("MUSICBOT_STAY_IN_CHANNEL", "true"),
-            ("MUSICBOT_LOG_FORMAT", "json"),
-            ("MUSICBOT_GUILD_IDS", "111111111111111111,222222222222222222"),
-            ("MUSICBOT_PRESENCE_STATUS", "dnd"),
-            ("MUSICBOT_ACTIVITY_TYPE", "playing"),
-            ("MUSICBOT_ACTIVITY_NAME", "lofi"),
-            ("MUSICBOT_CA_FILE", "/etc/musicbot/ca/ca.pem"),
-        ];
+        // Every variable of the contract, as the operator writes it; the shard id is the
+        // pod's ordinal there, 1 here.
+        let contract = musicbot_api::env::example();
         let args: Vec<String> = std::iter::once("bot-runner".to_string())
-            .chain(env.iter().flat_map(|(k, v)| {
-                let flag = format!("--{}", k.trim_start_matches("MUSICBOT_").to_lowercase().replace('_', "-"));
-                [flag, v.to_string()]
-            }))
+            .chain(
+                contract
+                    .vars()
+                    .into_iter()
+                    .flat_map(|(name, source)| {
+                        let value = match source {
+                            musicbot_api::env::Source::Value(v) => Some(v),
+                            musicbot_api::env::Source::ShardOrdinal => Some("1".into()),
+                            // The MongoDB URI is a Secret's, and bot-runner's records flags own it.
+                            musicbot_api::env::Source::Secret(_) => None,
+                        };
+                        let flag =
+                            format!("--{}", name.trim_start_matches("MUSICBOT_").to_lowercase().replace('_', "-"));
+                        value.map(|v| [flag, v])
+                    })
+                    .flatten(),
+            )
             .collect();
         // Flags and env share names; parsing the flags proves every variable has a home.
-        let cli = Cli::try_parse_from(args).unwrap();
-        let run = cli.run;
-        assert_eq!(run.client_id.as_deref(), Some("123456789012345678"));
-        assert_eq!((run.shard_id, run.shard_count), (1, 2));
-        assert_eq!(run.guild_ids, vec![111111111111111111, 222222222222222222]);
-        assert_eq!(run.common.music.default_volume, 80);
-        assert!(run.common.music.stay_in_channel);
-        assert_eq!(run.common.music.idle_leave(), None, "staying in the channel disables idle leave");
-        assert_eq!(run.common.log_format, LogFormat::Json);
-        assert_eq!(run.common.ca_file.as_deref(), Some(std::path::Path::new("/etc/musicbot/ca/ca.pem")));
-        assert_eq!(run.presence.presence_status, Some(PresenceStatus::Dnd));
-        assert_eq!(run.presence.activity_type, Some(ActivityType::Playing));
+        let run = Cli::try_parse_from(args).unwrap().run;
+        assert_eq!(run.token_file.as_deref(), Some(std::path::Path::new(musicbot_api::env::TOKEN_FILE)));
+        assert_eq!(run.client_id.as_deref(), Some(contract.client_id.as_str()));
+        assert_eq!(run.bot_name.as_deref(), Some(contract.bot_name.as_str()));
+        assert_eq!((run.shard_id, run.shard_count), (1, contract.shard_count));
+        let guilds: Vec<u64> = contract.guild_ids.iter().map(|g| g.parse().unwrap()).collect();
+        assert_eq!(run.guild_ids, guilds);
+        let (common, music) = (&run.common, &contract.music);
+        assert_eq!(common.http_port, contract.http_port);
+        assert_eq!(u32::from(common.music.default_volume), music.default_volume);
+        assert_eq!(common.music.max_queue_length, music.max_queue_length as usize);
+        assert_eq!(common.music.idle_leave_seconds, u64::from(music.idle_leave_seconds));
+        assert_eq!(common.music.stay_in_channel, music.stay_in_channel);
+        assert_eq!(common.music.idle_leave(), None, "staying in the channel disables idle leave");
+        assert_eq!(common.log_format, contract.log_format);
+        assert_eq!(common.ca_file.as_deref(), Some(std::path::Path::new(musicbot_api::env::CA_FILE)));
+        assert_eq!(common.discord_api_url, contract.discord_api_url);
+        let presence = contract.presence.unwrap();
+        assert_eq!(run.presence.presence_status, Some(presence.status));
+        assert_eq!(run.presence.activity_type, presence.activity.as_ref().map(|a| a.kind));
+        assert_eq!(run.presence.activity_name, presence.activity.map(|a| a.name));
+        let records = &common.records;
+        assert_eq!(records.mongodb_database.as_deref(), Some("prod"));
+        assert_eq!((records.bots_collection.as_str(), records.guilds_collection.as_str()), ("Bots", "Guilds"));
     }
 
     #[test]

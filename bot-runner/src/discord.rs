@@ -2,8 +2,10 @@
 
 use serenity::all::{ActivityData, GatewayIntents, Http, HttpBuilder, OnlineStatus};
 
-use crate::cli::{ActivityType, PresenceArgs, PresenceStatus};
-use crate::token::Token;
+use musicbot_api::Token;
+use musicbot_api::crd::{ActivityKind, OnlineStatus as Status};
+
+use crate::cli::PresenceArgs;
 
 /// Guilds (for GUILD_CREATE/DELETE and the cache) and voice states (to find the caller's
 /// channel and to notice an empty one). Neither is privileged.
@@ -24,7 +26,7 @@ pub fn api_origin(url: Option<&str>) -> Option<String> {
 /// serenity's REST client. The rate limiter stays on against Discord; serenity ignores the
 /// proxy while it is on, so a redirected client runs without it (the simulator does not
 /// rate-limit).
-pub fn http(token: &Token, api_url: Option<&str>, application_id: Option<u64>) -> Http {
+pub fn http(token: &Token, api_url: Option<&str>, application_id: u64) -> Http {
     let mut b = HttpBuilder::new(token.expose());
     // serenity builds its client with the built-in roots only; with extra CAs configured
     // (MUSICBOT_CA_FILE) it gets one that also trusts those.
@@ -36,28 +38,25 @@ pub fn http(token: &Token, api_url: Option<&str>, application_id: Option<u64>) -
     if let Some(origin) = api_origin(api_url) {
         b = b.proxy(origin).ratelimiter_disabled(true);
     }
-    if let Some(id) = application_id {
-        b = b.application_id(id.into());
-    }
-    b.build()
+    b.application_id(application_id.into()).build()
 }
 
 pub fn status(p: &PresenceArgs) -> OnlineStatus {
     match p.presence_status {
-        None | Some(PresenceStatus::Online) => OnlineStatus::Online,
-        Some(PresenceStatus::Idle) => OnlineStatus::Idle,
-        Some(PresenceStatus::Dnd) => OnlineStatus::DoNotDisturb,
-        Some(PresenceStatus::Invisible) => OnlineStatus::Invisible,
+        None | Some(Status::Online) => OnlineStatus::Online,
+        Some(Status::Idle) => OnlineStatus::Idle,
+        Some(Status::Dnd) => OnlineStatus::DoNotDisturb,
+        Some(Status::Invisible) => OnlineStatus::Invisible,
     }
 }
 
 pub fn activity(p: &PresenceArgs) -> Option<ActivityData> {
     let name = p.activity_name.clone()?;
-    Some(match p.activity_type.unwrap_or(ActivityType::Listening) {
-        ActivityType::Playing => ActivityData::playing(name),
-        ActivityType::Listening => ActivityData::listening(name),
-        ActivityType::Watching => ActivityData::watching(name),
-        ActivityType::Competing => ActivityData::competing(name),
+    Some(match p.activity_type.unwrap_or_default() {
+        ActivityKind::Playing => ActivityData::playing(name),
+        ActivityKind::Listening => ActivityData::listening(name),
+        ActivityKind::Watching => ActivityData::watching(name),
+        ActivityKind::Competing => ActivityData::competing(name),
     })
 }
 

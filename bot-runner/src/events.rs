@@ -16,7 +16,6 @@ pub async fn handle(fw: poise::FrameworkContext<'_, Arc<Bot>, Error>, event: &Fu
     let bot = fw.user_data;
     match event {
         FullEvent::Ready { data_about_bot: ready } => {
-            bot.learn_client_id(ready.application.id.get());
             info!(bot = %bot.name, user = %ready.user.name, guilds = ready.guilds.len(), "gateway ready");
             // Once per process: a reconnect's READY needs no new registration.
             if !bot.commands_deployed.load(Ordering::Relaxed) {

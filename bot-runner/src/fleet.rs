@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use crate::bot::{Bot, BotReport};
+use musicbot_api::{BotReport, ShardInfo, StatusReport};
+
+use crate::bot::Bot;
 
 pub struct Fleet {
     pub bots: Vec<Arc<Bot>>,
@@ -82,19 +84,9 @@ impl Fleet {
     }
 
     /// For the operator: totals at the top level, one entry per bot below.
-    pub async fn status(&self) -> Value {
-        let reports = self.reports().await;
-        let sum = |f: fn(&BotReport) -> u64| reports.iter().map(f).sum::<u64>();
-        let shard = self.bots.first().map(|b| b.shard).unwrap_or((0, 1));
-        json!({
-            "guilds": sum(|r| r.guilds),
-            "users": sum(|r| r.users),
-            "voiceConnections": sum(|r| r.voice_connections),
-            "gatewayConnected": !reports.is_empty() && reports.iter().all(|r| r.gateway_connected),
-            "commandsDeployed": !reports.is_empty() && reports.iter().all(|r| r.commands_deployed),
-            "shard": {"id": shard.0, "count": shard.1},
-            "bots": reports,
-        })
+    pub async fn status(&self) -> StatusReport {
+        let (id, count) = self.bots.first().map(|b| b.shard).unwrap_or((0, 1));
+        StatusReport::of(ShardInfo { id, count }, self.reports().await)
     }
 
     /// The seed's `/bots`.

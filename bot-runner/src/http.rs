@@ -97,7 +97,7 @@ async fn metrics_text(State(app): State<App>) -> Response {
         .into_response()
 }
 
-async fn status(State(app): State<App>) -> Json<serde_json::Value> {
+async fn status(State(app): State<App>) -> Json<musicbot_api::StatusReport> {
     Json(app.fleet.status().await)
 }
 

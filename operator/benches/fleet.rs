@@ -14,8 +14,8 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use musicbot_operator::controller::workload::CONFIG_HASH_ANNOTATION;
-use musicbot_operator::crd::MusicBot;
+use musicbot_api::crd::MusicBot;
+use musicbot_api::labels::CONFIG_HASH_ANNOTATION;
 use serde_json::json;
 use std::time::{Duration, Instant};
 

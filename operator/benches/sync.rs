@@ -16,8 +16,8 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use mongodb::bson::{Document, doc};
+use musicbot_api::crd::MusicBot;
 use musicbot_db::TokenCipher;
-use musicbot_operator::crd::MusicBot;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,9 @@
 //! Command-line flags of the operator, each with an environment fallback.
 
 use clap::{Args, Parser, ValueEnum};
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use musicbot_api::crd::ImagePullPolicy;
+use musicbot_api::env::SecretKey;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -23,12 +26,12 @@ pub struct Config {
     pub bot_image: String,
 
     /// imagePullPolicy of bot pods (default: Kubernetes' own default).
-    #[arg(long, env = "MUSICBOT_BOT_IMAGE_PULL_POLICY")]
-    pub bot_image_pull_policy: Option<String>,
+    #[arg(long, env = "MUSICBOT_BOT_IMAGE_PULL_POLICY", value_parser = parse_pull_policy)]
+    pub bot_image_pull_policy: Option<ImagePullPolicy>,
 
     /// Resources of bot pods, as JSON (a ResourceRequirements), unless a MusicBot sets its own.
-    #[arg(long, env = "MUSICBOT_BOT_RESOURCES")]
-    pub bot_resources: Option<String>,
+    #[arg(long, env = "MUSICBOT_BOT_RESOURCES", value_parser = parse_resources)]
+    pub bot_resources: Option<ResourceRequirements>,
 
     /// Port bot-runner listens on in its pod (probes, metrics, /status).
     #[arg(long, env = "MUSICBOT_BOT_HTTP_PORT", default_value_t = 8080)]
@@ -39,13 +42,13 @@ pub struct Config {
     pub discord_api_url: String,
 
     /// Secret name and key (`name/key`) holding the MongoDB URI bot pods use for guild tracking.
-    #[arg(long, env = "MUSICBOT_BOT_MONGODB_URI_SECRET")]
-    pub bot_mongodb_uri_secret: Option<String>,
+    #[arg(long, env = "MUSICBOT_BOT_MONGODB_URI_SECRET", value_parser = parse_secret_key)]
+    pub bot_mongodb_uri_secret: Option<SecretKey>,
 
     /// A private CA for every bot whose spec names none (`CONFIGMAP` or `CONFIGMAP/KEY`, key
     /// default `ca.crt`): a ConfigMap of that name in each bot's namespace.
     #[arg(long, env = "MUSICBOT_BOT_CA_BUNDLE", value_parser = parse_ca_bundle)]
-    pub bot_ca_bundle: Option<crate::crd::CaBundle>,
+    pub bot_ca_bundle: Option<musicbot_api::crd::CaBundle>,
 
     /// Seconds between refreshes of a running bot's guild/user/voice counts.
     #[arg(long, env = "MUSICBOT_STATUS_INTERVAL_SECONDS", default_value_t = 60)]
@@ -172,17 +175,48 @@ impl Config {
     }
 }
 
-fn parse_ca_bundle(value: &str) -> Result<crate::crd::CaBundle, String> {
+fn parse_pull_policy(value: &str) -> Result<ImagePullPolicy, String> {
+    ImagePullPolicy::ALL
+        .into_iter()
+        .find(|p| p.as_str() == value)
+        .ok_or_else(|| format!("{value:?} is not Always, IfNotPresent or Never"))
+}
+
+fn parse_resources(value: &str) -> Result<ResourceRequirements, String> {
+    serde_json::from_str(value).map_err(|e| format!("not a ResourceRequirements in JSON: {e}"))
+}
+
+fn parse_secret_key(value: &str) -> Result<SecretKey, String> {
+    match value.split_once('/') {
+        Some((name, key)) if !name.is_empty() && !key.is_empty() => {
+            Ok(SecretKey { name: name.into(), key: key.into() })
+        }
+        _ => Err(format!("{value:?} is not NAME/KEY")),
+    }
+}
+
+fn parse_ca_bundle(value: &str) -> Result<musicbot_api::crd::CaBundle, String> {
     let (name, key) = value.split_once('/').unwrap_or((value, "ca.crt"));
     if name.is_empty() || key.is_empty() {
         return Err(format!("{value:?} is not CONFIGMAP or CONFIGMAP/KEY"));
     }
-    Ok(crate::crd::CaBundle { config_map_name: name.into(), key: key.into() })
+    Ok(musicbot_api::crd::CaBundle { config_map_name: name.into(), key: key.into() })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_ca_bundle;
+    use super::*;
+
+    #[test]
+    fn bot_pod_flags_are_parsed_into_their_types() {
+        assert_eq!(parse_pull_policy("Never"), Ok(ImagePullPolicy::Never));
+        assert!(parse_pull_policy("never").is_err());
+        let r = parse_resources(r#"{"limits": {"memory": "64Mi"}}"#).unwrap();
+        assert_eq!(r.limits.unwrap()["memory"].0, "64Mi");
+        assert!(parse_resources("64Mi").is_err());
+        assert_eq!(parse_secret_key("mongo/uri"), Ok(SecretKey { name: "mongo".into(), key: "uri".into() }));
+        assert!(parse_secret_key("mongo").is_err() && parse_secret_key("/uri").is_err());
+    }
 
     #[test]
     fn a_ca_bundle_flag_names_a_config_map_and_maybe_its_key() {

@@ -1,7 +1,6 @@
 //! The operator's HTTP server: probes, metrics, the seed-compatible `/bots` listing and
 //! guild assignment (`POST /assignments`).
 
-use crate::crd::MusicBot;
 use crate::metrics::Metrics;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -10,6 +9,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router, serve};
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
+use musicbot_api::crd::MusicBot;
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,6 +2,7 @@ use anyhow::Context as _;
 use backon::{ExponentialBuilder, Retryable as _};
 use clap::Parser;
 use kube::Client;
+use musicbot_api::env::{LogFormat, MongoEnv};
 use musicbot_db::Assigner;
 use musicbot_operator::cli::{Action, Cli};
 use musicbot_operator::config::Config;
@@ -86,7 +87,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let mut ctx = Context::new(
         client.clone(),
-        bot_defaults(&config)?,
+        bot_defaults(&config),
         metrics.clone(),
         config.discord_api_url.clone(),
         config.status_interval(),
@@ -221,36 +222,33 @@ async fn finish(server: tokio::task::JoinHandle<std::io::Result<()>>) -> anyhow:
     Ok(())
 }
 
-fn bot_defaults(config: &Config) -> anyhow::Result<BotDefaults> {
+fn bot_defaults(config: &Config) -> BotDefaults {
+    let records = &config.mongo.records;
+    // Bot pods must find the same records the sync reads; names left at bot-runner's
+    // defaults are not written.
+    let defaults = musicbot_db::Collections::default();
+    let differs = |name: &String, default: &String| (name != default).then(|| name.clone());
+    let mongodb = config.bot_mongodb_uri_secret.clone().map(|uri_secret| MongoEnv {
+        uri_secret,
+        database: records.mongodb_database.clone(),
+        bots_collection: differs(&records.bots_collection, &defaults.bots),
+        guilds_collection: differs(&records.guilds_collection, &defaults.guilds),
+    });
     let mut d = BotDefaults {
         image: config.bot_image.clone(),
-        image_pull_policy: config.bot_image_pull_policy.clone(),
+        image_pull_policy: config.bot_image_pull_policy,
         http_port: config.bot_http_port,
         discord_api_url: (config.discord_api_url != "https://discord.com/api/v10")
             .then(|| config.discord_api_url.clone()),
-        log_format_json: true,
+        log_format: LogFormat::Json,
         ca_bundle: config.bot_ca_bundle.clone(),
+        mongodb,
         ..BotDefaults::default()
     };
-    if let Some(json) = &config.bot_resources {
-        d.resources = serde_json::from_str(json).context("--bot-resources is not a ResourceRequirements JSON")?;
+    if let Some(resources) = &config.bot_resources {
+        d.resources = resources.clone();
     }
-    if let Some(s) = &config.bot_mongodb_uri_secret {
-        let (name, key) = s.split_once('/').context("--bot-mongodb-uri-secret must be NAME/KEY")?;
-        d.mongodb_uri_secret = Some((name.into(), key.into()));
-    }
-    // Bot pods must find the same records the sync reads.
-    let defaults = musicbot_db::Collections::default();
-    if let Some(db) = &config.mongo.records.mongodb_database {
-        d.mongodb_names.push(("MUSICBOT_MONGODB_DATABASE", db.clone()));
-    }
-    if config.mongo.records.bots_collection != defaults.bots {
-        d.mongodb_names.push(("MUSICBOT_BOTS_COLLECTION", config.mongo.records.bots_collection.clone()));
-    }
-    if config.mongo.records.guilds_collection != defaults.guilds {
-        d.mongodb_names.push(("MUSICBOT_GUILDS_COLLECTION", config.mongo.records.guilds_collection.clone()));
-    }
-    Ok(d)
+    d
 }
 
 async fn shutdown_signal() {

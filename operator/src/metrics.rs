@@ -1,7 +1,7 @@
 //! Prometheus metrics of the operator (prometheus-client, text exposition on `/metrics`).
 
-use crate::crd::Phase;
 use crate::sync::metrics::SyncMetrics;
+use musicbot_api::crd::Phase;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

@@ -11,8 +11,8 @@ use common::*;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams};
+use musicbot_api::crd::{MusicBot, Phase};
 use musicbot_operator::controller::BotDefaults;
-use musicbot_operator::crd::{MusicBot, Phase};
 use serde_json::json;
 
 #[tokio::test]
@@ -69,7 +69,7 @@ async fn status_server(report: serde_json::Value) -> u16 {
     port
 }
 
-fn condition(bot: &MusicBot, t: &str) -> Option<musicbot_operator::crd::Condition> {
+fn condition(bot: &MusicBot, t: &str) -> Option<musicbot_api::crd::Condition> {
     bot.status.as_ref()?.conditions.iter().find(|c| c.type_ == t).cloned()
 }
 

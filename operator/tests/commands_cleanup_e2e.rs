@@ -4,11 +4,11 @@
 mod common;
 
 use common::*;
-use kube::api::{Api, DeleteParams};
-use musicbot_operator::controller::BotDefaults;
-use musicbot_operator::crd::MusicBot;
-use serde_json::json;
 use discord_sim::{BotSpec, DiscordSim, GuildSpec};
+use kube::api::{Api, DeleteParams};
+use musicbot_api::crd::MusicBot;
+use musicbot_operator::controller::BotDefaults;
+use serde_json::json;
 
 const GUILD: u64 = 222222222222222222;
 

@@ -5,7 +5,7 @@ mod common;
 
 use common::{CLIENT_ID, cluster};
 use kube::api::{Api, ApiResource, DynamicObject, PostParams};
-use musicbot_operator::crd::MusicBot;
+use musicbot_api::crd::MusicBot;
 use serde_json::json;
 
 #[test]

@@ -5,8 +5,8 @@
 use http::{Request, Response, StatusCode};
 use kube::client::Body;
 use kube::runtime::controller::Action;
+use musicbot_api::crd::MusicBot;
 use musicbot_operator::controller::{BotDefaults, Context, Error, error_policy, reconcile::reconcile};
-use musicbot_operator::crd::MusicBot;
 use musicbot_operator::metrics::Metrics;
 use serde_json::{Value, json};
 use std::sync::Arc;

@@ -10,9 +10,9 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
+use musicbot_api::crd::{MusicBot, Phase};
+use musicbot_api::labels::CONFIG_HASH_ANNOTATION;
 use musicbot_operator::controller::BotDefaults;
-use musicbot_operator::controller::workload::CONFIG_HASH_ANNOTATION;
-use musicbot_operator::crd::{MusicBot, Phase};
 use serde_json::json;
 
 fn spec() -> serde_json::Value {

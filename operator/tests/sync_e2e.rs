@@ -13,12 +13,12 @@ use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 use mongodb::Database;
 use mongodb::bson::{Bson, Document, doc, oid::ObjectId};
+use musicbot_api::crd::MusicBot;
+use musicbot_api::labels::CONFIG_HASH_ANNOTATION;
+use musicbot_api::labels::{MANAGED_BY_LABEL, SYNC_ERROR, synced_selector as selector};
 use musicbot_db::TokenCipher;
 use musicbot_operator::config::SyncMode;
 use musicbot_operator::controller::BotDefaults;
-use musicbot_operator::controller::workload::CONFIG_HASH_ANNOTATION;
-use musicbot_operator::crd::MusicBot;
-use musicbot_operator::sync::desired::{MANAGED_BY_LABEL, SYNC_ERROR, selector};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,7 +56,7 @@ async fn pod_hash(client: &Client, ns: &str, pod: &str) -> Option<String> {
     p.metadata.deletion_timestamp.is_none().then(|| p.annotations().get(CONFIG_HASH_ANNOTATION).cloned()).flatten()
 }
 
-fn condition(bot: &MusicBot, type_: &str) -> Option<musicbot_operator::crd::Condition> {
+fn condition(bot: &MusicBot, type_: &str) -> Option<musicbot_api::crd::Condition> {
     bot.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_).cloned()
 }
 

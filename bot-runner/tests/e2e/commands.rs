@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use discord_sim::DiscordSim;
 use mongodb::bson::{Document, doc};
 use musicbot_db::TokenCipher;
-use discord_sim::DiscordSim;
 use testkit::mongo::MongoServer;
 
 use crate::support::*;
@@ -108,10 +108,7 @@ async fn bad_arguments_get_a_polite_ephemeral_reply() -> anyhow::Result<()> {
         (play("   "), "URL or some words"),
         (play("http://"), "URL"),
         (discord_sim::SlashCommand::new(GUILD, TEXT, BOB, "skip"), "Join me in"),
-        (
-            discord_sim::SlashCommand::new(GUILD, TEXT, BOB, "play").option("query", "anything"),
-            "Join a voice channel",
-        ),
+        (discord_sim::SlashCommand::new(GUILD, TEXT, BOB, "play").option("query", "anything"), "Join a voice channel"),
     ];
     for (c, want) in cases {
         let name = c.clone();

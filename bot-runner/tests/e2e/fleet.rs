@@ -2,9 +2,9 @@
 //! encrypted tokens) and from a token file, three bots playing in three voice channels of
 //! one guild at once.
 
+use discord_sim::{DiscordSim, GuildSpec, SlashCommand, UserSpec};
 use mongodb::bson::{Document, doc};
 use musicbot_db::TokenCipher;
-use discord_sim::{DiscordSim, GuildSpec, SlashCommand, UserSpec};
 use testkit::mongo::MongoServer;
 
 use crate::support::*;

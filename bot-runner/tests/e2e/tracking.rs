@@ -1,7 +1,7 @@
 //! Guild join/leave → the seed's `ServerMusicBotDB` documents, and `guildCount`.
 
-use mongodb::bson::{Document, doc, oid::ObjectId};
 use discord_sim::GuildSpec;
+use mongodb::bson::{Document, doc, oid::ObjectId};
 use testkit::mongo::MongoServer;
 
 use crate::support::*;

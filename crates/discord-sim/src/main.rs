@@ -20,7 +20,12 @@ struct Args {
     #[arg(long, env = "DISCORD_SIM_BIND", default_value = "127.0.0.1")]
     bind: IpAddr,
     /// Bot tokens to accept (repeat for several bots).
-    #[arg(long = "token", env = "DISCORD_SIM_TOKENS", value_delimiter = ',', default_value = "sim-token")]
+    #[arg(
+        long = "token",
+        env = "DISCORD_SIM_TOKENS",
+        value_delimiter = ',',
+        default_value = "MTIzNDU2Nzg5MDEyMzQ1Njc4.dev.token"
+    )]
     tokens: Vec<String>,
     /// Number of guilds; each has #general, a "Music" voice channel and a member sitting in it.
     #[arg(long, default_value_t = 1)]

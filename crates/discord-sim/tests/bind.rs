@@ -8,12 +8,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use base64::Engine;
-use support::voice::*;
-use support::*;
+use discord_sim::{BotSpec, DiscordSim, SimTls};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use serenity_voice_model::Event;
-use discord_sim::{BotSpec, DiscordSim, SimTls};
+use support::voice::*;
+use support::*;
 use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
 

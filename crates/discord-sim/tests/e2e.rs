@@ -8,7 +8,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::*;
+use discord_sim::{SimTls, SlashCommand};
 use serenity::all::{
     ClientBuilder, Context, CreateCommand, EditInteractionResponse, EventHandler, GatewayIntents, GuildId, HttpBuilder,
     Interaction, Ready,
@@ -16,7 +16,7 @@ use serenity::all::{
 use serenity::async_trait;
 use songbird::SerenityInit;
 use songbird::input::Input;
-use discord_sim::{SimTls, SlashCommand};
+use support::*;
 
 const TONE_HZ: f64 = 440.0;
 

@@ -9,12 +9,12 @@ mod support;
 
 use std::time::Duration;
 
-use support::*;
+use discord_sim::{Bot, SimTls, SlashCommand};
 use serenity::all::{ClientBuilder, Context, EventHandler, GatewayIntents, GuildId, HttpBuilder, Interaction};
 use serenity::async_trait;
 use songbird::SerenityInit;
 use songbird::input::{Input, RawAdapter};
-use discord_sim::{Bot, SimTls, SlashCommand};
+use support::*;
 
 /// 48 kHz stereo f32 samples of a tone, endless enough for the test.
 fn tone(hz: f32, seconds: f32) -> Input {

@@ -5,14 +5,14 @@ mod support;
 
 use std::time::Duration;
 
-use support::*;
+use discord_sim::{DiscordSim, SlashCommand};
 use serde_json::{Value, json};
 use serenity::all::{
     ChannelId, CommandDataOptionValue, GuildCreateEvent, GuildDeleteEvent, GuildId, Interaction, Ready, UserId,
     VoiceServerUpdateEvent, VoiceState,
 };
 use serenity::model::event::GatewayEvent;
-use discord_sim::{DiscordSim, SlashCommand};
+use support::*;
 
 fn parse<T: serde::de::DeserializeOwned>(d: &Value) -> T {
     serde_json::from_value(d.clone())

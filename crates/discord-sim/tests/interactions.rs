@@ -5,12 +5,12 @@ mod support;
 
 use std::time::Duration;
 
-use support::*;
+use discord_sim::{DiscordSim, DiscordSimBuilder, SlashCommand};
 use serenity::all::{
     CommandInteraction, CreateEmbed, CreateInteractionResponse, CreateInteractionResponseFollowup,
     CreateInteractionResponseMessage, EditInteractionResponse, Http, HttpBuilder, HttpError, Interaction,
 };
-use discord_sim::{DiscordSim, DiscordSimBuilder, SlashCommand};
+use support::*;
 
 struct Fixture {
     sim: DiscordSim,

@@ -3,13 +3,13 @@
 
 mod support;
 
-use support::*;
+use discord_sim::DiscordSim;
 use serde_json::json;
 use serenity::all::{
     ChannelId, Command, CommandOptionType, CreateCommand, CreateCommandOption, CreateMessage, GuildId, Http,
     HttpBuilder, HttpError, UserId,
 };
-use discord_sim::DiscordSim;
+use support::*;
 
 fn serenity_http(sim: &DiscordSim, token: &str) -> Http {
     let http = HttpBuilder::new(token).proxy(sim.api_url()).ratelimiter_disabled(true).build();

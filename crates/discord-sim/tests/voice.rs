@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
-use support::voice::*;
-use support::*;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use serenity_voice_model::Event;
 use serenity_voice_model::id::GuildId;
 use serenity_voice_model::payload::{Heartbeat, Resume, SelectProtocol, Speaking};
 use serenity_voice_model::{ProtocolData, SpeakingState};
+use support::voice::*;
+use support::*;
 use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
 

@@ -8,6 +8,8 @@ use anyhow::Context as _;
 use mongodb::Database;
 use mongodb::options::ClientOptions;
 
+use musicbot_api::env::var;
+
 use crate::{Collections, TokenCipher};
 
 pub const DEFAULT_DATABASE: &str = "musicbot";
@@ -18,19 +20,19 @@ pub const DEFAULT_DATABASE: &str = "musicbot";
 pub struct RecordsArgs {
     /// MongoDB connection string of the bot records (unset: no MongoDB).
     // hide_env_values: the URI may hold a password, and --help would print it.
-    #[arg(long, env = "MUSICBOT_MONGODB_URI", hide_env_values = true)]
+    #[arg(long, env = var::MONGODB_URI, hide_env_values = true)]
     pub mongodb_uri: Option<String>,
 
     /// Database of the records (default: the one named in the URI, else "musicbot").
-    #[arg(long, env = "MUSICBOT_MONGODB_DATABASE")]
+    #[arg(long, env = var::MONGODB_DATABASE)]
     pub mongodb_database: Option<String>,
 
     /// Collection of the bot records (the seed's Prisma model name by default).
-    #[arg(long, env = "MUSICBOT_BOTS_COLLECTION", default_value = "MusicBotDB")]
+    #[arg(long, env = var::BOTS_COLLECTION, default_value = "MusicBotDB")]
     pub bots_collection: String,
 
     /// Collection of the guild assignments (the seed's Prisma model name by default).
-    #[arg(long, env = "MUSICBOT_GUILDS_COLLECTION", default_value = "ServerMusicBotDB")]
+    #[arg(long, env = var::GUILDS_COLLECTION, default_value = "ServerMusicBotDB")]
     pub guilds_collection: String,
 }
 

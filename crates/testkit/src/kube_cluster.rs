@@ -5,11 +5,11 @@
 //! apply, watches, owner references and garbage collection.
 
 use crate::kube_node::NodeAccess;
-use discord_sim::pki::CertAuthority;
 use crate::process::Guarded;
 use crate::{bins, net};
 use anyhow::{Context, Result, bail};
 use base64::Engine;
+use discord_sim::pki::CertAuthority;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};

@@ -11,10 +11,10 @@
 //! iptables and mounts as they were.
 
 use crate::kube_cluster::{KubeCluster, kubeconfig_yaml};
-use discord_sim::pki::CertAuthority;
 use crate::process::Guarded;
 use crate::{bins, workspace_root};
 use anyhow::{Context, Result, bail};
+use discord_sim::pki::CertAuthority;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use std::net::Ipv4Addr;

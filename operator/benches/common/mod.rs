@@ -4,7 +4,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::wait::{await_condition, conditions};
-use musicbot_operator::crd::MusicBot;
+use musicbot_api::crd::MusicBot;
 use std::ffi::OsString;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

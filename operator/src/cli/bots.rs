@@ -3,12 +3,12 @@
 //! argv, where `ps` and shell history would keep them) and never printed.
 
 use crate::config::MongoArgs;
-use crate::controller::token::check_shape;
 use crate::mongo::{Records, load_key};
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use futures::TryStreamExt;
 use mongodb::bson::{self, Bson, Document, doc};
+use musicbot_api::token::Token;
 use musicbot_db::cipher::{self, TokenCipher};
 use musicbot_db::records::is_snowflake;
 use musicbot_db::{Assigner, AssignmentStatus, BotRecord, invite_url};
@@ -116,16 +116,7 @@ pub fn validate(client_id: &str, token: &str) -> Result<(), String> {
     if !is_snowflake(client_id) {
         return Err(format!("--client-id {client_id:?} is not a Discord application id (17 to 20 digits)"));
     }
-    if token.is_empty() {
-        return Err("the token is empty".into());
-    }
-    match check_shape(token, client_id) {
-        Ok(()) => Ok(()),
-        Err(None) => Err("that is not a Discord bot token (expected three dot-separated parts, \
-                          the first being the base64 of the client id)"
-            .into()),
-        Err(Some(other)) => Err(format!("the token belongs to application {other}, not to {client_id}")),
-    }
+    Token::parse_for(token, client_id).map(drop).map_err(|e| e.to_string())
 }
 
 fn read_token(file: Option<&PathBuf>) -> anyhow::Result<String> {

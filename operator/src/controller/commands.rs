@@ -1,10 +1,10 @@
 //! Clearing a deleted bot's slash commands on Discord (opt-in: `clearCommandsOnDelete`).
 
 use super::{Context, Error};
-use crate::crd::MusicBot;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
+use musicbot_api::crd::MusicBot;
 
 pub async fn clear(bot: &MusicBot, ctx: &Context) -> Result<(), Error> {
     let ns = bot.namespace().unwrap_or_default();

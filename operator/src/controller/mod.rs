@@ -7,7 +7,6 @@ pub mod status;
 pub mod token;
 pub mod workload;
 
-use crate::crd::MusicBot;
 use crate::metrics::Metrics;
 use futures::{Stream, StreamExt, future};
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -17,6 +16,8 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
+use musicbot_api::crd::MusicBot;
+use musicbot_api::labels;
 // The module only: `watcher()` below is this module's own, which every watch goes through.
 use kube::runtime::watcher::{self};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -200,8 +201,8 @@ pub async fn run(
         None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client)),
     };
     let bot_pods =
-        watcher::Config::default().labels(&format!("app.kubernetes.io/name=bot-runner,{}", workload::BOT_LABEL));
-    let managed = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={}", workload::MANAGED_BY));
+        watcher::Config::default().labels(&format!("{}=bot-runner,{}", labels::NAME_LABEL, labels::BOT_LABEL));
+    let managed = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY_LABEL, labels::OPERATOR));
     let (reader, writer) = reflector::store();
     let bots = reflector::reflector(writer, watcher(bots, watcher::Config::default().any_semantic()));
     let controller = Controller::for_stream(bots.applied_objects(), reader);
@@ -214,7 +215,7 @@ pub async fn run(
         // A pod that cannot pull, crashes or cannot be scheduled changes nothing the
         // StatefulSet shows: watch the bot pods themselves (metadata only, by their label).
         .watches_stream(watcher(pods, bot_pods).touched_objects(), |pod| {
-            let bot = pod.labels().get(workload::BOT_LABEL)?;
+            let bot = pod.labels().get(labels::BOT_LABEL)?;
             Some(ObjectRef::new(bot).within(&pod.namespace()?))
         })
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.concurrency))

@@ -2,9 +2,8 @@
 //! the bot pods how they are, write status, publish Events. Decisions live in the pure
 //! modules beside this one.
 
-use super::status::{self, BotReport, Observed};
+use super::status::{self, Observed, PodReport};
 use super::{Context, Error, FIELD_MANAGER, token, workload};
-use crate::crd::{MusicBot, MusicBotStatus, Phase};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -12,17 +11,18 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
+use musicbot_api::crd::{MusicBot, MusicBotStatus, Phase};
+use musicbot_api::labels;
+use musicbot_api::report::StatusReport;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
-
-pub const FINALIZER: &str = "musicbot.dev/cleanup";
 
 pub async fn reconcile(bot: Arc<MusicBot>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let ns = bot.namespace().ok_or(Error::NotNamespaced)?;
     let api: Api<MusicBot> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, FINALIZER, bot, |event| async {
+    let result = finalizer(&api, labels::FINALIZER, bot, |event| async {
         match event {
             Finalizer::Apply(bot) => apply(&bot, &ctx).await,
             Finalizer::Cleanup(bot) => cleanup(&bot, &ctx).await,
@@ -97,17 +97,14 @@ async fn apply(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
 async fn bot_pods(bot: &MusicBot, ctx: &Context) -> Result<Vec<Pod>, Error> {
     let ns = bot.namespace().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let selector = workload::selector_labels(&bot.name_any())
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let selector =
+        labels::selector_labels(&bot.name_any()).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
     Ok(pods.list(&ListParams::default().labels(&selector)).await?.items)
 }
 
 /// `/status` of every running pod with an address, ready or not: a pod that is not ready
 /// is the one whose answer says why. Pods that do not answer are left out.
-async fn bot_reports(pods: &[Pod], ctx: &Context) -> Vec<BotReport> {
+async fn bot_reports(pods: &[Pod], ctx: &Context) -> Vec<PodReport> {
     let targets: Vec<(String, String)> = pods
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
@@ -120,8 +117,14 @@ async fn bot_reports(pods: &[Pod], ctx: &Context) -> Vec<BotReport> {
         .collect();
     let fetches = targets.iter().map(|(pod, url)| async move {
         let resp = ctx.http.get(url).timeout(Duration::from_secs(2)).send().await.ok()?;
-        let report = resp.error_for_status().ok()?.json::<BotReport>().await.ok()?;
-        Some(BotReport { pod: pod.clone(), ..report })
+        let report = match resp.error_for_status().ok()?.json::<StatusReport>().await {
+            Ok(report) => report,
+            Err(e) => {
+                warn!(pod = %pod, error = %e, "a bot pod's /status answer does not parse: is it running another version?");
+                return None;
+            }
+        };
+        Some(PodReport { pod: pod.clone(), report })
     });
     futures::future::join_all(fetches).await.into_iter().flatten().collect()
 }

@@ -2,52 +2,16 @@
 //! telling a person about when it changes.
 
 use super::token::TokenProblem;
-use crate::crd::{Condition, MusicBot, MusicBotStatus, Phase, condition};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod};
-use serde::Deserialize;
+use musicbot_api::crd::{Condition, MusicBot, MusicBotStatus, Phase, condition};
+use musicbot_api::report::{ShardInfo, StatusReport};
 
-/// What one bot-runner pod reports on `/status`.
-#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase", default)]
-pub struct BotReport {
-    pub guilds: u64,
-    pub users: u64,
-    pub voice_connections: u64,
-    pub gateway_connected: bool,
-    pub commands_deployed: bool,
-    pub shard: Option<ShardInfo>,
-    /// Why the gateway is not connected, when bot-runner says (here or for one of `bots`).
-    pub last_error: Option<String>,
-    pub bots: Vec<BotEntry>,
-    /// The pod that answered (set by reconcile, not part of the answer).
-    #[serde(skip)]
+/// A pod's `/status` answer.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PodReport {
     pub pod: String,
-}
-
-/// One bot of the answering process; only what status quotes.
-#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase", default)]
-pub struct BotEntry {
-    pub last_error: Option<String>,
-}
-
-impl BotReport {
-    /// The process's own error, else the first of its bots'.
-    pub fn error(&self) -> Option<&str> {
-        self.last_error
-            .as_deref()
-            .into_iter()
-            .chain(self.bots.iter().filter_map(|b| b.last_error.as_deref()))
-            .find(|e| !e.trim().is_empty())
-    }
-}
-
-#[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq)]
-#[serde(default)]
-pub struct ShardInfo {
-    pub id: u32,
-    pub count: u32,
+    pub report: StatusReport,
 }
 
 /// Everything reconcile learned from the cluster and the bot's pods.
@@ -57,7 +21,7 @@ pub struct Observed<'a> {
     /// The bot's pods (selected by the StatefulSet's selector labels).
     pub pods: &'a [Pod],
     /// Reports of the pods that answered `/status`.
-    pub reports: &'a [BotReport],
+    pub reports: &'a [PodReport],
     pub now: String,
 }
 
@@ -168,18 +132,14 @@ fn crash_message(container: &str, t: &ContainerStateTerminated) -> String {
 }
 
 /// Why the pods that answered `/status` without a gateway are not connected.
-fn gateway_detail(reports: &[BotReport]) -> String {
+fn gateway_detail(reports: &[PodReport]) -> String {
     let parts: Vec<String> = reports
         .iter()
-        .filter(|r| !r.gateway_connected)
-        .map(|r| {
-            let who = match (r.shard, r.pod.is_empty()) {
-                (Some(s), false) if s.count > 1 => format!("shard {} ({})", s.id, r.pod),
-                (_, false) => r.pod.clone(),
-                (Some(s), true) => format!("shard {}", s.id),
-                (None, true) => "a shard".into(),
-            };
-            match r.error().map(clip) {
+        .filter(|r| !r.report.gateway_connected)
+        .map(|PodReport { pod, report }| {
+            let ShardInfo { id, count } = report.shard;
+            let who = if count > 1 { format!("shard {id} ({pod})") } else { pod.clone() };
+            match report.error().map(clip) {
                 Some(e) => format!("{who}: not connected to the Discord gateway: {e}"),
                 None => format!("{who}: not connected to the Discord gateway yet"),
             }
@@ -261,10 +221,10 @@ pub fn compute(bot: &MusicBot, seen: &Observed) -> MusicBotStatus {
     let (gw, cmds) = if answered == 0 {
         (None, None)
     } else {
-        let connected = seen.reports.iter().filter(|r| r.gateway_connected).count() as u32;
+        let connected = seen.reports.iter().filter(|r| r.report.gateway_connected).count() as u32;
         (
             Some(connected >= shards.min(answered).max(1) && connected == answered),
-            Some(seen.reports.iter().any(|r| r.commands_deployed)),
+            Some(seen.reports.iter().any(|r| r.report.commands_deployed)),
         )
     };
     match gw {
@@ -297,7 +257,9 @@ pub fn compute(bot: &MusicBot, seen: &Observed) -> MusicBotStatus {
         set(condition::SYNCED, Some(ok), reason, message);
     }
 
-    let sum = |f: fn(&BotReport) -> u64| (!seen.reports.is_empty()).then(|| seen.reports.iter().map(f).sum());
+    let sum = |f: fn(&StatusReport) -> u64| {
+        (!seen.reports.is_empty()).then(|| seen.reports.iter().map(|r| f(&r.report)).sum())
+    };
     MusicBotStatus {
         phase: Some(phase),
         conditions,
@@ -315,7 +277,7 @@ pub fn compute(bot: &MusicBot, seen: &Observed) -> MusicBotStatus {
 /// record is currently invalid (its last good version keeps running). None when the
 /// MusicBot was not made by the sync.
 fn synced(bot: &MusicBot) -> Option<(bool, &'static str, String)> {
-    use crate::sync::desired::{SYNC_ERROR, SYNCED_AT, SYNCED_FROM};
+    use musicbot_api::labels::{SYNC_ERROR, SYNCED_AT, SYNCED_FROM};
     let annotations = bot.metadata.annotations.as_ref()?;
     let from = annotations.get(SYNCED_FROM)?;
     let at = annotations.get(SYNCED_AT).map(String::as_str).unwrap_or("an unknown time");
@@ -424,7 +386,7 @@ fn ready_reason_is_problem(status: &MusicBotStatus) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::MusicBotSpec;
+    use musicbot_api::crd::MusicBotSpec;
     use serde_json::json;
 
     fn bot(status: Option<MusicBotStatus>, suspended: bool) -> MusicBot {
@@ -471,13 +433,16 @@ mod tests {
         );
         assert_eq!(pending.phase, Some(Phase::Pending));
         assert_eq!(cond(&pending, condition::GATEWAY_CONNECTED).status, "Unknown");
-        let reports = [BotReport {
-            guilds: 5,
-            users: 1250,
-            voice_connections: 2,
-            gateway_connected: true,
-            commands_deployed: true,
-            ..Default::default()
+        let reports = [PodReport {
+            pod: "radio-0".into(),
+            report: StatusReport {
+                guilds: 5,
+                users: 1250,
+                voice_connections: 2,
+                gateway_connected: true,
+                commands_deployed: true,
+                ..Default::default()
+            },
         }];
         let running = compute(
             &bot(Some(pending.clone()), false),
@@ -534,7 +499,7 @@ mod tests {
 
     #[test]
     fn synced_follows_the_sync_annotations_and_is_absent_without_them() {
-        use crate::sync::desired::{SYNC_ERROR, SYNCED_AT, SYNCED_FROM};
+        use musicbot_api::labels::{SYNC_ERROR, SYNCED_AT, SYNCED_FROM};
         let token = Ok("d".to_string());
         let seen = |now: &str| Observed { token: &token, statefulset: None, pods: &[], reports: &[], now: now.into() };
         let hand_made = compute(&bot(None, false), &seen("T0"));
@@ -586,7 +551,7 @@ mod tests {
         ]})
     }
 
-    fn observe(b: &MusicBot, pods: &[Pod], reports: &[BotReport], now: &str) -> MusicBotStatus {
+    fn observe(b: &MusicBot, pods: &[Pod], reports: &[PodReport], now: &str) -> MusicBotStatus {
         let token = Ok("d".to_string());
         compute(b, &Observed { token: &token, statefulset: Some(&sts(0)), pods, reports, now: now.into() })
     }
@@ -734,14 +699,16 @@ mod tests {
 
     #[test]
     fn a_pod_that_is_not_ready_says_why_its_gateway_is_not_connected() {
-        let report = BotReport {
-            gateway_connected: false,
+        let failing = musicbot_api::BotReport {
+            name: "radio".into(),
             last_error: Some("Gateway connection failed: IO error: connection refused".into()),
-            shard: Some(ShardInfo { id: 0, count: 1 }),
-            pod: "radio-0".into(),
             ..Default::default()
         };
-        let s = observe(&bot(None, false), &[], std::slice::from_ref(&report), "T1");
+        let report = |bot: musicbot_api::BotReport| PodReport {
+            pod: "radio-0".into(),
+            report: StatusReport::of(ShardInfo { id: 0, count: 1 }, vec![bot]),
+        };
+        let s = observe(&bot(None, false), &[], &[report(failing.clone())], "T1");
         assert_eq!(s.phase, Some(Phase::Pending));
         let gw = cond(&s, condition::GATEWAY_CONNECTED);
         assert_eq!(gw.status, "False");
@@ -751,24 +718,18 @@ mod tests {
         );
         assert!(cond(&s, condition::READY).message.contains("connection refused"));
         // Without an error in the report it still says that the pod answered.
-        let quiet = BotReport { last_error: None, ..report };
+        let quiet = report(musicbot_api::BotReport { last_error: None, ..failing });
         let s = observe(&bot(None, false), &[], &[quiet], "T1");
         assert_eq!(cond(&s, condition::GATEWAY_CONNECTED).message, "radio-0: not connected to the Discord gateway yet");
-        // What bot-runner's /status really returns parses, shard included.
-        let parsed: BotReport = serde_json::from_value(json!({
-            "guilds": 0, "users": 0, "voiceConnections": 0, "gatewayConnected": false, "commandsDeployed": false,
-            "shard": {"id": 1, "count": 2}, "bots": [{"name": "radio"}]
-        }))
-        .unwrap();
-        assert_eq!(parsed.shard, Some(ShardInfo { id: 1, count: 2 }));
-        assert_eq!(parsed.error(), None);
-        // An error given per bot is quoted too; one at the top wins.
-        let per_bot: BotReport =
-            serde_json::from_value(json!({"bots": [{"lastError": ""}, {"lastError": "4004 authentication failed"}]}))
-                .unwrap();
-        assert_eq!(per_bot.error(), Some("4004 authentication failed"));
-        let both = BotReport { last_error: Some("top".into()), ..per_bot };
-        assert_eq!(both.error(), Some("top"));
+        // A shard of several is named as one.
+        let mut second = report(musicbot_api::BotReport::default());
+        second.report.shard = ShardInfo { id: 1, count: 2 };
+        second.pod = "radio-1".into();
+        let s = observe(&bot(None, false), &[], &[second], "T1");
+        assert_eq!(
+            cond(&s, condition::GATEWAY_CONNECTED).message,
+            "shard 1 (radio-1): not connected to the Discord gateway yet"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Checking the token a MusicBot points at, without ever logging or storing it.
 
-use base64::Engine;
 use k8s_openapi::api::core::v1::Secret;
+use musicbot_api::token::{Token, TokenError};
 
 /// Why a MusicBot's token cannot be used. The `Display` text goes into conditions and
 /// Events, so it names the Secret and key but never includes the token.
@@ -54,42 +54,17 @@ pub fn resolve(
             TokenProblem::KeyNotFound { secret, key }
         })?;
     let token = String::from_utf8_lossy(&bytes);
-    let token = token.trim();
-    if token.is_empty() {
+    let token = Token::parse_for(&token, client_id).map_err(|e| {
         let (secret, key) = names();
-        return Err(TokenProblem::Empty { secret, key });
-    }
-    check_shape(token, client_id).map_err(|found| {
-        let (secret, key) = names();
-        match found {
-            Some(token_client_id) => {
-                TokenProblem::ClientIdMismatch { secret, client_id: client_id.into(), token_client_id }
+        match e {
+            TokenError::Empty => TokenProblem::Empty { secret, key },
+            TokenError::Malformed => TokenProblem::Malformed { secret, key },
+            TokenError::WrongApplication { client_id, token_client_id } => {
+                TokenProblem::ClientIdMismatch { secret, client_id, token_client_id: token_client_id.to_string() }
             }
-            None => TokenProblem::Malformed { secret, key },
         }
     })?;
-    Ok(digest(token, salt))
-}
-
-/// A Discord bot token is `base64(application id).timestamp.hmac`. Err(None): not that
-/// shape; Err(Some(id)): a token of another application.
-pub fn check_shape(token: &str, client_id: &str) -> Result<(), Option<String>> {
-    let parts: Vec<&str> = token.split('.').collect();
-    if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) || token.chars().any(char::is_whitespace) {
-        return Err(None);
-    }
-    let decoded = base64::engine::general_purpose::STANDARD_NO_PAD
-        .decode(parts[0].trim_end_matches('='))
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[0].trim_end_matches('=')))
-        .map_err(|_| None)?;
-    let id = String::from_utf8(decoded).map_err(|_| None)?;
-    if !id.chars().all(|c| c.is_ascii_digit()) || id.is_empty() {
-        return Err(None);
-    }
-    if id != client_id {
-        return Err(Some(id));
-    }
-    Ok(())
+    Ok(digest(token.expose(), salt))
 }
 
 fn digest(token: &str, salt: &str) -> String {
@@ -104,6 +79,7 @@ fn digest(token: &str, salt: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
     use k8s_openapi::ByteString;
     use std::collections::BTreeMap;
 
@@ -151,13 +127,5 @@ mod tests {
             assert_eq!(problem.reason(), reason);
             assert!(!problem.to_string().contains("GhIjKl"), "{problem}");
         }
-    }
-
-    #[test]
-    fn url_safe_and_padded_first_parts_are_accepted() {
-        let padded = format!("{}.a.b", base64::engine::general_purpose::STANDARD.encode("12345678901234567"));
-        assert_eq!(check_shape(&padded, "12345678901234567"), Ok(()));
-        assert_eq!(check_shape("a.b", CLIENT), Err(None));
-        assert_eq!(check_shape("a b.c.d", CLIENT), Err(None));
     }
 }

@@ -1,42 +1,34 @@
 //! The desired bot-runner StatefulSet for a MusicBot: a pure function of the spec, the
 //! operator's defaults and the token's digest, unit-tested without an API server.
 
-use crate::crd::{ActivityKind, CaBundle, MusicBot, OnlineStatus};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
 use kube::{Resource, ResourceExt};
+use musicbot_api::crd::{CaBundle, ImagePullPolicy, MusicBot};
+use musicbot_api::env::{BotEnv, CA_MOUNT_DIR, LogFormat, MongoEnv, TOKEN_MOUNT_DIR};
+use musicbot_api::labels::{self, CONFIG_HASH_ANNOTATION, selector_labels};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-pub const TOKEN_MOUNT_DIR: &str = "/var/run/secrets/musicbot";
-pub const TOKEN_FILE: &str = "/var/run/secrets/musicbot/token";
-/// Where `spec.pod.caBundle` is mounted; bot-runner trusts the file named by `MUSICBOT_CA_FILE`.
-pub const CA_MOUNT_DIR: &str = "/etc/musicbot/ca";
-pub const CA_FILE: &str = "/etc/musicbot/ca/ca.crt";
 /// How long the startup probe's `/ready` request waits for the gateway (bot-runner holds
 /// it that long), within the probe's timeout.
 pub const STARTUP_PROBE_PATH: &str = "/ready?wait=9";
-pub const MANAGED_BY: &str = "musicbot-operator";
-pub const BOT_LABEL: &str = "musicbot.dev/bot";
-pub const CONFIG_HASH_ANNOTATION: &str = "musicbot.dev/config-hash";
 const RUNNER_UID: i64 = 65532;
 
 /// Operator-wide settings for bot pods (flags of the operator, values of the chart).
 #[derive(Clone, Debug)]
 pub struct BotDefaults {
     pub image: String,
-    pub image_pull_policy: Option<String>,
+    pub image_pull_policy: Option<ImagePullPolicy>,
     pub resources: ResourceRequirements,
     /// Port bot-runner serves /health, /ready, /metrics and /status on.
     pub http_port: u16,
     /// Discord API base URL handed to bot-runner (unset: Discord itself).
     pub discord_api_url: Option<String>,
-    /// A Secret key holding the MongoDB URI, passed to bot-runner for guild tracking.
-    pub mongodb_uri_secret: Option<(String, String)>,
-    /// Where the records live when not where bot-runner looks by default (database named
-    /// in the URI, the seed's collection names): `(variable, value)` pairs for bot pods.
-    pub mongodb_names: Vec<(&'static str, String)>,
-    pub log_format_json: bool,
+    /// The MongoDB URI's Secret key and where the records live (when not where bot-runner
+    /// looks by default), passed to bot-runner for guild tracking.
+    pub mongodb: Option<MongoEnv>,
+    pub log_format: LogFormat,
     /// The private CA of bots whose spec names none (`--bot-ca-bundle`): a ConfigMap each
     /// bot's namespace holds, e.g. a corporate proxy's CA for the whole fleet.
     pub ca_bundle: Option<CaBundle>,
@@ -61,91 +53,49 @@ impl Default for BotDefaults {
             .expect("static resources"),
             http_port: 8080,
             discord_api_url: None,
-            mongodb_uri_secret: None,
-            mongodb_names: Vec::new(),
-            log_format_json: true,
+            mongodb: None,
+            log_format: LogFormat::Json,
             ca_bundle: None,
         }
     }
 }
 
-/// Labels selecting one bot's pods; the StatefulSet selector is immutable, keep it minimal.
-pub fn selector_labels(bot_name: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("app.kubernetes.io/name".to_string(), "bot-runner".to_string()),
-        (BOT_LABEL.to_string(), bot_name.to_string()),
-    ])
-}
-
 fn labels(bot: &MusicBot) -> BTreeMap<String, String> {
-    let mut labels = selector_labels(&bot.name_any());
-    labels.insert("app.kubernetes.io/instance".into(), bot.name_any());
-    labels.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
-    labels.insert("app.kubernetes.io/component".into(), "music-bot".into());
-    labels
+    let mut all = selector_labels(&bot.name_any());
+    all.insert(labels::INSTANCE_LABEL.into(), bot.name_any());
+    all.insert(labels::MANAGED_BY_LABEL.into(), labels::OPERATOR.into());
+    all.insert(labels::COMPONENT_LABEL.into(), "music-bot".into());
+    all
 }
 
 /// Environment for bot-runner derived from the spec (never the token: that is a file).
-pub fn bot_env(bot: &MusicBot, defaults: &BotDefaults) -> Vec<Value> {
+pub fn bot_env(bot: &MusicBot, defaults: &BotDefaults) -> Vec<EnvVar> {
     let spec = &bot.spec;
-    let plain = |name: &str, value: String| json!({"name": name, "value": value});
-    let mut env = vec![
-        plain("MUSICBOT_TOKEN_FILE", TOKEN_FILE.into()),
-        plain("MUSICBOT_CLIENT_ID", spec.client_id.clone()),
-        plain("MUSICBOT_BOT_NAME", bot.display_name()),
-        plain("MUSICBOT_HTTP_PORT", defaults.http_port.to_string()),
-        plain("MUSICBOT_SHARD_COUNT", spec.shards.to_string()),
-        // The StatefulSet controller labels each pod with its ordinal: shard id = ordinal.
-        json!({"name": "MUSICBOT_SHARD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}}),
-        plain("MUSICBOT_DEFAULT_VOLUME", spec.music.default_volume.to_string()),
-        plain("MUSICBOT_MAX_QUEUE_LENGTH", spec.music.max_queue_length.to_string()),
-        plain("MUSICBOT_IDLE_LEAVE_SECONDS", spec.music.idle_leave_seconds.to_string()),
-        plain("MUSICBOT_STAY_IN_CHANNEL", spec.music.stay_in_channel.to_string()),
-        plain("MUSICBOT_LOG_FORMAT", if defaults.log_format_json { "json" } else { "text" }.into()),
-        // Read-only root filesystem: yt-dlp and friends write under $HOME.
-        plain("HOME", "/tmp".into()),
-    ];
-    if defaults.ca_bundle_of(bot).is_some() {
-        env.push(plain("MUSICBOT_CA_FILE", CA_FILE.into()));
-    }
-    if !spec.guild_ids.is_empty() {
-        env.push(plain("MUSICBOT_GUILD_IDS", spec.guild_ids.join(",")));
-    }
-    if let Some(presence) = &spec.presence {
-        let status = match presence.status {
-            OnlineStatus::Online => "online",
-            OnlineStatus::Idle => "idle",
-            OnlineStatus::Dnd => "dnd",
-            OnlineStatus::Invisible => "invisible",
-        };
-        env.push(plain("MUSICBOT_PRESENCE_STATUS", status.into()));
-        if let Some(activity) = &presence.activity {
-            let kind = match activity.kind {
-                ActivityKind::Playing => "playing",
-                ActivityKind::Listening => "listening",
-                ActivityKind::Watching => "watching",
-                ActivityKind::Competing => "competing",
-            };
-            env.push(plain("MUSICBOT_ACTIVITY_TYPE", kind.into()));
-            env.push(plain("MUSICBOT_ACTIVITY_NAME", activity.name.clone()));
-        }
-    }
-    if let Some(url) = &defaults.discord_api_url {
-        env.push(plain("MUSICBOT_DISCORD_API_URL", url.clone()));
-    }
-    if let Some((name, key)) = &defaults.mongodb_uri_secret {
-        env.push(json!({"name": "MUSICBOT_MONGODB_URI", "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}));
-        env.extend(defaults.mongodb_names.iter().map(|(k, v)| plain(k, v.clone())));
-    }
+    let contract = BotEnv {
+        client_id: spec.client_id.clone(),
+        bot_name: bot.display_name(),
+        http_port: defaults.http_port,
+        shard_count: spec.shards,
+        music: spec.music.clone(),
+        log_format: defaults.log_format,
+        ca_bundle: defaults.ca_bundle_of(bot).is_some(),
+        guild_ids: spec.guild_ids.clone(),
+        presence: spec.presence.clone(),
+        discord_api_url: defaults.discord_api_url.clone(),
+        mongodb: defaults.mongodb.clone(),
+    };
+    let mut env = contract.env_vars();
+    // Read-only root filesystem: yt-dlp and friends write under $HOME.
+    env.push(EnvVar { name: "HOME".into(), value: Some("/tmp".into()), ..Default::default() });
     if let Some(pod) = &spec.pod {
-        env.extend(pod.env.iter().map(|e| serde_json::to_value(e).expect("EnvVar serializes")));
+        env.extend(pod.env.iter().cloned());
     }
     env
 }
 
 /// A short digest of everything that should restart the bot when it changes. The token
 /// enters only as `token_digest` (itself a salted hash), so the annotation reveals nothing.
-pub fn config_hash(env: &[Value], token_digest: &str) -> String {
+pub fn config_hash(env: &[EnvVar], token_digest: &str) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(serde_json::to_vec(env).expect("json"));
@@ -169,7 +119,7 @@ pub fn statefulset(bot: &MusicBot, defaults: &BotDefaults, token_digest: &str) -
     let mut pod_annotations = pod.annotations.clone();
     pod_annotations.insert(CONFIG_HASH_ANNOTATION.into(), config_hash(&env, token_digest));
     let resources = pod.resources.clone().unwrap_or_else(|| defaults.resources.clone());
-    let pull_policy = pod.image_pull_policy.map(|p| p.as_str().to_string()).or(defaults.image_pull_policy.clone());
+    let pull_policy = pod.image_pull_policy.or(defaults.image_pull_policy).map(ImagePullPolicy::as_str);
     let probe = |path: &str, period: i32, failures: i32| json!({"httpGet": {"path": path, "port": "http"}, "periodSeconds": period, "failureThreshold": failures, "timeoutSeconds": 2});
     let (volumes, volume_mounts) = pod_volumes(bot, defaults);
     let owner = bot.controller_owner_ref(&()).expect("MusicBot has a name and uid once stored");
@@ -282,11 +232,11 @@ pub fn pod_volumes(bot: &MusicBot, defaults: &BotDefaults) -> (Vec<Value>, Vec<V
     let mut names: std::collections::BTreeSet<String> =
         volumes.iter().filter_map(|v| v["name"].as_str().map(str::to_string)).collect();
     for v in &pod.volumes {
-        if !crate::crd::RESERVED_VOLUMES.contains(&v.name.as_str()) && names.insert(v.name.clone()) {
+        if !musicbot_api::crd::RESERVED_VOLUMES.contains(&v.name.as_str()) && names.insert(v.name.clone()) {
             volumes.push(serde_json::to_value(v).expect("Volume serializes"));
         }
     }
-    for m in pod.volume_mounts.iter().filter(|m| !crate::crd::reserved_mount(m)) {
+    for m in pod.volume_mounts.iter().filter(|m| !musicbot_api::crd::reserved_mount(m)) {
         mounts.push(serde_json::to_value(m).expect("VolumeMount serializes"));
     }
     (volumes, mounts)
@@ -295,7 +245,9 @@ pub fn pod_volumes(bot: &MusicBot, defaults: &BotDefaults) -> (Vec<Value>, Vec<V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{MusicBotSpec, PodOverrides};
+    use musicbot_api::crd::{MusicBotSpec, PodOverrides};
+    use musicbot_api::env::{CA_FILE, TOKEN_FILE};
+    use musicbot_api::labels::BOT_LABEL;
 
     fn bot(spec: serde_json::Value) -> MusicBot {
         let spec: MusicBotSpec = serde_json::from_value(spec).unwrap();
@@ -394,10 +346,8 @@ mod tests {
             "music": {"defaultVolume": 80, "maxQueueLength": 50, "idleLeaveSeconds": 0, "stayInChannel": true},
             "presence": {"status": "dnd", "activity": {"type": "playing", "name": "lofi"}}
         }));
-        let env: BTreeMap<String, String> = bot_env(&b, &BotDefaults::default())
-            .into_iter()
-            .filter_map(|e| Some((e["name"].as_str()?.to_string(), e["value"].as_str()?.to_string())))
-            .collect();
+        let env: BTreeMap<String, String> =
+            bot_env(&b, &BotDefaults::default()).into_iter().filter_map(|e| Some((e.name, e.value?))).collect();
         assert_eq!(env["MUSICBOT_GUILD_IDS"], "111111111111111111,222222222222222222");
         assert_eq!(env["MUSICBOT_DEFAULT_VOLUME"], "80");
         assert_eq!(env["MUSICBOT_MAX_QUEUE_LENGTH"], "50");
@@ -410,23 +360,20 @@ mod tests {
     #[test]
     fn bot_pods_look_for_their_record_where_the_sync_reads() {
         let b = bot(json!({"clientId": "123456789012345678", "tokenSecretRef": {"name": "t"}}));
-        let names = vec![("MUSICBOT_BOTS_COLLECTION", "Bots".to_string())];
-        let without_mongo = BotDefaults { mongodb_names: names.clone(), ..BotDefaults::default() };
-        let names_of = |d: &BotDefaults| -> Vec<String> {
-            bot_env(&b, d).iter().filter_map(|e| e["name"].as_str().map(str::to_string)).collect()
+        let names = |d: &BotDefaults| -> Vec<String> { bot_env(&b, d).into_iter().map(|e| e.name).collect() };
+        assert!(!names(&BotDefaults::default()).iter().any(|n| n.contains("MONGODB") || n.contains("COLLECTION")));
+        let mongodb = MongoEnv {
+            uri_secret: musicbot_api::env::SecretKey { name: "mongo".into(), key: "uri".into() },
+            database: None,
+            bots_collection: Some("Bots".into()),
+            guilds_collection: None,
         };
-        assert!(
-            !names_of(&without_mongo)
-                .iter()
-                .any(|n| n.starts_with("MUSICBOT_MONGODB") || n == "MUSICBOT_BOTS_COLLECTION")
-        );
-        let with_mongo = BotDefaults { mongodb_uri_secret: Some(("mongo".into(), "uri".into())), ..without_mongo };
-        let env = bot_env(&b, &with_mongo);
-        assert!(env.iter().any(|e| e["name"] == "MUSICBOT_BOTS_COLLECTION" && e["value"] == "Bots"));
-        assert!(
-            env.iter()
-                .any(|e| e["name"] == "MUSICBOT_MONGODB_URI" && e["valueFrom"]["secretKeyRef"]["name"] == "mongo")
-        );
+        let env = bot_env(&b, &BotDefaults { mongodb: Some(mongodb), ..BotDefaults::default() });
+        let get = |n: &str| env.iter().find(|e| e.name == n);
+        assert_eq!(get("MUSICBOT_BOTS_COLLECTION").unwrap().value.as_deref(), Some("Bots"));
+        assert!(get("MUSICBOT_GUILDS_COLLECTION").is_none());
+        let uri = get("MUSICBOT_MONGODB_URI").unwrap().value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+        assert_eq!(uri.name, "mongo");
     }
 
     #[test]
@@ -460,7 +407,7 @@ mod tests {
         let (volumes, mounts) = pod_volumes(&basic(), &BotDefaults::default());
         assert_eq!(volumes.len(), 2);
         assert_eq!(mounts.len(), 2);
-        assert!(!bot_env(&basic(), &BotDefaults::default()).iter().any(|e| e["name"] == "MUSICBOT_CA_FILE"));
+        assert!(!bot_env(&basic(), &BotDefaults::default()).iter().any(|e| e.name == "MUSICBOT_CA_FILE"));
     }
 
     #[test]
@@ -473,7 +420,7 @@ mod tests {
         let ca = volumes.iter().find(|v| v["name"] == "ca-bundle").expect("the operator's CA is mounted");
         assert_eq!(ca["configMap"]["name"], "fleet-ca");
         assert!(mounts.iter().any(|m| m["name"] == "ca-bundle" && m["mountPath"] == CA_MOUNT_DIR));
-        assert!(bot_env(&basic(), &fleet_ca).iter().any(|e| e["name"] == "MUSICBOT_CA_FILE"));
+        assert!(bot_env(&basic(), &fleet_ca).iter().any(|e| e.name == "MUSICBOT_CA_FILE"));
         // A bot's own CA wins.
         let own = bot(json!({
             "clientId": "123456789012345678", "tokenSecretRef": {"name": "t"},

@@ -1,13 +1,14 @@
 //! The sync's Kubernetes side: list what it manages, carry out steps, report problems as
 //! Events. It changes or deletes only objects labelled as made by the sync.
 
-use super::desired::{self, FIELD_MANAGER, SYNC_ERROR, SYNC_HASH};
+use super::desired::{self, FIELD_MANAGER};
 use super::plan::{Applied, Step};
-use crate::crd::MusicBot;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
+use musicbot_api::crd::MusicBot;
+use musicbot_api::labels::{RECORD_LABEL, SYNC_ERROR, SYNC_HASH};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use tracing::debug;
@@ -84,7 +85,7 @@ impl KubeSide {
             }
             let annotations = bot.annotations();
             let entry = Applied {
-                record_key: bot.labels().get(desired::RECORD_LABEL).cloned().unwrap_or_default(),
+                record_key: bot.labels().get(RECORD_LABEL).cloned().unwrap_or_default(),
                 hash: annotations.get(SYNC_HASH).cloned().unwrap_or_default(),
                 invalid: annotations.get(SYNC_ERROR).cloned(),
                 secret: managed_secrets.contains(&desired::secret_name(&name)),

@@ -3,35 +3,18 @@
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
+use musicbot_api::labels::{MANAGED_BY_LABEL, RECORD_LABEL, SYNC, SYNC_HASH, SYNCED_AT, SYNCED_FROM};
 use musicbot_db::BotRecord;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// Field manager of the sync's server-side applies (the controller's is `musicbot-operator`).
-pub const FIELD_MANAGER: &str = "musicbot-operator-sync";
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-/// Only objects carrying `MANAGED_BY_LABEL=MANAGED_BY` are ever changed or deleted by the sync.
-pub const MANAGED_BY: &str = "musicbot-operator-sync";
-/// The record's `_id` (hex), on both objects.
-pub const RECORD_LABEL: &str = "musicbot.dev/record-id";
-/// `<collection>/<_id>`: the record a MusicBot came from. Read by the status builder.
-pub const SYNCED_FROM: &str = "musicbot.dev/synced-from";
-/// RFC 3339 time of the last write from that record. Read by the status builder.
-pub const SYNCED_AT: &str = "musicbot.dev/synced-at";
-/// Digest of what the record asked for, so an unchanged record causes no write.
-pub const SYNC_HASH: &str = "musicbot.dev/sync-hash";
-/// Set while the record is invalid: the last good version keeps running. Read by the status builder.
-pub const SYNC_ERROR: &str = "musicbot.dev/sync-error";
+/// Field manager of the sync's server-side applies (the controller's is the operator's name).
+pub const FIELD_MANAGER: &str = SYNC;
 /// Key of the token in the synced Secret.
 pub const TOKEN_KEY: &str = "token";
 /// The CRD's limit on `displayName`.
 const DISPLAY_NAME_MAX: usize = 100;
-
-/// The label selector of synced objects.
-pub fn selector() -> String {
-    format!("{MANAGED_BY_LABEL}={MANAGED_BY}")
-}
 
 /// One MusicBot per Discord application: the name follows the client id, which is stable,
 /// DNS-safe and unique among synced records (duplicates are skipped).
@@ -48,7 +31,7 @@ pub fn secret_name(bot_name: &str) -> String {
 }
 
 pub fn is_managed(labels: Option<&BTreeMap<String, String>>) -> bool {
-    labels.and_then(|l| l.get(MANAGED_BY_LABEL)).is_some_and(|v| v == MANAGED_BY)
+    labels.and_then(|l| l.get(MANAGED_BY_LABEL)).is_some_and(|v| v == SYNC)
 }
 
 /// What a good record wants. `Debug` never shows the token.
@@ -99,7 +82,7 @@ impl Desired {
     }
 
     fn labels(&self) -> Value {
-        json!({MANAGED_BY_LABEL: MANAGED_BY, RECORD_LABEL: self.record_key})
+        json!({MANAGED_BY_LABEL: SYNC, RECORD_LABEL: self.record_key})
     }
 
     /// The MusicBot to server-side apply. Only the fields the record decides are here, so
@@ -192,7 +175,7 @@ mod tests {
         let d = Desired::new("MusicBotDB", &r.id.to_hex(), &r, TOKEN);
         let bot = d.musicbot("2026-11-26T00:00:00Z");
         assert_eq!(bot["metadata"]["name"], "bot-123456789012345678");
-        assert_eq!(bot["metadata"]["labels"][MANAGED_BY_LABEL], MANAGED_BY);
+        assert_eq!(bot["metadata"]["labels"][MANAGED_BY_LABEL], SYNC);
         assert_eq!(bot["metadata"]["labels"][RECORD_LABEL], "650000000000000000000001");
         assert_eq!(bot["metadata"]["annotations"][SYNCED_FROM], "MusicBotDB/650000000000000000000001");
         assert_eq!(bot["metadata"]["annotations"][SYNCED_AT], "2026-11-26T00:00:00Z");

@@ -2,8 +2,8 @@
 //! keep a record out of the cluster, and the step that brings one MusicBot in line.
 
 use super::desired::{self, Desired};
-use crate::controller::token::check_shape;
 use mongodb::bson::{Bson, Document};
+use musicbot_api::token::{Token, TokenError};
 use musicbot_db::cipher::{self, Stored, TokenCipher};
 use musicbot_db::{BotRecord, RecordError};
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,7 +17,7 @@ pub enum Problem {
     /// The token does not decrypt (the error's text: no key, wrong key, unknown scheme).
     Token(String),
     /// The (decrypted) token is not a bot token, or belongs to another application.
-    TokenShape(Option<String>),
+    TokenShape(TokenError),
     /// Another record with the same client id is older and is the one synced.
     Duplicate {
         client_id: String,
@@ -51,12 +51,7 @@ impl fmt::Display for Problem {
         match self {
             Problem::Record(e) => write!(f, "{e}"),
             Problem::Token(e) => write!(f, "field `token`: {e}"),
-            Problem::TokenShape(None) => {
-                f.write_str("field `token` is not a Discord bot token (expected three dot-separated parts)")
-            }
-            Problem::TokenShape(Some(other)) => {
-                write!(f, "field `token` belongs to application {other}, not to the record's clientId")
-            }
+            Problem::TokenShape(e) => write!(f, "field `token`: {e}"),
             Problem::Duplicate { client_id, kept } => {
                 write!(f, "clientId {client_id} is also in the older record {kept}, which is the one synced")
             }
@@ -78,7 +73,7 @@ pub enum Parsed {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Good {
     pub record: BotRecord,
-    token: String,
+    token: Token,
     pub plaintext: bool,
 }
 
@@ -114,10 +109,10 @@ pub fn parse(doc: &Document, cipher: Option<&TokenCipher>) -> Parsed {
         Ok(t) => t,
         Err(e) => return bad(Problem::Token(e.to_string())),
     };
-    let token = token.trim().to_string();
-    if let Err(other) = check_shape(&token, &record.client_id) {
-        return bad(Problem::TokenShape(other));
-    }
+    let token = match Token::parse_for(&token, &record.client_id) {
+        Ok(t) => t,
+        Err(e) => return bad(Problem::TokenShape(e)),
+    };
     Parsed::Good(Box::new(Good { plaintext: stored == Stored::Plaintext, record, token }))
 }
 
@@ -231,7 +226,7 @@ pub enum Step {
 /// The step that brings the MusicBot `name` in line with the mirror, if any.
 pub fn decide(mirror: &Mirror, collection: &str, name: &str, applied: Option<&Applied>) -> Option<Step> {
     if let Some((key, good)) = mirror.winner(desired::client_of(name)) {
-        let want = Desired::new(collection, key, &good.record, &good.token);
+        let want = Desired::new(collection, key, &good.record, good.token.expose());
         let current = applied.is_some_and(|a| a.hash == want.hash && a.secret && a.invalid.is_none());
         return (!current).then(|| Step::Apply(Box::new(want)));
     }
@@ -294,7 +289,7 @@ mod tests {
         let c = key_cipher();
         let enc = c.encrypt(A, &token(A, "x"));
         let p = parse(&doc! {"_id": oid(1), "clientId": A, "token": enc.clone()}, Some(&c));
-        assert!(matches!(&p, Parsed::Good(g) if !g.plaintext && g.token == token(A, "x")));
+        assert!(matches!(&p, Parsed::Good(g) if !g.plaintext && g.token.expose() == token(A, "x")));
         let p = parse(&doc! {"_id": oid(1), "clientId": A, "token": token(A, "x")}, Some(&c));
         assert!(matches!(&p, Parsed::Good(g) if g.plaintext), "plaintext still works");
 

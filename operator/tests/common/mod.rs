@@ -10,8 +10,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, CustomResourceExt};
+use musicbot_api::crd::MusicBot;
 use musicbot_operator::controller::{self, BotDefaults, Context};
-use musicbot_operator::crd::MusicBot;
 use musicbot_operator::metrics::Metrics;
 use serde_json::json;
 use std::future::Future;

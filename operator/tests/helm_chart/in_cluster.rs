@@ -14,8 +14,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, ResourceExt};
+use musicbot_api::crd::{MusicBot, Phase};
 use musicbot_operator::controller::BotDefaults;
-use musicbot_operator::crd::{MusicBot, Phase};
 use musicbot_operator::http::{self, AppState};
 use musicbot_operator::leader;
 use serde_json::{Value, json};

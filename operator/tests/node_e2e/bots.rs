@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
-use musicbot_operator::crd::Phase;
+use musicbot_api::crd::Phase;
 use serde_json::json;
 
 use crate::product::{Product, Slot, WAIT, product};

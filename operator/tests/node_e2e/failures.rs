@@ -1,7 +1,7 @@
 //! What goes wrong with real pods shows in the MusicBot's phase, conditions and Events,
 //! never as "Pending" forever: each case is made to happen on the node for real.
 
-use musicbot_operator::crd::{MusicBot, Phase};
+use musicbot_api::crd::{MusicBot, Phase};
 
 use crate::bots::create_token;
 use crate::product::{Slot, product};

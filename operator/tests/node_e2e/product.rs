@@ -5,14 +5,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use base64::Engine;
+use discord_sim::tones::ToneServer;
+use discord_sim::{BotSpec, DiscordSim, GuildSpec, SlashCommand, UserSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
-use musicbot_operator::crd::MusicBot;
+use musicbot_api::crd::MusicBot;
 use serde_json::json;
-use discord_sim::{BotSpec, DiscordSim, GuildSpec, SlashCommand, UserSpec};
 use testkit::kube_node::{IMAGE_TAG, NODE_IP};
-use discord_sim::tones::ToneServer;
 use testkit::{Helm, KubeNode, MongoServer};
 use tokio::sync::OnceCell;
 

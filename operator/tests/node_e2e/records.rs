@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use mongodb::bson::doc;
-use musicbot_operator::crd::Phase;
+use musicbot_api::crd::Phase;
 
 use crate::product::{Slot, WAIT, product};
 use crate::run;

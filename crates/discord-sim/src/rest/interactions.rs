@@ -54,7 +54,7 @@ fn reply(s: &mut SimState, rec: &InteractionRecord, body: &Value) -> Value {
     payloads::message(body, &ctx)
 }
 
-pub(in crate) async fn callback(
+pub(crate) async fn callback(
     State(sim): Sim,
     Extension(body): Extension<JsonBody>,
     Path((id, token)): Path<(u64, String)>,
@@ -97,7 +97,7 @@ fn webhook(s: &SimState, app: u64, token: &str) -> Option<usize> {
     s.interactions.iter().position(|r| r.application_id == app && r.token == token && r.callback.is_some())
 }
 
-pub(in crate) async fn followup(
+pub(crate) async fn followup(
     State(sim): Sim,
     Extension(body): Extension<JsonBody>,
     Path((app, token)): Path<(u64, String)>,
@@ -133,10 +133,7 @@ fn message_mut<'a>(rec: &'a mut InteractionRecord, t: &Target) -> &'a mut Value 
     }
 }
 
-pub(in crate) async fn get_message(
-    State(sim): Sim,
-    Path((app, token, message)): Path<(u64, String, String)>,
-) -> Response {
+pub(crate) async fn get_message(State(sim): Sim, Path((app, token, message)): Path<(u64, String, String)>) -> Response {
     sim.update(|s, _| {
         let Some(i) = webhook(s, app, &token) else {
             return unknown_webhook();
@@ -150,7 +147,7 @@ pub(in crate) async fn get_message(
     })
 }
 
-pub(in crate) async fn edit_message(
+pub(crate) async fn edit_message(
     State(sim): Sim,
     Extension(body): Extension<JsonBody>,
     Path((app, token, message)): Path<(u64, String, String)>,
@@ -175,7 +172,7 @@ pub(in crate) async fn edit_message(
     })
 }
 
-pub(in crate) async fn delete_message(
+pub(crate) async fn delete_message(
     State(sim): Sim,
     Path((app, token, message)): Path<(u64, String, String)>,
 ) -> Response {

@@ -5,9 +5,9 @@ pub mod voice;
 
 use std::time::Duration;
 
+use discord_sim::{BotSpec, DiscordSimBuilder, GuildSpec, UserSpec};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use discord_sim::{BotSpec, DiscordSimBuilder, GuildSpec, UserSpec};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;

@@ -1,0 +1,13 @@
+//! What crosses a process boundary between musicbot-operator and bot-runner, defined once:
+//! the MusicBot CRD, bot-runner's `/status` answer, the environment of a bot pod, the
+//! labels and annotations the controller and the sync share, and the token's shape.
+
+pub mod crd;
+pub mod env;
+pub mod labels;
+pub mod report;
+pub mod token;
+
+pub use crd::{MusicBot, MusicBotSpec, MusicBotStatus, Phase};
+pub use report::{BotReport, ShardInfo, StatusReport};
+pub use token::{Token, TokenError};

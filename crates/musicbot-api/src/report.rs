@@ -1,0 +1,124 @@
+//! bot-runner's `/status` answer, which the operator reads into a MusicBot's status. One
+//! type on both sides, and no field defaults: an answer missing a field fails to parse (and
+//! is reported as such) instead of reading as 0.
+
+use serde::{Deserialize, Serialize};
+
+/// What one bot-runner process (one pod; several bots in fleet mode) reports: totals at the
+/// top, one entry per bot below.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusReport {
+    pub guilds: u64,
+    pub users: u64,
+    pub voice_connections: u64,
+    /// Every bot's gateway is READY.
+    pub gateway_connected: bool,
+    /// Every bot's slash commands are registered.
+    pub commands_deployed: bool,
+    pub shard: ShardInfo,
+    pub bots: Vec<BotReport>,
+}
+
+/// One bot's numbers, as `/status` and `/bots` show them.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BotReport {
+    pub name: String,
+    pub client_id: String,
+    pub guilds: u64,
+    pub users: u64,
+    pub voice_connections: u64,
+    pub gateway_connected: bool,
+    pub commands_deployed: bool,
+    /// Why the Discord client stopped, if it did (a refused token, disallowed intents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShardInfo {
+    pub id: u32,
+    pub count: u32,
+}
+
+impl Default for ShardInfo {
+    fn default() -> Self {
+        Self { id: 0, count: 1 }
+    }
+}
+
+impl StatusReport {
+    /// The totals of `bots`, served as `shard`.
+    pub fn of(shard: ShardInfo, bots: Vec<BotReport>) -> Self {
+        let sum = |f: fn(&BotReport) -> u64| bots.iter().map(f).sum();
+        let all = |f: fn(&BotReport) -> bool| !bots.is_empty() && bots.iter().all(f);
+        Self {
+            guilds: sum(|b| b.guilds),
+            users: sum(|b| b.users),
+            voice_connections: sum(|b| b.voice_connections),
+            gateway_connected: all(|b| b.gateway_connected),
+            commands_deployed: all(|b| b.commands_deployed),
+            shard,
+            bots,
+        }
+    }
+
+    /// The first error one of the bots reports.
+    pub fn error(&self) -> Option<&str> {
+        self.bots.iter().filter_map(|b| b.last_error.as_deref()).find(|e| !e.trim().is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn bot(name: &str, guilds: u64, connected: bool, error: Option<&str>) -> BotReport {
+        BotReport {
+            name: name.into(),
+            client_id: "123456789012345678".into(),
+            guilds,
+            users: guilds * 10,
+            voice_connections: 1,
+            gateway_connected: connected,
+            commands_deployed: true,
+            last_error: error.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_answer_bot_runner_serves_is_the_one_the_operator_reads() {
+        let report = StatusReport::of(
+            ShardInfo { id: 1, count: 2 },
+            vec![bot("a", 3, true, None), bot("b", 4, false, Some("4004 authentication failed"))],
+        );
+        let wire = serde_json::to_value(&report).unwrap();
+        assert_eq!(wire["voiceConnections"], 2);
+        assert_eq!(wire["shard"], json!({"id": 1, "count": 2}));
+        assert_eq!(wire["bots"][1]["lastError"], "4004 authentication failed");
+        assert!(wire["bots"][0].get("lastError").is_none());
+        let read: StatusReport = serde_json::from_value(wire).unwrap();
+        assert_eq!(read, report);
+        assert_eq!((read.guilds, read.users, read.gateway_connected), (7, 70, false));
+        assert_eq!(read.error(), Some("4004 authentication failed"));
+    }
+
+    #[test]
+    fn a_renamed_or_missing_field_fails_instead_of_reading_as_zero() {
+        let mut wire =
+            serde_json::to_value(StatusReport::of(ShardInfo::default(), vec![bot("a", 3, true, None)])).unwrap();
+        let guilds = wire.as_object_mut().unwrap().remove("guilds").unwrap();
+        wire["guildCount"] = guilds;
+        let e = serde_json::from_value::<StatusReport>(wire).unwrap_err();
+        assert!(e.to_string().contains("missing field `guilds`"), "{e}");
+    }
+
+    #[test]
+    fn no_bots_is_neither_connected_nor_deployed() {
+        let empty = StatusReport::of(ShardInfo::default(), Vec::new());
+        assert!(!empty.gateway_connected && !empty.commands_deployed);
+        assert_eq!(empty.error(), None);
+    }
+}
