@@ -10,6 +10,7 @@ use futures::TryStreamExt;
 use mongodb::bson::{self, Bson, Document, doc};
 use musicbot_api::token::Token;
 use musicbot_db::cipher::{self, TokenCipher};
+use musicbot_db::guild_entry::field::{MUSIC_BOT_ID, REMOVED_AT, STATUS, UPDATED_AT};
 use musicbot_db::records::is_snowflake;
 use musicbot_db::{Assigner, AssignmentStatus, BotRecord, invite_url};
 use std::io::{IsTerminal, Read};
@@ -272,8 +273,8 @@ async fn remove(a: RemoveArgs) -> anyhow::Result<()> {
         .db
         .collection::<Document>(&records.collections.guilds)
         .update_many(
-            doc! {"musicBotId": {"$in": ids}, "status": {"$in": ["ACTIVE", "PENDING_INVITE"]}},
-            doc! {"$set": {"status": AssignmentStatus::Removed.as_str(), "removedAt": now, "updatedAt": now}},
+            doc! {MUSIC_BOT_ID: {"$in": ids}, STATUS: {"$in": AssignmentStatus::HOLDS_A_SLOT.to_vec()}},
+            doc! {"$set": {STATUS: AssignmentStatus::Removed, REMOVED_AT: now, UPDATED_AT: now}},
         )
         .await?
         .modified_count;
