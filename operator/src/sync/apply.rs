@@ -1,7 +1,7 @@
 //! The sync's Kubernetes side: list what it manages, carry out steps, report problems as
 //! Events. It changes or deletes only objects labelled as made by the sync.
 
-use super::desired::{self, FIELD_MANAGER, ObjectKind};
+use super::desired::{self, Desired, FIELD_MANAGER, ObjectKind};
 use super::plan::{Applied, Step};
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
@@ -102,32 +102,10 @@ impl KubeSide {
     ) -> Result<Outcome, kube::Error> {
         match step {
             Step::Apply(want) => {
-                let secret_name = desired::secret_name(name);
-                match known {
-                    Known::Managed | Known::Free => {}
-                    Known::Unmanaged => {
-                        return Ok(Outcome::NameTaken { kind: ObjectKind::MusicBot, name: name.into() });
-                    }
-                    Known::Unknown => {
-                        if let Some(b) = self.bots.get_metadata_opt(name).await?
-                            && !desired::is_managed(b.metadata.labels.as_ref())
-                        {
-                            return Ok(Outcome::NameTaken { kind: ObjectKind::MusicBot, name: name.into() });
-                        }
-                        if let Some(s) = self.secrets.get_metadata_opt(&secret_name).await?
-                            && !desired::is_managed(s.metadata.labels.as_ref())
-                        {
-                            return Ok(Outcome::NameTaken { kind: ObjectKind::Secret, name: secret_name });
-                        }
-                    }
+                if let Some(taken) = self.taken_by_hand(name, known).await? {
+                    return Ok(taken);
                 }
-                let apply = PatchParams::apply(FIELD_MANAGER).force();
-                // Secret first: a MusicBot whose Secret is missing would flash TokenNotResolved.
-                self.secrets.patch(&secret_name, &apply, &Patch::Apply(&want.secret())).await?;
-                self.bots.patch(name, &apply, &Patch::Apply(&want.musicbot(&now()))).await?;
-                if current.as_ref().is_some_and(|c| c.invalid.is_some()) {
-                    self.set_sync_error(name, None).await?;
-                }
+                self.apply(name, &want, current.as_ref()).await?;
                 Ok(Outcome::Applied(Applied {
                     record_key: want.record_key.clone(),
                     hash: want.hash.clone(),
@@ -152,6 +130,41 @@ impl KubeSide {
                 Ok(Outcome::Deleted)
             }
         }
+    }
+
+    /// The hand-made object in the way of the MusicBot `name` or its Secret, if any.
+    async fn taken_by_hand(&self, name: &str, known: Known) -> Result<Option<Outcome>, kube::Error> {
+        let musicbot = || Outcome::NameTaken { kind: ObjectKind::MusicBot, name: name.into() };
+        match known {
+            Known::Managed | Known::Free => Ok(None),
+            Known::Unmanaged => Ok(Some(musicbot())),
+            Known::Unknown => {
+                if let Some(b) = self.bots.get_metadata_opt(name).await?
+                    && !desired::is_managed(b.metadata.labels.as_ref())
+                {
+                    return Ok(Some(musicbot()));
+                }
+                let secret_name = desired::secret_name(name);
+                if let Some(s) = self.secrets.get_metadata_opt(&secret_name).await?
+                    && !desired::is_managed(s.metadata.labels.as_ref())
+                {
+                    return Ok(Some(Outcome::NameTaken { kind: ObjectKind::Secret, name: secret_name }));
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Server-side applies the Secret and the MusicBot a record wants.
+    async fn apply(&self, name: &str, want: &Desired, current: Option<&Applied>) -> Result<(), kube::Error> {
+        let apply = PatchParams::apply(FIELD_MANAGER).force();
+        // Secret first: a MusicBot whose Secret is missing would flash TokenNotResolved.
+        self.secrets.patch(&desired::secret_name(name), &apply, &Patch::Apply(&want.secret())).await?;
+        self.bots.patch(name, &apply, &Patch::Apply(&want.musicbot(&now()))).await?;
+        if current.is_some_and(|c| c.invalid.is_some()) {
+            self.set_sync_error(name, None).await?;
+        }
+        Ok(())
     }
 
     async fn set_sync_error(&self, name: &str, why: Option<&str>) -> Result<(), kube::Error> {
