@@ -112,7 +112,7 @@ impl Assigner {
     }
 
     /// Slots held per bot: ACTIVE and PENDING_INVITE entries.
-    pub async fn loads(&self) -> mongodb::error::Result<HashMap<ObjectId, u64>> {
+    async fn loads(&self) -> mongodb::error::Result<HashMap<ObjectId, u64>> {
         let pipeline = [
             doc! {"$match": {STATUS: {"$in": holds_a_slot()}}},
             doc! {"$group": {"_id": format!("${MUSIC_BOT_ID}"), "n": {"$sum": 1}}},
@@ -202,7 +202,7 @@ impl Assigner {
 /// Active bots not yet in the guild, least loaded first (ties: the older record, so the
 /// order is stable). A client id recorded twice counts once, as its oldest record, which is
 /// the one the sync runs.
-pub fn candidates<'a>(
+fn candidates<'a>(
     bots: &'a [BotRecord],
     loads: &HashMap<ObjectId, u64>,
     in_guild: &HashSet<ObjectId>,

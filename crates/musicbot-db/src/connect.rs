@@ -13,7 +13,7 @@ use musicbot_api::env::var;
 
 use crate::TokenCipher;
 
-pub const DEFAULT_DATABASE: &str = "musicbot";
+const DEFAULT_DATABASE: &str = "musicbot";
 
 /// Where the records are, as flags with environment fallbacks. One set for the operator,
 /// its `bots` commands and bot-runner, so a fleet configured once is read alike by all.
@@ -59,7 +59,7 @@ impl RecordsArgs {
 }
 
 /// `flag`, else the database named in the URI, else "musicbot".
-pub fn database_name(flag: Option<&str>, from_uri: Option<&str>) -> String {
+fn database_name(flag: Option<&str>, from_uri: Option<&str>) -> String {
     flag.or(from_uri).filter(|n| !n.is_empty()).unwrap_or(DEFAULT_DATABASE).to_string()
 }
 

@@ -33,10 +33,6 @@ impl GuildTracker {
         Ok(found.and_then(|d| d.get_object_id("_id").ok()).map(|id| Self::new(db, collections, id)))
     }
 
-    pub fn bot_id(&self) -> ObjectId {
-        self.bot_id
-    }
-
     /// The bot is in `guild`: its entry becomes ACTIVE. `activatedAt` marks the transition,
     /// so it is kept when the entry was already active; a pending invite is fulfilled here.
     pub async fn joined(&self, guild: u64) -> mongodb::error::Result<()> {
