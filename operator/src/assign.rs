@@ -25,7 +25,7 @@ struct Request {
 /// `POST /assignments`: 201 with the chosen bot and its invite URL; 400 for a bad body or
 /// guild id, 404 when the fleet has no active bot, 409 when every active bot is already in
 /// (or invited to) the guild, 503 without MongoDB. Errors are JSON `{"error": "..."}`.
-pub async fn create(
+pub(crate) async fn create(
     State(s): State<Arc<AppState>>,
     Extension(Assignments(assigner)): Extension<Assignments>,
     body: Bytes,
@@ -74,7 +74,7 @@ pub async fn create(
 }
 
 /// How often unused invites are looked for: a quarter of the timeout, between 1 and 30 s.
-pub fn sweep_interval(invite_timeout: Duration) -> Duration {
+fn sweep_interval(invite_timeout: Duration) -> Duration {
     (invite_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(30))
 }
 

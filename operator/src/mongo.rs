@@ -4,7 +4,7 @@
 use crate::config::MongoArgs;
 use anyhow::Context as _;
 use mongodb::Database;
-pub use musicbot_db::connect::load_key;
+pub(crate) use musicbot_db::connect::load_key;
 use musicbot_db::{Collections, TokenCipher};
 use std::sync::Arc;
 

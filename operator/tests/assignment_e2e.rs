@@ -12,7 +12,7 @@ use common::{eventually, metric_value};
 use http_body_util::BodyExt;
 use mongodb::Database;
 use mongodb::bson::{Document, doc, oid::ObjectId};
-use musicbot_db::{Assigner, Collections, GuildTracker};
+use musicbot_db::{Assigner, AssignmentStatus, Collections, GuildEntry, GuildTracker};
 use musicbot_operator::http::{AppState, Assignments, router, router_with};
 use musicbot_operator::metrics::Metrics;
 use std::sync::Arc;
@@ -48,33 +48,33 @@ async fn add_bot(db: &Database, name: &str, client_id: &str, active: bool) -> Ob
     db.collection::<Document>("MusicBotDB").insert_one(d).await.unwrap().inserted_id.as_object_id().unwrap()
 }
 
-async fn entry(db: &Database, guild: &str, bot: ObjectId) -> Vec<Document> {
+async fn entry(db: &Database, guild: &str, bot: ObjectId) -> Vec<GuildEntry> {
     use futures::TryStreamExt;
-    let guilds = db.collection::<Document>("ServerMusicBotDB");
+    let guilds = db.collection::<GuildEntry>("ServerMusicBotDB");
     guilds.find(doc! {"serverId": guild, "musicBotId": bot}).await.unwrap().try_collect().await.unwrap()
 }
 
-async fn status_of(db: &Database, guild: &str, bot: ObjectId) -> String {
+async fn status_of(db: &Database, guild: &str, bot: ObjectId) -> AssignmentStatus {
     let entries = entry(db, guild, bot).await;
     assert_eq!(entries.len(), 1, "one entry per (guild, bot): {entries:?}");
-    entries[0].get_str("status").unwrap().to_string()
+    entries[0].status
 }
 
 #[tokio::test]
 async fn the_least_loaded_bot_is_invited_and_its_entry_walks_to_active_or_failed() {
     let server = MongoServer::shared().await;
     let db = server.client().await.unwrap().database(&MongoServer::database_name("assign"));
-    let guilds = db.collection::<Document>("ServerMusicBotDB");
+    let guilds = db.collection::<GuildEntry>("ServerMusicBotDB");
     let a = add_bot(&db, "A", "950000000000000001", true).await;
     let _b = add_bot(&db, "B (inactive)", "950000000000000002", false).await;
     let c = add_bot(&db, "C", "950000000000000003", true).await;
     let d = add_bot(&db, "D", "950000000000000004", true).await;
     // Loads: A 2, C 1, D 0 but already in G.
     for (bot, guild) in [(a, "1"), (a, "2"), (c, "3"), (d, G)] {
-        guilds.insert_one(doc! {"serverId": guild, "musicBotId": bot, "status": "ACTIVE"}).await.unwrap();
+        guilds.insert_one(GuildEntry::new(guild, bot, AssignmentStatus::Active)).await.unwrap();
     }
     // A REMOVED entry does not hold a slot.
-    guilds.insert_one(doc! {"serverId": "4", "musicBotId": c, "status": "REMOVED"}).await.unwrap();
+    guilds.insert_one(GuildEntry::new("4", c, AssignmentStatus::Removed)).await.unwrap();
     let metrics = Arc::new(Metrics::default());
     let state = app_state(&db, Duration::from_secs(2), metrics.clone());
 
@@ -91,8 +91,8 @@ async fn the_least_loaded_bot_is_invited_and_its_entry_walks_to_active_or_failed
     );
     assert!(chrono::DateTime::parse_from_rfc3339(first["expiresAt"].as_str().unwrap()).is_ok(), "{first}");
     let pending = entry(&db, G, c).await;
-    assert_eq!(pending[0].get_str("status").unwrap(), "PENDING_INVITE");
-    assert!(pending[0].get_datetime("invitedAt").is_ok());
+    assert_eq!(pending[0].status, AssignmentStatus::PendingInvite);
+    assert!(pending[0].invited_at.is_some());
 
     // C's pending invite holds its slot in G: the next bot is A.
     let (code, second) = post(&state, &format!(r#"{{"guildId": "{G}"}}"#)).await;
@@ -101,7 +101,7 @@ async fn the_least_loaded_bot_is_invited_and_its_entry_walks_to_active_or_failed
     // C joins G, as bot-runner reports it on GUILD_CREATE.
     let tracker = GuildTracker::for_client(&db, &Collections::default(), "950000000000000003").await.unwrap().unwrap();
     tracker.joined(G.parse().unwrap()).await.unwrap();
-    assert_eq!(status_of(&db, G, c).await, "ACTIVE");
+    assert_eq!(status_of(&db, G, c).await, AssignmentStatus::Active);
     let (code, none) = post(&state, &format!(r#"{{"guildId": "{G}"}}"#)).await;
     assert_eq!(code, StatusCode::CONFLICT, "{none}");
     assert!(none["error"].as_str().unwrap().contains(G));
@@ -115,8 +115,11 @@ async fn the_least_loaded_bot_is_invited_and_its_entry_walks_to_active_or_failed
             let _ = stopped.await;
         },
     ));
-    eventually("A's invite FAILED", || async { (status_of(&db, G, a).await == "FAILED").then_some(()) }).await;
-    assert_eq!(status_of(&db, G, c).await, "ACTIVE", "a joined bot's entry is not expired");
+    eventually("A's invite FAILED", || async {
+        (status_of(&db, G, a).await == AssignmentStatus::Failed).then_some(())
+    })
+    .await;
+    assert_eq!(status_of(&db, G, c).await, AssignmentStatus::Active, "a joined bot's entry is not expired");
     assert_eq!(metric_value(&metrics.encode(), "musicbot_operator_assignments_expired_total"), 1.0);
     let _ = stop.send(());
     sweeper.await.unwrap();
@@ -124,7 +127,7 @@ async fn the_least_loaded_bot_is_invited_and_its_entry_walks_to_active_or_failed
     // The slot is free again: A is picked once more, reusing its entry.
     let (code, again) = post(&state, &format!(r#"{{"guildId": "{G}"}}"#)).await;
     assert_eq!((code, again["clientId"].as_str()), (StatusCode::CREATED, Some("950000000000000001")), "{again}");
-    assert_eq!(status_of(&db, G, a).await, "PENDING_INVITE");
+    assert_eq!(status_of(&db, G, a).await, AssignmentStatus::PendingInvite);
 
     // Bad input, and a fleet with no active bot.
     for body in [r#"{"guildId": "12ab"}"#, r#"{"guild": "1"}"#, "not json"] {

@@ -11,7 +11,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
 use mongodb::bson::{Document, doc};
 use musicbot_api::crd::MusicBot;
-use musicbot_db::TokenCipher;
+use musicbot_db::{AssignmentStatus, TokenCipher};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -185,8 +185,8 @@ async fn the_bots_cli_and_the_operator_process_with_sync_and_assignment() {
     outputs += &text(&out);
     let guilds = db.collection::<Document>("ServerMusicBotDB");
     eventually("unused invites FAILED", || async {
-        let pending = guilds.count_documents(doc! {"status": "PENDING_INVITE"}).await.unwrap();
-        let failed = guilds.count_documents(doc! {"status": "FAILED"}).await.unwrap();
+        let pending = guilds.count_documents(doc! {"status": AssignmentStatus::PendingInvite}).await.unwrap();
+        let failed = guilds.count_documents(doc! {"status": AssignmentStatus::Failed}).await.unwrap();
         (pending == 0 && failed == 3).then_some(())
     })
     .await;

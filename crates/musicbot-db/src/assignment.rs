@@ -15,6 +15,9 @@ use mongodb::{Collection, Database};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
+use crate::guild_entry::field::{
+    ACTIVATED_AT, CREATED_AT, FAILED_AT, INVITED_AT, MUSIC_BOT_ID, REMOVED_AT, SERVER_ID, STATUS, UPDATED_AT,
+};
 use crate::invite::invite_url;
 use crate::records::{AssignmentStatus, BotRecord, Collections, is_snowflake};
 
@@ -52,8 +55,6 @@ pub struct Assigner {
 }
 
 const MAX_INVITE_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
-
-const HOLDS_A_SLOT: [&str; 2] = ["ACTIVE", "PENDING_INVITE"];
 
 impl Assigner {
     /// `invite_timeout` is capped at a year, which keeps the date arithmetic in range.
@@ -111,10 +112,10 @@ impl Assigner {
     }
 
     /// Slots held per bot: ACTIVE and PENDING_INVITE entries.
-    pub async fn loads(&self) -> mongodb::error::Result<HashMap<ObjectId, u64>> {
+    async fn loads(&self) -> mongodb::error::Result<HashMap<ObjectId, u64>> {
         let pipeline = [
-            doc! {"$match": {"status": {"$in": HOLDS_A_SLOT.to_vec()}}},
-            doc! {"$group": {"_id": "$musicBotId", "n": {"$sum": 1}}},
+            doc! {"$match": {STATUS: {"$in": holds_a_slot()}}},
+            doc! {"$group": {"_id": format!("${MUSIC_BOT_ID}"), "n": {"$sum": 1}}},
         ];
         let rows: Vec<Document> = self.guilds().aggregate(pipeline).await?.try_collect().await?;
         Ok(rows
@@ -135,12 +136,12 @@ impl Assigner {
     async fn bots_in_guild(&self, guild: &str) -> mongodb::error::Result<HashSet<ObjectId>> {
         let rows: Vec<Document> = self
             .guilds()
-            .find(doc! {"serverId": guild, "status": {"$in": HOLDS_A_SLOT.to_vec()}})
-            .projection(doc! {"musicBotId": 1})
+            .find(doc! {SERVER_ID: guild, STATUS: {"$in": holds_a_slot()}})
+            .projection(doc! {MUSIC_BOT_ID: 1})
             .await?
             .try_collect()
             .await?;
-        Ok(rows.iter().filter_map(|r| r.get_object_id("musicBotId").ok()).collect())
+        Ok(rows.iter().filter_map(|r| r.get_object_id(MUSIC_BOT_ID).ok()).collect())
     }
 
     /// Writes the PENDING_INVITE entry unless the pair already holds a slot. One document per
@@ -149,16 +150,16 @@ impl Assigner {
     async fn claim(&self, bot: ObjectId, guild: &str, now: DateTime<Utc>) -> mongodb::error::Result<bool> {
         let now = bson_time(now);
         let pending = doc! {
-            "status": AssignmentStatus::PendingInvite.as_str(),
-            "invitedAt": now,
-            "updatedAt": now,
-            "activatedAt": Bson::Null,
-            "removedAt": Bson::Null,
+            STATUS: AssignmentStatus::PendingInvite,
+            INVITED_AT: now,
+            UPDATED_AT: now,
+            ACTIVATED_AT: Bson::Null,
+            REMOVED_AT: Bson::Null,
         };
         let reused = self
             .guilds()
             .update_one(
-                doc! {"serverId": guild, "musicBotId": bot, "status": {"$in": ["REMOVED", "FAILED"]}},
+                doc! {SERVER_ID: guild, MUSIC_BOT_ID: bot, STATUS: {"$in": [AssignmentStatus::Removed, AssignmentStatus::Failed]}},
                 doc! {"$set": pending.clone()},
             )
             .await?;
@@ -166,10 +167,10 @@ impl Assigner {
             return Ok(true);
         }
         let mut fresh = pending;
-        fresh.insert("createdAt", now);
+        fresh.insert(CREATED_AT, now);
         let inserted = self
             .guilds()
-            .update_one(doc! {"serverId": guild, "musicBotId": bot}, doc! {"$setOnInsert": fresh})
+            .update_one(doc! {SERVER_ID: guild, MUSIC_BOT_ID: bot}, doc! {"$setOnInsert": fresh})
             .upsert(true)
             .await?;
         Ok(inserted.upserted_id.is_some())
@@ -185,13 +186,13 @@ impl Assigner {
             .guilds()
             .update_many(
                 doc! {
-                    "status": AssignmentStatus::PendingInvite.as_str(),
+                    STATUS: AssignmentStatus::PendingInvite,
                     "$or": [
-                        {"invitedAt": {"$lt": cutoff}},
-                        {"invitedAt": {"$exists": false}, "createdAt": {"$lt": cutoff}},
+                        {INVITED_AT: {"$lt": cutoff}},
+                        {INVITED_AT: {"$exists": false}, CREATED_AT: {"$lt": cutoff}},
                     ],
                 },
-                doc! {"$set": {"status": AssignmentStatus::Failed.as_str(), "failedAt": now, "updatedAt": now}},
+                doc! {"$set": {STATUS: AssignmentStatus::Failed, FAILED_AT: now, UPDATED_AT: now}},
             )
             .await?;
         Ok(result.modified_count)
@@ -201,7 +202,7 @@ impl Assigner {
 /// Active bots not yet in the guild, least loaded first (ties: the older record, so the
 /// order is stable). A client id recorded twice counts once, as its oldest record, which is
 /// the one the sync runs.
-pub fn candidates<'a>(
+fn candidates<'a>(
     bots: &'a [BotRecord],
     loads: &HashMap<ObjectId, u64>,
     in_guild: &HashSet<ObjectId>,
@@ -220,6 +221,11 @@ pub fn candidates<'a>(
         .collect();
     out.sort_by_key(|(b, load)| (*load, b.id));
     out
+}
+
+/// `{"$in": ...}` of the statuses that hold a slot.
+fn holds_a_slot() -> Vec<Bson> {
+    AssignmentStatus::HOLDS_A_SLOT.map(Bson::from).to_vec()
 }
 
 fn bson_time(t: DateTime<Utc>) -> bson::DateTime {

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 
-pub const PREFIX: &str = "enc:v1:";
+const PREFIX: &str = "enc:v1:";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CipherError {

@@ -8,14 +8,16 @@ use anyhow::Context as _;
 use mongodb::Database;
 use mongodb::options::ClientOptions;
 
+#[cfg(feature = "cli")]
 use musicbot_api::env::var;
 
-use crate::{Collections, TokenCipher};
+use crate::TokenCipher;
 
-pub const DEFAULT_DATABASE: &str = "musicbot";
+const DEFAULT_DATABASE: &str = "musicbot";
 
 /// Where the records are, as flags with environment fallbacks. One set for the operator,
 /// its `bots` commands and bot-runner, so a fleet configured once is read alike by all.
+#[cfg(feature = "cli")]
 #[derive(clap::Args, Debug, Clone)]
 pub struct RecordsArgs {
     /// MongoDB connection string of the bot records (unset: no MongoDB).
@@ -36,14 +38,15 @@ pub struct RecordsArgs {
     pub guilds_collection: String,
 }
 
+#[cfg(feature = "cli")]
 impl RecordsArgs {
     /// The URI, unless unset or blank.
     pub fn uri(&self) -> Option<&str> {
         self.mongodb_uri.as_deref().filter(|u| !u.trim().is_empty())
     }
 
-    pub fn collections(&self) -> Collections {
-        Collections { bots: self.bots_collection.clone(), guilds: self.guilds_collection.clone() }
+    pub fn collections(&self) -> crate::Collections {
+        crate::Collections { bots: self.bots_collection.clone(), guilds: self.guilds_collection.clone() }
     }
 
     /// The records' database (see [`open_database`]), or `None` without a URI.
@@ -56,7 +59,7 @@ impl RecordsArgs {
 }
 
 /// `flag`, else the database named in the URI, else "musicbot".
-pub fn database_name(flag: Option<&str>, from_uri: Option<&str>) -> String {
+fn database_name(flag: Option<&str>, from_uri: Option<&str>) -> String {
     flag.or(from_uri).filter(|n| !n.is_empty()).unwrap_or(DEFAULT_DATABASE).to_string()
 }
 

@@ -7,6 +7,7 @@ use futures::TryStreamExt;
 use mongodb::bson::{Bson, DateTime, Document, doc, oid::ObjectId};
 use mongodb::{Collection, Database};
 
+use crate::guild_entry::field::{ACTIVATED_AT, CREATED_AT, MUSIC_BOT_ID, REMOVED_AT, SERVER_ID, STATUS, UPDATED_AT};
 use crate::records::{AssignmentStatus, BotRecord, Collections};
 
 #[derive(Clone, Debug)]
@@ -32,16 +33,12 @@ impl GuildTracker {
         Ok(found.and_then(|d| d.get_object_id("_id").ok()).map(|id| Self::new(db, collections, id)))
     }
 
-    pub fn bot_id(&self) -> ObjectId {
-        self.bot_id
-    }
-
     /// The bot is in `guild`: its entry becomes ACTIVE. `activatedAt` marks the transition,
     /// so it is kept when the entry was already active; a pending invite is fulfilled here.
     pub async fn joined(&self, guild: u64) -> mongodb::error::Result<()> {
         let now = DateTime::from_chrono(Utc::now());
-        let filter = doc! {"serverId": guild.to_string(), "musicBotId": self.bot_id};
-        let already = doc! {"status": AssignmentStatus::Active.as_str()};
+        let filter = doc! {SERVER_ID: guild.to_string(), MUSIC_BOT_ID: self.bot_id};
+        let already = doc! {STATUS: AssignmentStatus::Active};
         let mut f = filter.clone();
         f.extend(already);
         if self.guilds.find_one(f).await?.is_some() {
@@ -51,8 +48,8 @@ impl GuildTracker {
             .update_one(
                 filter,
                 doc! {
-                    "$set": {"status": AssignmentStatus::Active.as_str(), "activatedAt": now, "removedAt": Bson::Null, "updatedAt": now},
-                    "$setOnInsert": {"createdAt": now},
+                    "$set": {STATUS: AssignmentStatus::Active, ACTIVATED_AT: now, REMOVED_AT: Bson::Null, UPDATED_AT: now},
+                    "$setOnInsert": {CREATED_AT: now},
                 },
             )
             .upsert(true)
@@ -65,8 +62,8 @@ impl GuildTracker {
         let now = DateTime::from_chrono(Utc::now());
         self.guilds
             .update_one(
-                doc! {"serverId": guild.to_string(), "musicBotId": self.bot_id, "status": {"$ne": AssignmentStatus::Removed.as_str()}},
-                doc! {"$set": {"status": AssignmentStatus::Removed.as_str(), "removedAt": now, "updatedAt": now}},
+                doc! {SERVER_ID: guild.to_string(), MUSIC_BOT_ID: self.bot_id, STATUS: {"$ne": AssignmentStatus::Removed}},
+                doc! {"$set": {STATUS: AssignmentStatus::Removed, REMOVED_AT: now, UPDATED_AT: now}},
             )
             .await?;
         Ok(())
@@ -84,11 +81,11 @@ impl GuildTracker {
         let mut gone = Vec::new();
         let mut active = self
             .guilds
-            .find(doc! {"musicBotId": self.bot_id, "status": AssignmentStatus::Active.as_str()})
-            .projection(doc! {"serverId": 1})
+            .find(doc! {MUSIC_BOT_ID: self.bot_id, STATUS: AssignmentStatus::Active})
+            .projection(doc! {SERVER_ID: 1})
             .await?;
         while let Some(d) = active.try_next().await? {
-            if let Some(g) = d.get_str("serverId").ok().and_then(|s| s.parse::<u64>().ok())
+            if let Some(g) = d.get_str(SERVER_ID).ok().and_then(|s| s.parse::<u64>().ok())
                 && owns(g)
                 && !present.contains(&g)
             {
@@ -104,10 +101,7 @@ impl GuildTracker {
     /// Sets `guildCount` from the ACTIVE entries, which every shard's process keeps, so the
     /// count is right however the bot is sharded.
     pub async fn refresh_guild_count(&self) -> mongodb::error::Result<u64> {
-        let n = self
-            .guilds
-            .count_documents(doc! {"musicBotId": self.bot_id, "status": AssignmentStatus::Active.as_str()})
-            .await?;
+        let n = self.guilds.count_documents(doc! {MUSIC_BOT_ID: self.bot_id, STATUS: AssignmentStatus::Active}).await?;
         self.bots
             .update_one(
                 doc! {"_id": self.bot_id},

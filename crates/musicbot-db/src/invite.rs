@@ -12,7 +12,7 @@
 pub const MUSIC_BOT_PERMISSIONS: u64 = (1 << 10) | (1 << 11) | (1 << 14) | (1 << 20) | (1 << 21) | (1 << 25);
 
 /// `bot` joins the guild; `applications.commands` lets it register slash commands there.
-pub const SCOPES: &str = "bot%20applications.commands";
+const SCOPES: &str = "bot%20applications.commands";
 
 /// The invite URL of a bot. With a guild, Discord preselects it, so an assignment's invite
 /// can only add the bot where it was assigned.

@@ -8,12 +8,14 @@
 pub mod assignment;
 pub mod cipher;
 pub mod connect;
+pub mod guild_entry;
 pub mod guilds;
 pub mod invite;
 pub mod records;
 
 pub use assignment::{AssignError, Assigner, Assignment};
 pub use cipher::{CipherError, TokenCipher};
+pub use guild_entry::GuildEntry;
 pub use guilds::GuildTracker;
 pub use invite::{MUSIC_BOT_PERMISSIONS, invite_url};
 pub use records::{AssignmentStatus, BotRecord, Collections, RecordError};

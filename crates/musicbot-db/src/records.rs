@@ -18,8 +18,10 @@ impl Default for Collections {
     }
 }
 
-/// A `ServerMusicBotDB.status`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A `ServerMusicBotDB.status`; serde and [`AssignmentStatus::as_str`] spell it as the seed
+/// does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AssignmentStatus {
     PendingInvite,
     Active,
@@ -28,6 +30,9 @@ pub enum AssignmentStatus {
 }
 
 impl AssignmentStatus {
+    /// The statuses that take one of a bot's slots: in the guild, or invited to it.
+    pub const HOLDS_A_SLOT: [Self; 2] = [Self::Active, Self::PendingInvite];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::PendingInvite => "PENDING_INVITE",
@@ -36,15 +41,12 @@ impl AssignmentStatus {
             Self::Failed => "FAILED",
         }
     }
+}
 
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "PENDING_INVITE" => Self::PendingInvite,
-            "ACTIVE" => Self::Active,
-            "REMOVED" => Self::Removed,
-            "FAILED" => Self::Failed,
-            _ => return None,
-        })
+/// So filters and updates can hold a status as it is (`doc! {STATUS: AssignmentStatus::Active}`).
+impl From<AssignmentStatus> for Bson {
+    fn from(status: AssignmentStatus) -> Self {
+        Bson::String(status.as_str().into())
     }
 }
 
@@ -199,15 +201,17 @@ mod tests {
     }
 
     #[test]
-    fn statuses_round_trip() {
+    fn statuses_are_spelled_alike_by_serde_and_as_str() {
         for s in [
             AssignmentStatus::PendingInvite,
             AssignmentStatus::Active,
             AssignmentStatus::Removed,
             AssignmentStatus::Failed,
         ] {
-            assert_eq!(AssignmentStatus::parse(s.as_str()), Some(s));
+            let bson = mongodb::bson::to_bson(&s).unwrap();
+            assert_eq!(bson, Bson::from(s));
+            assert_eq!(mongodb::bson::from_bson::<AssignmentStatus>(bson).unwrap(), s);
         }
-        assert_eq!(AssignmentStatus::parse("active"), None);
+        assert!(mongodb::bson::from_bson::<AssignmentStatus>(Bson::String("active".into())).is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! Guild tracking against a real MongoDB-protocol server (SecantusDB).
 
 use mongodb::bson::{Document, doc, oid::ObjectId};
-use musicbot_db::{Collections, GuildTracker};
+use musicbot_db::{AssignmentStatus, Collections, GuildEntry, GuildTracker};
 use testkit::mongo::MongoServer;
 
 #[tokio::test]
@@ -16,29 +16,27 @@ async fn join_leave_and_guild_count_follow_the_seed_schema() -> anyhow::Result<(
         .await?;
     let tracker = GuildTracker::for_client(&db, &cols, "123456789012345678").await?.expect("the record is found");
     assert!(GuildTracker::for_client(&db, &cols, "999999999999999999").await?.is_none());
-    let guilds = db.collection::<Document>("ServerMusicBotDB");
+    // Filters spell the seed's field names, so a renamed field fails here.
+    let guilds = db.collection::<GuildEntry>("ServerMusicBotDB");
     // A pending invite written by guild assignment becomes ACTIVE when the bot joins.
-    guilds.insert_one(doc! {"serverId": "111", "musicBotId": bot_id, "status": "PENDING_INVITE"}).await?;
+    guilds.insert_one(GuildEntry::new("111", bot_id, AssignmentStatus::PendingInvite)).await?;
 
     tracker.joined(111).await?;
     tracker.joined(222).await?;
     let first = guilds.find_one(doc! {"serverId": "222"}).await?.unwrap();
     tracker.joined(222).await?; // a replayed GUILD_CREATE
     let again = guilds.find_one(doc! {"serverId": "222"}).await?.unwrap();
-    assert_eq!(
-        first.get_datetime("activatedAt")?,
-        again.get_datetime("activatedAt")?,
-        "activatedAt marks the transition"
-    );
+    assert!(first.activated_at.is_some());
+    assert_eq!(first.activated_at, again.activated_at, "activatedAt marks the transition");
     assert_eq!(guilds.count_documents(doc! {"serverId": "222"}).await?, 1);
     let pending = guilds.find_one(doc! {"serverId": "111"}).await?.unwrap();
-    assert_eq!(pending.get_str("status")?, "ACTIVE");
+    assert_eq!(pending.status, AssignmentStatus::Active);
     assert_eq!(tracker.refresh_guild_count().await?, 2);
 
     tracker.left(111).await?;
     let removed = guilds.find_one(doc! {"serverId": "111"}).await?.unwrap();
-    assert_eq!(removed.get_str("status")?, "REMOVED");
-    assert!(removed.get_datetime("removedAt").is_ok());
+    assert_eq!(removed.status, AssignmentStatus::Removed);
+    assert!(removed.removed_at.is_some());
     assert_eq!(tracker.refresh_guild_count().await?, 1);
     let bot = db.collection::<Document>("MusicBotDB").find_one(doc! {"_id": bot_id}).await?.unwrap();
     assert_eq!(bot.get_i64("guildCount")?, 1);
@@ -51,10 +49,10 @@ async fn join_leave_and_guild_count_follow_the_seed_schema() -> anyhow::Result<(
     assert_eq!(gone, vec![222]);
     let status = |g: &'static str| {
         let guilds = guilds.clone();
-        async move { guilds.find_one(doc! {"serverId": g}).await.unwrap().unwrap().get_str("status").unwrap().to_string() }
+        async move { guilds.find_one(doc! {"serverId": g}).await.unwrap().unwrap().status }
     };
-    assert_eq!(status("222").await, "REMOVED");
-    assert_eq!(status("333").await, "ACTIVE");
-    assert_eq!(status("444").await, "ACTIVE", "another shard's guild is not touched");
+    assert_eq!(status("222").await, AssignmentStatus::Removed);
+    assert_eq!(status("333").await, AssignmentStatus::Active);
+    assert_eq!(status("444").await, AssignmentStatus::Active, "another shard's guild is not touched");
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The sync's Kubernetes side: list what it manages, carry out steps, report problems as
 //! Events. It changes or deletes only objects labelled as made by the sync.
 
-use super::desired::{self, FIELD_MANAGER};
+use super::desired::{self, Desired, FIELD_MANAGER, ObjectKind};
 use super::plan::{Applied, Step};
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
@@ -14,18 +14,18 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use tracing::debug;
 
 /// What the cluster holds in the sync namespace.
-pub struct Listing {
+pub(crate) struct Listing {
     /// Synced MusicBots by name.
-    pub applied: BTreeMap<String, Applied>,
+    pub(crate) applied: BTreeMap<String, Applied>,
     /// Names of MusicBots and Secrets a person (or another tool) made: never touched.
-    pub unmanaged: HashSet<String>,
+    pub(crate) unmanaged: HashSet<String>,
     /// Synced Secrets by name.
-    pub managed_secrets: BTreeSet<String>,
+    pub(crate) managed_secrets: BTreeSet<String>,
 }
 
 /// Whether the sync already knows who owns a name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Known {
+pub(crate) enum Known {
     Managed,
     Unmanaged,
     /// Neither name exists (per a listing just made).
@@ -35,13 +35,13 @@ pub enum Known {
 }
 
 #[derive(Debug)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Applied(Applied),
     Deleted,
-    NameTaken { kind: &'static str, name: String },
+    NameTaken { kind: ObjectKind, name: String },
 }
 
-pub struct KubeSide {
+pub(crate) struct KubeSide {
     namespace: String,
     collection: String,
     bots: Api<MusicBot>,
@@ -50,7 +50,7 @@ pub struct KubeSide {
 }
 
 impl KubeSide {
-    pub fn new(client: Client, namespace: &str, collection: &str, instance: Option<String>) -> Self {
+    pub(crate) fn new(client: Client, namespace: &str, collection: &str, instance: Option<String>) -> Self {
         let reporter = Reporter { controller: FIELD_MANAGER.into(), instance };
         Self {
             namespace: namespace.into(),
@@ -61,11 +61,7 @@ impl KubeSide {
         }
     }
 
-    pub fn namespace(&self) -> &str {
-        &self.namespace
-    }
-
-    pub async fn list(&self) -> Result<Listing, kube::Error> {
+    pub(crate) async fn list(&self) -> Result<Listing, kube::Error> {
         let secrets = self.secrets.list_metadata(&ListParams::default()).await?;
         let mut unmanaged = HashSet::new();
         let mut managed_secrets = BTreeSet::new();
@@ -96,7 +92,8 @@ impl KubeSide {
     }
 
     /// Carries out one step for the MusicBot `name`. `current` is what the sync last knew of it.
-    pub async fn execute(
+    #[tracing::instrument(level = "debug", skip_all, fields(musicbot = name, op = step.op()))]
+    pub(crate) async fn execute(
         &self,
         name: &str,
         step: Step,
@@ -105,30 +102,10 @@ impl KubeSide {
     ) -> Result<Outcome, kube::Error> {
         match step {
             Step::Apply(want) => {
-                let secret_name = desired::secret_name(name);
-                match known {
-                    Known::Managed | Known::Free => {}
-                    Known::Unmanaged => return Ok(Outcome::NameTaken { kind: "MusicBot", name: name.into() }),
-                    Known::Unknown => {
-                        if let Some(b) = self.bots.get_metadata_opt(name).await?
-                            && !desired::is_managed(b.metadata.labels.as_ref())
-                        {
-                            return Ok(Outcome::NameTaken { kind: "MusicBot", name: name.into() });
-                        }
-                        if let Some(s) = self.secrets.get_metadata_opt(&secret_name).await?
-                            && !desired::is_managed(s.metadata.labels.as_ref())
-                        {
-                            return Ok(Outcome::NameTaken { kind: "Secret", name: secret_name });
-                        }
-                    }
+                if let Some(taken) = self.taken_by_hand(name, known).await? {
+                    return Ok(taken);
                 }
-                let apply = PatchParams::apply(FIELD_MANAGER).force();
-                // Secret first: a MusicBot whose Secret is missing would flash TokenNotResolved.
-                self.secrets.patch(&secret_name, &apply, &Patch::Apply(&want.secret())).await?;
-                self.bots.patch(name, &apply, &Patch::Apply(&want.musicbot(&now()))).await?;
-                if current.as_ref().is_some_and(|c| c.invalid.is_some()) {
-                    self.set_sync_error(name, None).await?;
-                }
+                self.apply(name, &want, current.as_ref()).await?;
                 Ok(Outcome::Applied(Applied {
                     record_key: want.record_key.clone(),
                     hash: want.hash.clone(),
@@ -155,6 +132,41 @@ impl KubeSide {
         }
     }
 
+    /// The hand-made object in the way of the MusicBot `name` or its Secret, if any.
+    async fn taken_by_hand(&self, name: &str, known: Known) -> Result<Option<Outcome>, kube::Error> {
+        let musicbot = || Outcome::NameTaken { kind: ObjectKind::MusicBot, name: name.into() };
+        match known {
+            Known::Managed | Known::Free => Ok(None),
+            Known::Unmanaged => Ok(Some(musicbot())),
+            Known::Unknown => {
+                if let Some(b) = self.bots.get_metadata_opt(name).await?
+                    && !desired::is_managed(b.metadata.labels.as_ref())
+                {
+                    return Ok(Some(musicbot()));
+                }
+                let secret_name = desired::secret_name(name);
+                if let Some(s) = self.secrets.get_metadata_opt(&secret_name).await?
+                    && !desired::is_managed(s.metadata.labels.as_ref())
+                {
+                    return Ok(Some(Outcome::NameTaken { kind: ObjectKind::Secret, name: secret_name }));
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Server-side applies the Secret and the MusicBot a record wants.
+    async fn apply(&self, name: &str, want: &Desired, current: Option<&Applied>) -> Result<(), kube::Error> {
+        let apply = PatchParams::apply(FIELD_MANAGER).force();
+        // Secret first: a MusicBot whose Secret is missing would flash TokenNotResolved.
+        self.secrets.patch(&desired::secret_name(name), &apply, &Patch::Apply(&want.secret())).await?;
+        self.bots.patch(name, &apply, &Patch::Apply(&want.musicbot(&now()))).await?;
+        if current.is_some_and(|c| c.invalid.is_some()) {
+            self.set_sync_error(name, None).await?;
+        }
+        Ok(())
+    }
+
     async fn set_sync_error(&self, name: &str, why: Option<&str>) -> Result<(), kube::Error> {
         let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
         let patch = json!({"metadata": {"annotations": {SYNC_ERROR: why}}});
@@ -169,7 +181,7 @@ impl KubeSide {
         ignore_gone(self.bots.delete(name, &only(meta.metadata.uid)).await.map(|_| ()))
     }
 
-    pub async fn delete_managed_secret(&self, name: &str) -> Result<(), kube::Error> {
+    pub(crate) async fn delete_managed_secret(&self, name: &str) -> Result<(), kube::Error> {
         let Some(meta) = self.secrets.get_metadata_opt(name).await? else { return Ok(()) };
         if !desired::is_managed(meta.metadata.labels.as_ref()) {
             return Ok(());
@@ -179,11 +191,17 @@ impl KubeSide {
 
     /// A Warning Event about a record that is not synced. It regards the record itself
     /// (`kubectl get events` shows `MusicBotDB/<_id>`), or the hand-made object in the way.
-    pub async fn warn(&self, record_key: &str, reason: &str, note: &str, in_the_way: Option<(&'static str, &str)>) {
+    pub(crate) async fn warn(
+        &self,
+        record_key: &str,
+        reason: &str,
+        note: &str,
+        in_the_way: Option<(ObjectKind, &str)>,
+    ) {
         let regarding = match in_the_way {
             Some((kind, name)) => ObjectReference {
-                api_version: Some(if kind == "Secret" { "v1".into() } else { MusicBot::api_version(&()).into_owned() }),
-                kind: Some(kind.into()),
+                api_version: Some(kind.api_version().into_owned()),
+                kind: Some(kind.kind().into_owned()),
                 name: Some(name.into()),
                 namespace: Some(self.namespace.clone()),
                 ..Default::default()

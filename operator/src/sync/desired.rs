@@ -3,49 +3,81 @@
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
+use kube::Resource;
+use musicbot_api::crd::MusicBot;
 use musicbot_api::labels::{MANAGED_BY_LABEL, RECORD_LABEL, SYNC, SYNC_HASH, SYNCED_AT, SYNCED_FROM};
 use musicbot_db::BotRecord;
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
 /// Field manager of the sync's server-side applies (the controller's is the operator's name).
-pub const FIELD_MANAGER: &str = SYNC;
+pub(crate) const FIELD_MANAGER: &str = SYNC;
 /// Key of the token in the synced Secret.
-pub const TOKEN_KEY: &str = "token";
+pub(crate) const TOKEN_KEY: &str = "token";
 /// The CRD's limit on `displayName`.
 const DISPLAY_NAME_MAX: usize = 100;
 
+/// The two kinds of object the sync writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ObjectKind {
+    Secret,
+    MusicBot,
+}
+
+impl ObjectKind {
+    pub(crate) fn kind(self) -> Cow<'static, str> {
+        match self {
+            ObjectKind::Secret => Secret::kind(&()),
+            ObjectKind::MusicBot => MusicBot::kind(&()),
+        }
+    }
+
+    pub(crate) fn api_version(self) -> Cow<'static, str> {
+        match self {
+            ObjectKind::Secret => Secret::api_version(&()),
+            ObjectKind::MusicBot => MusicBot::api_version(&()),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.kind())
+    }
+}
+
 /// One MusicBot per Discord application: the name follows the client id, which is stable,
 /// DNS-safe and unique among synced records (duplicates are skipped).
-pub fn bot_name(client_id: &str) -> String {
+pub(crate) fn bot_name(client_id: &str) -> String {
     format!("bot-{client_id}")
 }
 
-pub fn client_of(bot_name: &str) -> &str {
+pub(crate) fn client_of(bot_name: &str) -> &str {
     bot_name.strip_prefix("bot-").unwrap_or("")
 }
 
-pub fn secret_name(bot_name: &str) -> String {
+pub(crate) fn secret_name(bot_name: &str) -> String {
     format!("{bot_name}-token")
 }
 
-pub fn is_managed(labels: Option<&BTreeMap<String, String>>) -> bool {
+pub(crate) fn is_managed(labels: Option<&BTreeMap<String, String>>) -> bool {
     labels.and_then(|l| l.get(MANAGED_BY_LABEL)).is_some_and(|v| v == SYNC)
 }
 
 /// What a good record wants. `Debug` never shows the token.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Desired {
-    pub name: String,
-    pub record_key: String,
+pub(crate) struct Desired {
+    pub(crate) name: String,
+    pub(crate) record_key: String,
     /// `<collection>/<_id>`.
-    pub synced_from: String,
-    pub client_id: String,
-    pub display_name: String,
-    pub suspended: bool,
+    pub(crate) synced_from: String,
+    pub(crate) client_id: String,
+    pub(crate) display_name: String,
+    pub(crate) suspended: bool,
     token: String,
-    pub hash: String,
+    pub(crate) hash: String,
 }
 
 impl fmt::Debug for Desired {
@@ -62,7 +94,7 @@ impl fmt::Debug for Desired {
 
 impl Desired {
     /// `token` is the plaintext (decrypted) token, already checked for shape.
-    pub fn new(collection: &str, record_key: &str, record: &BotRecord, token: &str) -> Self {
+    pub(crate) fn new(collection: &str, record_key: &str, record: &BotRecord, token: &str) -> Self {
         let name = bot_name(&record.client_id);
         let display_name = truncate(record.name.trim(), DISPLAY_NAME_MAX);
         let display_name = if display_name.is_empty() { record.client_id.clone() } else { display_name };
@@ -87,10 +119,10 @@ impl Desired {
 
     /// The MusicBot to server-side apply. Only the fields the record decides are here, so
     /// fields a person adds to a synced MusicBot (shards, music settings) are kept.
-    pub fn musicbot(&self, synced_at: &str) -> Value {
+    pub(crate) fn musicbot(&self, synced_at: &str) -> Value {
         json!({
-            "apiVersion": "musicbot.dev/v1alpha1",
-            "kind": "MusicBot",
+            "apiVersion": ObjectKind::MusicBot.api_version(),
+            "kind": ObjectKind::MusicBot.kind(),
             "metadata": {
                 "name": self.name,
                 "labels": self.labels(),
@@ -106,7 +138,7 @@ impl Desired {
     }
 
     /// The Secret to server-side apply: the token, as the controller and bot pods read it.
-    pub fn secret(&self) -> Secret {
+    pub(crate) fn secret(&self) -> Secret {
         let labels: BTreeMap<String, String> = serde_json::from_value(self.labels()).expect("string labels");
         Secret {
             metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
@@ -141,7 +173,7 @@ fn truncate(s: &str, max_chars: usize) -> String {
 
 /// A name safe for an Event about a record (`<name>.<suffix>` must be a DNS subdomain):
 /// an ObjectId's hex as it is, anything else hashed.
-pub fn event_safe(record_key: &str) -> String {
+pub(crate) fn event_safe(record_key: &str) -> String {
     let ok = !record_key.is_empty()
         && record_key.len() <= 200
         && record_key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')

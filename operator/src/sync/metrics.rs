@@ -1,5 +1,7 @@
 //! Metrics of the MongoDB side of the operator: the sync and guild assignment.
 
+use super::ResyncReason;
+use super::plan::SkipReason;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -29,17 +31,6 @@ struct Outcome {
     result: String,
 }
 
-/// Why a record is not synced; the `reason` label of the skipped-record metrics.
-pub const SKIP_REASONS: [&str; 7] = [
-    "missing_field",
-    "wrong_type",
-    "bad_client_id",
-    "undecryptable_token",
-    "malformed_token",
-    "duplicate_client_id",
-    "name_taken",
-];
-
 pub struct SyncMetrics {
     stream_events: Counter,
     writes: Family<Op, Counter>,
@@ -56,7 +47,7 @@ pub struct SyncMetrics {
 }
 
 impl SyncMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
         let m = Self {
             stream_events: Counter::default(),
             writes: Family::default(),
@@ -95,57 +86,57 @@ impl SyncMetrics {
         registry.register("sync_up", "1 while the sync follows MongoDB (change stream open or polling)", m.up.clone());
         registry.register("assignments", "Guild assignment requests by result", m.assignments.clone());
         registry.register("assignments_expired", "Pending invites that timed out and became FAILED", m.expired.clone());
-        for reason in SKIP_REASONS {
-            m.skipped.get_or_create(&Reason { reason: reason.into() }).set(0);
+        for reason in SkipReason::ALL {
+            m.skipped.get_or_create(&Reason { reason: reason.as_str().into() }).set(0);
         }
         m
     }
 
-    pub fn stream_event(&self, lag: Option<Duration>) {
+    pub(crate) fn stream_event(&self, lag: Option<Duration>) {
         self.stream_events.inc();
         if let Some(lag) = lag {
             self.lag.observe(lag.as_secs_f64());
         }
     }
 
-    pub fn write(&self, op: &str) {
+    pub(crate) fn write(&self, op: &str) {
         self.writes.get_or_create(&Op { op: op.into() }).inc();
     }
 
-    pub fn resync(&self, reason: &str) {
-        self.resyncs.get_or_create(&Reason { reason: reason.into() }).inc();
+    pub(crate) fn resync(&self, reason: ResyncReason) {
+        self.resyncs.get_or_create(&Reason { reason: reason.as_str().into() }).inc();
     }
 
-    pub fn error(&self, kind: &str) {
+    pub(crate) fn error(&self, kind: &str) {
         self.errors.get_or_create(&Kind { kind: kind.into() }).inc();
     }
 
-    pub fn skipped_first_seen(&self, reason: &str) {
-        self.skipped_total.get_or_create(&Reason { reason: reason.into() }).inc();
+    pub(crate) fn skipped_first_seen(&self, reason: SkipReason) {
+        self.skipped_total.get_or_create(&Reason { reason: reason.as_str().into() }).inc();
     }
 
     /// Replaces the current skipped counts (reasons absent from `counts` go to 0).
-    pub fn set_skipped(&self, counts: &BTreeMap<&'static str, usize>) {
-        for reason in SKIP_REASONS {
+    pub(crate) fn set_skipped(&self, counts: &BTreeMap<SkipReason, usize>) {
+        for reason in SkipReason::ALL {
             let n = counts.get(reason).copied().unwrap_or(0);
-            self.skipped.get_or_create(&Reason { reason: reason.into() }).set(n as i64);
+            self.skipped.get_or_create(&Reason { reason: reason.as_str().into() }).set(n as i64);
         }
     }
 
-    pub fn set_records(&self, synced: usize, plaintext: usize) {
+    pub(crate) fn set_records(&self, synced: usize, plaintext: usize) {
         self.records.set(synced as i64);
         self.plaintext.set(plaintext as i64);
     }
 
-    pub fn set_up(&self, up: bool) {
+    pub(crate) fn set_up(&self, up: bool) {
         self.up.set(i64::from(up));
     }
 
-    pub fn assignment(&self, result: &str) {
+    pub(crate) fn assignment(&self, result: &str) {
         self.assignments.get_or_create(&Outcome { result: result.into() }).inc();
     }
 
-    pub fn expired(&self, n: u64) {
+    pub(crate) fn expired(&self, n: u64) {
         self.expired.inc_by(n);
     }
 }

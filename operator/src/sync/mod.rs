@@ -6,21 +6,22 @@
 //!   MusicBot; `apply`: the Kubernetes side; `stream`/`resume`: following MongoDB.
 //! - Runs on the elected leader only, beside the controller.
 
-pub mod apply;
-pub mod desired;
+mod apply;
+mod desired;
 pub mod metrics;
-pub mod plan;
-pub mod resume;
+mod plan;
+mod resume;
 mod stream;
 
 use crate::config::SyncMode;
 use crate::metrics::Metrics;
 use apply::{Known, KubeSide, Outcome};
+use backon::{BackoffBuilder as _, ExponentialBackoff, ExponentialBuilder};
 use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::{Collection, Database};
 use musicbot_db::{Collections, TokenCipher};
-use plan::{Applied, Mirror, Parsed, Problem};
+use plan::{Applied, Mirror, Parsed, Problem, SkipReason, Step};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +32,47 @@ use tracing::{info, warn};
 const CONCURRENCY: usize = 16;
 /// How often MusicBots whose last write failed are retried.
 const RETRY_EVERY: Duration = Duration::from_secs(5);
+
+/// Why the sync reads the whole collection again: the `reason` label of the resync metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ResyncReason {
+    /// The sync (re)started following MongoDB.
+    Start,
+    /// The stored resume token was refused: changes after it may have been missed.
+    ResumeFailed,
+    /// The records collection was dropped or renamed.
+    Invalidated,
+    /// The safety net while following a change stream (`--sync-resync-interval-seconds`).
+    Periodic,
+    /// Every poll, where the server has no change streams.
+    Poll,
+}
+
+impl ResyncReason {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ResyncReason::Start => "start",
+            ResyncReason::ResumeFailed => "resume_failed",
+            ResyncReason::Invalidated => "invalidated",
+            ResyncReason::Periodic => "periodic",
+            ResyncReason::Poll => "poll",
+        }
+    }
+
+    /// Resyncs that come all the time, not worth a line at `info` each.
+    fn is_routine(self) -> bool {
+        matches!(self, ResyncReason::Poll | ResyncReason::Periodic)
+    }
+}
+
+/// Waits between attempts to follow MongoDB again: 0.5 s doubling to 30 s, for ever.
+fn reconnect_backoff() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(30))
+        .without_max_times()
+        .build()
+}
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -74,8 +116,8 @@ pub async fn run(
     let mut resume =
         resume::ResumeStore::new(&db, &settings.state_collection, &settings.collections.bots, &settings.namespace);
     let mut mode = settings.mode;
-    let mut needs_resync = Some("start");
-    let mut backoff = Duration::from_millis(500);
+    let mut needs_resync = Some(ResyncReason::Start);
+    let mut backoff = reconnect_backoff();
     while !*stop.borrow() {
         let ended = match mode {
             SyncMode::Poll => stream::poll(&mut syncer, &settings, &stop).await,
@@ -86,26 +128,26 @@ pub async fn run(
         metrics.sync.set_up(false);
         match ended {
             stream::Ended::Shutdown => break,
-            stream::Ended::Invalidated => backoff = Duration::from_millis(500),
+            stream::Ended::Invalidated => backoff = reconnect_backoff(),
             stream::Ended::Unsupported(why) if mode == SyncMode::Auto => {
                 warn!("change streams are unavailable ({why}); polling every {:?}", settings.poll_interval);
                 mode = SyncMode::Poll;
             }
             stream::Ended::Unsupported(why) => {
                 metrics.sync.error("mongodb");
-                warn!(retry_in = ?backoff, "change streams are unavailable ({why}) and --sync-mode is watch");
-                sleep_or_stop(backoff, &stop).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                let delay = backoff.next().unwrap_or(Duration::from_secs(30));
+                warn!(retry_in = ?delay, "change streams are unavailable ({why}) and --sync-mode is watch");
+                sleep_or_stop(delay, &stop).await;
             }
             stream::Ended::Failed(e) => {
                 metrics.sync.error(e.side());
-                warn!(retry_in = ?backoff, "sync interrupted: {e}");
-                sleep_or_stop(backoff, &stop).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                let delay = backoff.next().unwrap_or(Duration::from_secs(30));
+                warn!(retry_in = ?delay, "sync interrupted: {e}");
+                sleep_or_stop(delay, &stop).await;
             }
         }
         if matches!(mode, SyncMode::Poll) {
-            backoff = Duration::from_millis(500);
+            backoff = reconnect_backoff();
         }
     }
     resume.flush().await;
@@ -122,7 +164,7 @@ async fn sleep_or_stop(d: Duration, stop: &watch::Receiver<bool>) {
 
 /// A failure that interrupts following MongoDB.
 #[derive(Debug, thiserror::Error)]
-pub enum SyncError {
+pub(crate) enum SyncError {
     #[error("MongoDB: {0}")]
     Mongo(#[from] mongodb::error::Error),
     #[error("Kubernetes: {0}")]
@@ -139,7 +181,7 @@ impl SyncError {
 }
 
 /// The sync's state: the mirror of the collection and what it last applied.
-pub struct Syncer {
+struct Syncer {
     kube: KubeSide,
     records: Collection<Document>,
     collection: String,
@@ -190,7 +232,8 @@ impl Syncer {
     }
 
     /// Reads every record and every synced object, and converges all of them.
-    pub async fn resync(&mut self, reason: &'static str) -> Result<(), SyncError> {
+    #[tracing::instrument(skip_all, fields(collection = %self.collection, reason = reason.as_str()))]
+    async fn resync(&mut self, reason: ResyncReason) -> Result<(), SyncError> {
         let started = Instant::now();
         self.metrics.sync.resync(reason);
         let docs: Vec<Document> = self.records.find(doc! {}).await?.try_collect().await?;
@@ -206,30 +249,35 @@ impl Syncer {
         let names: BTreeSet<String> =
             self.mirror.clients().map(desired::bot_name).chain(self.applied.keys().cloned()).collect();
         self.converge(names, true).await;
-        // Secrets left behind (e.g. by a crash between deleting a MusicBot and its Secret).
+        self.delete_orphaned_secrets(&listing.managed_secrets).await;
+        self.report().await;
+        let took_ms = started.elapsed().as_millis() as u64;
+        let (records, synced) = (self.mirror.len(), self.applied.len());
+        // Polling resyncs all the time: only the first and unusual ones are worth a line.
+        if reason.is_routine() {
+            tracing::debug!(records, synced, took_ms, "full resync done");
+        } else {
+            info!(records, synced, took_ms, "full resync done");
+        }
+        Ok(())
+    }
+
+    /// Secrets left behind (e.g. by a crash between deleting a MusicBot and its Secret).
+    async fn delete_orphaned_secrets(&self, managed_secrets: &BTreeSet<String>) {
         let wanted: HashSet<String> = self.applied.keys().map(|n| desired::secret_name(n)).collect();
-        for orphan in listing.managed_secrets.iter().filter(|s| !wanted.contains(*s)) {
+        for orphan in managed_secrets.iter().filter(|s| !wanted.contains(*s)) {
             if let Err(e) = self.kube.delete_managed_secret(orphan).await {
                 warn!(secret = %orphan, "could not delete an orphaned synced Secret: {e}");
             } else {
                 self.metrics.sync.write("delete");
             }
         }
-        self.report().await;
-        let took_ms = started.elapsed().as_millis() as u64;
-        let (records, synced) = (self.mirror.len(), self.applied.len());
-        // Polling resyncs all the time: only the first and unusual ones are worth a line.
-        if matches!(reason, "poll" | "periodic") {
-            tracing::debug!(reason, records, synced, took_ms, "full resync done");
-        } else {
-            info!(reason, records, synced, took_ms, "full resync done");
-        }
-        Ok(())
     }
 
     /// One record changed (inserted, updated, replaced or deleted): re-read it and converge
     /// the MusicBots it touches.
-    pub async fn on_change(&mut self, id: &Bson) -> Result<(), SyncError> {
+    #[tracing::instrument(skip_all, fields(collection = %self.collection, record = %plan::record_key(id)))]
+    async fn on_change(&mut self, id: &Bson) -> Result<(), SyncError> {
         let found = self.records.find_one(doc! {"_id": id.clone()}).await?;
         let key = plan::record_key(id);
         let new = found.as_ref().map(|d| self.parse(d));
@@ -241,7 +289,7 @@ impl Syncer {
     }
 
     /// Retries MusicBots whose last write failed.
-    pub async fn retry_dirty(&mut self) {
+    async fn retry_dirty(&mut self) {
         if self.dirty.is_empty() || self.last_retry.elapsed() < RETRY_EVERY {
             return;
         }
@@ -251,91 +299,91 @@ impl Syncer {
         self.report().await;
     }
 
+    /// Brings the MusicBots `names` in line with the mirror: decides each one's step, carries
+    /// the steps out concurrently, and keeps what came of them.
     async fn converge(&mut self, names: BTreeSet<String>, from_listing: bool) {
-        let steps: Vec<_> = names
-            .into_iter()
-            .filter_map(|name| {
-                let current = self.applied.get(&name).cloned();
-                let step = plan::decide(&self.mirror, &self.collection, &name, current.as_ref());
-                if step.is_none() {
-                    self.name_taken.remove(&name);
-                    self.dirty.remove(&name);
-                }
-                let taken = || self.unmanaged.contains(&name) || self.unmanaged.contains(&desired::secret_name(&name));
-                let known = match (current.is_some(), from_listing) {
-                    (true, _) => Known::Managed,
-                    (false, true) if taken() => Known::Unmanaged,
-                    // The listing was just made: no need to look again.
-                    (false, true) => Known::Free,
-                    (false, false) => Known::Unknown,
-                };
-                Some((name, step?, known, current))
-            })
-            .collect();
+        let steps: Vec<Planned> = names.into_iter().filter_map(|name| self.plan(name, from_listing)).collect();
         let kube = &self.kube;
         let results: Vec<_> = futures::stream::iter(steps)
-            .map(|(name, step, known, current)| async move {
-                let record = match &step {
-                    plan::Step::Apply(d) => Some(d.record_key.clone()),
+            .map(|p| async move {
+                let record = match &p.step {
+                    Step::Apply(d) => Some(d.record_key.clone()),
                     _ => None,
                 };
-                let op = match &step {
-                    plan::Step::Apply(_) => "apply",
-                    plan::Step::MarkInvalid(_) => "mark_invalid",
-                    plan::Step::Delete => "delete",
-                };
-                let result = kube.execute(&name, step, known, current).await;
-                (name, record, op, result)
+                let op = p.step.op();
+                let result = kube.execute(&p.name, p.step, p.known, p.current).await;
+                (p.name, record, op, result)
             })
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
         for (name, record, op, result) in results {
-            match result {
-                Ok(Outcome::Applied(a)) => {
-                    self.metrics.sync.write(op);
-                    info!(musicbot = %name, record = %a.record_key, op, "synced");
-                    self.applied.insert(name.clone(), a);
-                    self.name_taken.remove(&name);
-                    self.dirty.remove(&name);
-                }
-                Ok(Outcome::Deleted) => {
-                    self.metrics.sync.write(op);
-                    info!(musicbot = %name, "record gone: deleted its MusicBot and Secret");
-                    self.applied.remove(&name);
-                    self.dirty.remove(&name);
-                }
-                Ok(Outcome::NameTaken { kind, name: taken }) => {
-                    let problem = Problem::NameTaken { kind, name: taken };
-                    self.name_taken.insert(name.clone(), (record.unwrap_or_default(), problem));
-                    self.dirty.remove(&name);
-                }
-                Err(e) => {
-                    self.metrics.sync.error("kubernetes");
-                    warn!(musicbot = %name, op, "could not sync; retrying: {e}");
-                    self.dirty.insert(name);
-                }
-            }
+            self.keep(name, record, op, result);
         }
         let plaintext = self.mirror.plaintext().len();
         self.metrics.sync.set_records(self.applied.len(), plaintext);
     }
 
+    /// The step for one MusicBot, if it needs one, and what is known of who owns its name.
+    fn plan(&mut self, name: String, from_listing: bool) -> Option<Planned> {
+        let current = self.applied.get(&name).cloned();
+        let step = plan::decide(&self.mirror, &self.collection, &name, current.as_ref());
+        if step.is_none() {
+            self.name_taken.remove(&name);
+            self.dirty.remove(&name);
+        }
+        let taken = || self.unmanaged.contains(&name) || self.unmanaged.contains(&desired::secret_name(&name));
+        let known = match (current.is_some(), from_listing) {
+            (true, _) => Known::Managed,
+            (false, true) if taken() => Known::Unmanaged,
+            // The listing was just made: no need to look again.
+            (false, true) => Known::Free,
+            (false, false) => Known::Unknown,
+        };
+        Some(Planned { step: step?, name, known, current })
+    }
+
+    /// Keeps what came of one MusicBot's step.
+    fn keep(&mut self, name: String, record: Option<String>, op: &'static str, result: Result<Outcome, kube::Error>) {
+        match result {
+            Ok(Outcome::Applied(a)) => {
+                self.metrics.sync.write(op);
+                info!(musicbot = %name, record = %a.record_key, op, "synced");
+                self.applied.insert(name.clone(), a);
+                self.name_taken.remove(&name);
+                self.dirty.remove(&name);
+            }
+            Ok(Outcome::Deleted) => {
+                self.metrics.sync.write(op);
+                info!(musicbot = %name, "record gone: deleted its MusicBot and Secret");
+                self.applied.remove(&name);
+                self.dirty.remove(&name);
+            }
+            Ok(Outcome::NameTaken { kind, name: taken }) => {
+                let problem = Problem::NameTaken { kind, name: taken };
+                self.name_taken.insert(name.clone(), (record.unwrap_or_default(), problem));
+                self.dirty.remove(&name);
+            }
+            Err(e) => {
+                self.metrics.sync.error("kubernetes");
+                warn!(musicbot = %name, op, "could not sync; retrying: {e}");
+                self.dirty.insert(name);
+            }
+        }
+    }
+
     /// Logs, events and counts each new problem once; updates the gauges.
     async fn report(&mut self) {
-        let mut current: BTreeMap<String, (Option<String>, Problem)> =
-            self.mirror.problems().into_iter().map(|(k, c, p)| (k.to_string(), (c.map(str::to_string), p))).collect();
-        for (name, (record, problem)) in &self.name_taken {
-            current.insert(record.clone(), (Some(desired::client_of(name).to_string()), problem.clone()));
-        }
-        let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+        let current = self.problems();
+        let mut counts: BTreeMap<SkipReason, usize> = BTreeMap::new();
         for (key, (client, problem)) in &current {
             *counts.entry(problem.reason()).or_default() += 1;
             let text = problem.to_string();
             if self.reported.get(key) == Some(&text) {
                 continue;
             }
-            warn!(record = %key, client_id = client.as_deref().unwrap_or("-"), reason = problem.reason(), "record skipped: {text}");
+            let reason = problem.reason().as_str();
+            warn!(record = %key, client_id = client.as_deref().unwrap_or("-"), reason, "record skipped: {text}");
             self.metrics.sync.skipped_first_seen(problem.reason());
             let in_the_way = match problem {
                 Problem::NameTaken { kind, name } => Some((*kind, name.as_str())),
@@ -346,6 +394,21 @@ impl Syncer {
         }
         self.reported.retain(|k, _| current.contains_key(k));
         self.metrics.sync.set_skipped(&counts);
+        self.warn_plaintext();
+    }
+
+    /// Every record kept out of the cluster, by record key: its client id and why.
+    fn problems(&self) -> BTreeMap<String, (Option<String>, Problem)> {
+        let mut current: BTreeMap<String, (Option<String>, Problem)> =
+            self.mirror.problems().into_iter().map(|(k, c, p)| (k.to_string(), (c.map(str::to_string), p))).collect();
+        for (name, (record, problem)) in &self.name_taken {
+            current.insert(record.clone(), (Some(desired::client_of(name).to_string()), problem.clone()));
+        }
+        current
+    }
+
+    /// Warns once per record whose token is stored in plaintext.
+    fn warn_plaintext(&mut self) {
         let fresh: Vec<String> = self
             .mirror
             .plaintext()
@@ -363,4 +426,12 @@ impl Syncer {
             warn!(count = fresh.len(), first = %fresh[0], "records store their token in plaintext; {HINT}");
         }
     }
+}
+
+/// One MusicBot's step, as [`Syncer::converge`] hands it to the Kubernetes side.
+struct Planned {
+    name: String,
+    step: Step,
+    known: Known,
+    current: Option<Applied>,
 }

@@ -1,7 +1,7 @@
 //! Pure: the sync's picture of the `MusicBotDB` collection (the mirror), the problems that
 //! keep a record out of the cluster, and the step that brings one MusicBot in line.
 
-use super::desired::{self, Desired};
+use super::desired::{self, Desired, ObjectKind};
 use mongodb::bson::{Bson, Document};
 use musicbot_api::token::{Token, TokenError};
 use musicbot_db::cipher::{self, Stored, TokenCipher};
@@ -9,10 +9,43 @@ use musicbot_db::{BotRecord, RecordError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+/// Declares [`SkipReason`] from one list, so [`SkipReason::ALL`] (every label the metrics
+/// start at 0) cannot miss a variant.
+macro_rules! skip_reasons {
+    ($($(#[$doc:meta])* $variant:ident => $label:literal,)+) => {
+        /// Why a record is not synced: the `reason` label of the skipped-record metrics.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub(crate) enum SkipReason {
+            $($(#[$doc])* $variant,)+
+        }
+
+        impl SkipReason {
+            pub(crate) const ALL: &[Self] = &[$(Self::$variant,)+];
+
+            pub(crate) fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $label,)+
+                }
+            }
+        }
+    };
+}
+
+skip_reasons! {
+    /// A required field is missing or empty.
+    MissingField => "missing_field",
+    WrongType => "wrong_type",
+    BadClientId => "bad_client_id",
+    UndecryptableToken => "undecryptable_token",
+    MalformedToken => "malformed_token",
+    DuplicateClientId => "duplicate_client_id",
+    NameTaken => "name_taken",
+}
+
 /// Why a record is not synced. `Display` is what logs and Events say: field names and
 /// reasons, never the token.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Problem {
+pub(crate) enum Problem {
     Record(RecordError),
     /// The token does not decrypt (the error's text: no key, wrong key, unknown scheme).
     Token(String),
@@ -25,23 +58,21 @@ pub enum Problem {
     },
     /// A Secret or MusicBot of that name exists and was not made by the sync.
     NameTaken {
-        kind: &'static str,
+        kind: ObjectKind,
         name: String,
     },
 }
 
 impl Problem {
-    /// The metric label (see [`super::metrics::SKIP_REASONS`]).
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> SkipReason {
         match self {
-            Problem::Record(RecordError::Missing(_)) => "missing_field",
-            Problem::Record(RecordError::WrongType { .. }) => "wrong_type",
-            Problem::Record(RecordError::BadClientId(_)) => "bad_client_id",
-            Problem::Record(RecordError::EmptyToken) => "missing_field",
-            Problem::Token(_) => "undecryptable_token",
-            Problem::TokenShape(_) => "malformed_token",
-            Problem::Duplicate { .. } => "duplicate_client_id",
-            Problem::NameTaken { .. } => "name_taken",
+            Problem::Record(RecordError::Missing(_) | RecordError::EmptyToken) => SkipReason::MissingField,
+            Problem::Record(RecordError::WrongType { .. }) => SkipReason::WrongType,
+            Problem::Record(RecordError::BadClientId(_)) => SkipReason::BadClientId,
+            Problem::Token(_) => SkipReason::UndecryptableToken,
+            Problem::TokenShape(_) => SkipReason::MalformedToken,
+            Problem::Duplicate { .. } => SkipReason::DuplicateClientId,
+            Problem::NameTaken { .. } => SkipReason::NameTaken,
         }
     }
 }
@@ -64,21 +95,21 @@ impl fmt::Display for Problem {
 
 /// A record as the sync reads it.
 #[derive(Clone, PartialEq, Eq)]
-pub enum Parsed {
+pub(crate) enum Parsed {
     Good(Box<Good>),
     Bad { client_id: Option<String>, problem: Problem },
 }
 
 /// A good record with its token decrypted (or plaintext from an older database).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Good {
-    pub record: BotRecord,
+pub(crate) struct Good {
+    pub(crate) record: BotRecord,
     token: Token,
-    pub plaintext: bool,
+    pub(crate) plaintext: bool,
 }
 
 impl Parsed {
-    pub fn client_id(&self) -> Option<&str> {
+    pub(crate) fn client_id(&self) -> Option<&str> {
         match self {
             Parsed::Good(g) => Some(&g.record.client_id),
             Parsed::Bad { client_id, .. } => client_id.as_deref(),
@@ -87,7 +118,7 @@ impl Parsed {
 }
 
 /// The key of a record in the mirror: an ObjectId's hex, anything else as BSON prints it.
-pub fn record_key(id: &Bson) -> String {
+pub(crate) fn record_key(id: &Bson) -> String {
     match id {
         Bson::ObjectId(oid) => oid.to_hex(),
         other => other.to_string(),
@@ -95,7 +126,7 @@ pub fn record_key(id: &Bson) -> String {
 }
 
 /// Reads one document: the record's fields, then its token (decrypted, shape-checked).
-pub fn parse(doc: &Document, cipher: Option<&TokenCipher>) -> Parsed {
+pub(crate) fn parse(doc: &Document, cipher: Option<&TokenCipher>) -> Parsed {
     let record = match BotRecord::from_document(doc) {
         Ok(r) => r,
         Err(e) => {
@@ -118,13 +149,13 @@ pub fn parse(doc: &Document, cipher: Option<&TokenCipher>) -> Parsed {
 
 /// The collection as last read: every record by key, and the good ones by client id.
 #[derive(Default)]
-pub struct Mirror {
+pub(crate) struct Mirror {
     records: BTreeMap<String, Parsed>,
     good_by_client: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Mirror {
-    pub fn from_records(records: impl IntoIterator<Item = (String, Parsed)>) -> Self {
+    pub(crate) fn from_records(records: impl IntoIterator<Item = (String, Parsed)>) -> Self {
         let mut m = Self::default();
         for (k, p) in records {
             m.set(k, Some(p));
@@ -133,7 +164,7 @@ impl Mirror {
     }
 
     /// Sets (or with None removes) one record; returns what was there.
-    pub fn set(&mut self, key: String, parsed: Option<Parsed>) -> Option<Parsed> {
+    pub(crate) fn set(&mut self, key: String, parsed: Option<Parsed>) -> Option<Parsed> {
         let old = self.records.remove(&key);
         if let Some(Parsed::Good(g)) = &old
             && let Some(keys) = self.good_by_client.get_mut(&g.record.client_id)
@@ -152,20 +183,16 @@ impl Mirror {
         old
     }
 
-    pub fn get(&self, key: &str) -> Option<&Parsed> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Parsed> {
         self.records.get(key)
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.records.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
-
     /// The record synced for a client id: the oldest good one (ObjectIds sort by creation).
-    pub fn winner(&self, client_id: &str) -> Option<(&str, &Good)> {
+    pub(crate) fn winner(&self, client_id: &str) -> Option<(&str, &Good)> {
         let key = self.good_by_client.get(client_id)?.first()?;
         match self.records.get(key) {
             Some(Parsed::Good(g)) => Some((key.as_str(), g)),
@@ -173,12 +200,12 @@ impl Mirror {
         }
     }
 
-    pub fn clients(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn clients(&self) -> impl Iterator<Item = &str> {
         self.good_by_client.keys().map(String::as_str)
     }
 
     /// Records kept out of the cluster by their content: malformed ones and younger duplicates.
-    pub fn problems(&self) -> Vec<(&str, Option<&str>, Problem)> {
+    pub(crate) fn problems(&self) -> Vec<(&str, Option<&str>, Problem)> {
         let mut out = Vec::new();
         for (key, parsed) in &self.records {
             match parsed {
@@ -198,33 +225,44 @@ impl Mirror {
     }
 
     /// Synced records whose token is stored in plaintext.
-    pub fn plaintext(&self) -> Vec<&str> {
+    pub(crate) fn plaintext(&self) -> Vec<&str> {
         self.good_by_client.keys().filter_map(|c| self.winner(c)).filter(|(_, g)| g.plaintext).map(|(k, _)| k).collect()
     }
 }
 
 /// What the cluster holds for one synced MusicBot, as far as the sync is concerned.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Applied {
-    pub record_key: String,
-    pub hash: String,
+pub(crate) struct Applied {
+    pub(crate) record_key: String,
+    pub(crate) hash: String,
     /// The `sync-error` annotation.
-    pub invalid: Option<String>,
+    pub(crate) invalid: Option<String>,
     /// Whether its token Secret exists.
-    pub secret: bool,
+    pub(crate) secret: bool,
 }
 
 /// One thing to do for one MusicBot name.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     Apply(Box<Desired>),
     /// The record turned invalid: keep the last good objects running, say why.
     MarkInvalid(String),
     Delete,
 }
 
+impl Step {
+    /// The `op` label of the write metrics and logs.
+    pub(crate) fn op(&self) -> &'static str {
+        match self {
+            Step::Apply(_) => "apply",
+            Step::MarkInvalid(_) => "mark_invalid",
+            Step::Delete => "delete",
+        }
+    }
+}
+
 /// The step that brings the MusicBot `name` in line with the mirror, if any.
-pub fn decide(mirror: &Mirror, collection: &str, name: &str, applied: Option<&Applied>) -> Option<Step> {
+pub(crate) fn decide(mirror: &Mirror, collection: &str, name: &str, applied: Option<&Applied>) -> Option<Step> {
     if let Some((key, good)) = mirror.winner(desired::client_of(name)) {
         let want = Desired::new(collection, key, &good.record, good.token.expose());
         let current = applied.is_some_and(|a| a.hash == want.hash && a.secret && a.invalid.is_none());
@@ -243,7 +281,7 @@ pub fn decide(mirror: &Mirror, collection: &str, name: &str, applied: Option<&Ap
 
 /// MusicBot names a change of record `key` may affect: its old and new client ids, and any
 /// MusicBot that came from it.
-pub fn affected<'a>(
+pub(crate) fn affected<'a>(
     key: &str,
     old: Option<&Parsed>,
     new: Option<&Parsed>,
@@ -294,17 +332,19 @@ mod tests {
         assert!(matches!(&p, Parsed::Good(g) if g.plaintext), "plaintext still works");
 
         let reason = |d: Document, c: Option<&TokenCipher>| match parse(&d, c) {
-            Parsed::Bad { problem, .. } => problem.reason(),
-            Parsed::Good(_) => "good",
+            Parsed::Bad { problem, .. } => Some(problem.reason()),
+            Parsed::Good(_) => None,
         };
-        assert_eq!(reason(doc! {"_id": oid(1), "clientId": A, "token": enc.clone()}, None), "undecryptable_token");
-        assert_eq!(reason(doc! {"_id": oid(1), "clientId": B, "token": enc}, Some(&c)), "undecryptable_token");
-        assert_eq!(reason(doc! {"_id": oid(1), "clientId": A, "token": "nope"}, None), "malformed_token");
-        assert_eq!(reason(doc! {"_id": oid(1), "clientId": A, "token": token(B, "x")}, None), "malformed_token");
-        assert_eq!(reason(doc! {"_id": oid(1), "token": "t"}, None), "missing_field");
-        assert_eq!(reason(doc! {"_id": oid(1), "clientId": 5, "token": "t"}, None), "wrong_type");
-        assert_eq!(reason(doc! {"_id": "text", "clientId": A, "token": "t"}, None), "wrong_type");
-        assert_eq!(reason(doc! {"_id": oid(1), "clientId": "12ab", "token": "t"}, None), "bad_client_id");
+        use SkipReason::*;
+        assert_eq!(reason(doc! {"_id": oid(1), "clientId": A, "token": enc.clone()}, None), Some(UndecryptableToken));
+        assert_eq!(reason(doc! {"_id": oid(1), "clientId": B, "token": enc}, Some(&c)), Some(UndecryptableToken));
+        assert_eq!(reason(doc! {"_id": oid(1), "clientId": A, "token": "nope"}, None), Some(MalformedToken));
+        assert_eq!(reason(doc! {"_id": oid(1), "clientId": A, "token": token(B, "x")}, None), Some(MalformedToken));
+        assert_eq!(reason(doc! {"_id": oid(1), "token": "t"}, None), Some(MissingField));
+        assert_eq!(reason(doc! {"_id": oid(1), "clientId": A, "token": " "}, None), Some(MissingField));
+        assert_eq!(reason(doc! {"_id": oid(1), "clientId": 5, "token": "t"}, None), Some(WrongType));
+        assert_eq!(reason(doc! {"_id": "text", "clientId": A, "token": "t"}, None), Some(WrongType));
+        assert_eq!(reason(doc! {"_id": oid(1), "clientId": "12ab", "token": "t"}, None), Some(BadClientId));
         // A problem never shows the token.
         let secret = token(A, "very-secret-tail");
         if let Parsed::Bad { problem, client_id } = parse(&doc! {"_id": oid(1), "clientId": B, "token": secret}, None) {
@@ -322,7 +362,7 @@ mod tests {
         let problems = m.problems();
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].0, oid(2).to_hex());
-        assert_eq!(problems[0].2.reason(), "duplicate_client_id");
+        assert_eq!(problems[0].2.reason(), SkipReason::DuplicateClientId);
         // The older one goes: the younger takes over.
         m.set(oid(1).to_hex(), None);
         assert_eq!(m.winner(A).unwrap().0, oid(2).to_hex());

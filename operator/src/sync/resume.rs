@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 /// How often a token that only moved because time passed (no events) is written.
 const IDLE_SAVE_EVERY: Duration = Duration::from_secs(60);
 
-pub struct ResumeStore {
+pub(crate) struct ResumeStore {
     coll: Collection<Document>,
     key: String,
     loaded: bool,
@@ -24,7 +24,7 @@ pub struct ResumeStore {
 }
 
 impl ResumeStore {
-    pub fn new(db: &Database, state_collection: &str, bots_collection: &str, namespace: &str) -> Self {
+    pub(crate) fn new(db: &Database, state_collection: &str, bots_collection: &str, namespace: &str) -> Self {
         Self {
             coll: db.collection(state_collection),
             key: format!("{bots_collection}@{namespace}"),
@@ -36,7 +36,7 @@ impl ResumeStore {
     }
 
     /// The token to resume from: the stored one on first use, then the latest handled.
-    pub async fn current(&mut self) -> mongodb::error::Result<Option<ResumeToken>> {
+    pub(crate) async fn current(&mut self) -> mongodb::error::Result<Option<ResumeToken>> {
         if !self.loaded {
             let found = self.coll.find_one(doc! {"_id": &self.key}).await?;
             self.current = found.and_then(|d| d.get("resumeToken").cloned()).and_then(|b| {
@@ -52,7 +52,7 @@ impl ResumeStore {
 
     /// Records that everything up to `token` is handled, and stores it. A failed write is
     /// only logged: the token stays in memory and the next write catches up.
-    pub async fn advance(&mut self, token: Option<ResumeToken>) {
+    pub(crate) async fn advance(&mut self, token: Option<ResumeToken>) {
         if token.is_some() {
             self.current = token;
         }
@@ -61,7 +61,7 @@ impl ResumeStore {
 
     /// Like [`Self::advance`] while no events arrive: the server's post-batch token moves on
     /// with time; writing it now and then keeps a restart from resuming far back.
-    pub async fn advance_idle(&mut self, token: Option<ResumeToken>) {
+    pub(crate) async fn advance_idle(&mut self, token: Option<ResumeToken>) {
         if token.is_some() {
             self.current = token;
         }
@@ -71,12 +71,12 @@ impl ResumeStore {
     }
 
     /// Stores the current token now (at shutdown).
-    pub async fn flush(&mut self) {
+    pub(crate) async fn flush(&mut self) {
         self.write().await;
     }
 
     /// Forgets the token (resuming from it failed, or the stream was invalidated).
-    pub async fn clear(&mut self) {
+    pub(crate) async fn clear(&mut self) {
         self.current = None;
         self.loaded = true;
         if let Err(e) = self.coll.delete_one(doc! {"_id": &self.key}).await {

@@ -6,10 +6,10 @@
 //! handled by re-reading the record and applying only differences.
 
 use super::resume::ResumeStore;
-use super::{Settings, SyncError, Syncer};
+use super::{ResyncReason, Settings, SyncError, Syncer};
 use mongodb::bson::Document;
 use mongodb::change_stream::ChangeStream;
-use mongodb::change_stream::event::{ChangeStreamEvent, OperationType};
+use mongodb::change_stream::event::{ChangeStreamEvent, OperationType, ResumeToken};
 use mongodb::error::ErrorKind;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
@@ -19,7 +19,7 @@ use tracing::{info, warn};
 /// this bounds how late shutdown, retries and the periodic resync run when nothing changes.
 const MAX_AWAIT: Duration = Duration::from_millis(500);
 
-pub enum Ended {
+pub(crate) enum Ended {
     Shutdown,
     /// The collection was dropped or renamed: start over from a resync.
     Invalidated,
@@ -46,45 +46,26 @@ fn is_unsupported(e: &mongodb::error::Error) -> bool {
     command_code(e).is_some_and(|c| UNSUPPORTED.contains(&c))
 }
 
-async fn open(
-    syncer: &Syncer,
-    token: Option<mongodb::change_stream::event::ResumeToken>,
-) -> mongodb::error::Result<ChangeStream<ChangeStreamEvent<Document>>> {
+type Stream = ChangeStream<ChangeStreamEvent<Document>>;
+
+async fn open(syncer: &Syncer, token: Option<ResumeToken>) -> mongodb::error::Result<Stream> {
     syncer.records.watch().max_await_time(MAX_AWAIT).resume_after(token).await
 }
 
-pub async fn follow(
+/// Follows the change stream until shutdown, an error or an invalidation; first resyncs if
+/// `needs_resync` says so (and clears it once done).
+#[tracing::instrument(skip_all, fields(collection = %syncer.collection))]
+pub(crate) async fn follow(
     syncer: &mut Syncer,
     resume: &mut ResumeStore,
-    needs_resync: &mut Option<&'static str>,
+    needs_resync: &mut Option<ResyncReason>,
     settings: &Settings,
     stop: &watch::Receiver<bool>,
 ) -> Ended {
-    let token = match resume.current().await {
-        Ok(t) => t,
-        Err(e) => return Ended::Failed(e.into()),
-    };
-    let resuming = token.is_some();
-    let mut stream = match open(syncer, token).await {
+    let mut stream = match open_resumed(syncer, resume, needs_resync).await {
         Ok(s) => s,
-        Err(e) if is_unsupported(&e) => return Ended::Unsupported(e.to_string()),
-        // The server answered but refused the token (too old, from another database, ...):
-        // start afresh, and resync so nothing between the token and now is missed.
-        Err(e) if resuming && command_code(&e).is_some() => match open(syncer, None).await {
-            Ok(s) => {
-                warn!("could not resume the change stream ({e}); starting a new one after a full resync");
-                resume.clear().await;
-                *needs_resync = Some("resume_failed");
-                s
-            }
-            Err(e) if is_unsupported(&e) => return Ended::Unsupported(e.to_string()),
-            Err(e) => return Ended::Failed(e.into()),
-        },
-        Err(e) => return Ended::Failed(e.into()),
+        Err(ended) => return ended,
     };
-    if resuming && *needs_resync != Some("resume_failed") {
-        info!("change stream resumed from the stored token");
-    }
     if let Some(reason) = *needs_resync {
         if let Err(e) = syncer.resync(reason).await {
             return Ended::Failed(e);
@@ -103,42 +84,88 @@ pub async fn follow(
             next = stream.next_if_any() => next,
             _ = stop.wait_for(|s| *s) => continue,
         };
-        match next {
-            Ok(Some(event)) => {
-                let lag = lag_of(&event);
-                match event.operation_type {
-                    OperationType::Insert | OperationType::Update | OperationType::Replace | OperationType::Delete => {
-                        let Some(id) = event.document_key.as_ref().and_then(|k| k.get("_id")) else { continue };
-                        if let Err(e) = syncer.on_change(id).await {
-                            // Not advancing the token: the event comes again after reopening.
-                            return Ended::Failed(e);
-                        }
-                        syncer.metrics.sync.stream_event(lag);
-                        resume.advance(stream.resume_token()).await;
-                    }
-                    OperationType::Invalidate
-                    | OperationType::Drop
-                    | OperationType::Rename
-                    | OperationType::DropDatabase => {
-                        warn!(op = ?event.operation_type, "the records collection was dropped or renamed; resyncing");
-                        resume.clear().await;
-                        *needs_resync = Some("invalidated");
-                        return Ended::Invalidated;
-                    }
-                    _ => resume.advance_idle(stream.resume_token()).await,
-                }
+        let handled = match next {
+            // The stream is not polled while the event is handled: its token stays the one after it.
+            Ok(Some(event)) => handle(syncer, resume, stream.resume_token(), event).await,
+            Ok(None) => {
+                resume.advance_idle(stream.resume_token()).await;
+                Ok(())
             }
-            Ok(None) => resume.advance_idle(stream.resume_token()).await,
-            Err(e) => return Ended::Failed(e.into()),
+            Err(e) => Err(Ended::Failed(e.into())),
+        };
+        if let Err(ended) = handled {
+            if matches!(ended, Ended::Invalidated) {
+                *needs_resync = Some(ResyncReason::Invalidated);
+            }
+            return ended;
         }
         syncer.retry_dirty().await;
         if last_resync.elapsed() >= settings.resync_interval {
             last_resync = Instant::now();
-            if let Err(e) = syncer.resync("periodic").await {
+            if let Err(e) = syncer.resync(ResyncReason::Periodic).await {
                 return Ended::Failed(e);
             }
         }
     }
+}
+
+/// Opens the stream from the stored token. A token the server refuses (too old, from
+/// another database, ...) is dropped for a new stream, with a resync so nothing between the
+/// token and now is missed.
+async fn open_resumed(
+    syncer: &Syncer,
+    resume: &mut ResumeStore,
+    needs_resync: &mut Option<ResyncReason>,
+) -> Result<Stream, Ended> {
+    let token = resume.current().await.map_err(|e| Ended::Failed(e.into()))?;
+    let resuming = token.is_some();
+    let refused = match open(syncer, token).await {
+        Ok(s) => {
+            if resuming {
+                info!("change stream resumed from the stored token");
+            }
+            return Ok(s);
+        }
+        Err(e) if is_unsupported(&e) => return Err(Ended::Unsupported(e.to_string())),
+        Err(e) if resuming && command_code(&e).is_some() => e,
+        Err(e) => return Err(Ended::Failed(e.into())),
+    };
+    match open(syncer, None).await {
+        Ok(s) => {
+            warn!("could not resume the change stream ({refused}); starting a new one after a full resync");
+            resume.clear().await;
+            *needs_resync = Some(ResyncReason::ResumeFailed);
+            Ok(s)
+        }
+        Err(e) if is_unsupported(&e) => Err(Ended::Unsupported(e.to_string())),
+        Err(e) => Err(Ended::Failed(e.into())),
+    }
+}
+
+/// Handles one event: a record change is synced, then `token` (the one after the event) is
+/// stored; a dropped or renamed collection ends the stream with [`Ended::Invalidated`].
+async fn handle(
+    syncer: &mut Syncer,
+    resume: &mut ResumeStore,
+    token: Option<ResumeToken>,
+    event: ChangeStreamEvent<Document>,
+) -> Result<(), Ended> {
+    match event.operation_type {
+        OperationType::Insert | OperationType::Update | OperationType::Replace | OperationType::Delete => {
+            let Some(id) = event.document_key.as_ref().and_then(|k| k.get("_id")) else { return Ok(()) };
+            // On failure the token stays put: the event comes again after reopening.
+            syncer.on_change(id).await.map_err(Ended::Failed)?;
+            syncer.metrics.sync.stream_event(lag_of(&event));
+            resume.advance(token).await;
+        }
+        OperationType::Invalidate | OperationType::Drop | OperationType::Rename | OperationType::DropDatabase => {
+            warn!(op = ?event.operation_type, "the records collection was dropped or renamed; resyncing");
+            resume.clear().await;
+            return Err(Ended::Invalidated);
+        }
+        _ => resume.advance_idle(token).await,
+    }
+    Ok(())
 }
 
 /// Time from the change in MongoDB to now (the event's wall time, else its cluster time,
@@ -153,13 +180,14 @@ fn lag_of(event: &ChangeStreamEvent<Document>) -> Option<Duration> {
 }
 
 /// Where change streams are unavailable: a full resync every poll interval.
-pub async fn poll(syncer: &mut Syncer, settings: &Settings, stop: &watch::Receiver<bool>) -> Ended {
+#[tracing::instrument(skip_all, fields(collection = %syncer.collection))]
+pub(crate) async fn poll(syncer: &mut Syncer, settings: &Settings, stop: &watch::Receiver<bool>) -> Ended {
     let mut stop = stop.clone();
     loop {
         if *stop.borrow() {
             return Ended::Shutdown;
         }
-        if let Err(e) = syncer.resync("poll").await {
+        if let Err(e) = syncer.resync(ResyncReason::Poll).await {
             return Ended::Failed(e);
         }
         syncer.metrics.sync.set_up(true);
