@@ -14,7 +14,5 @@ pub mod http;
 pub mod metrics;
 pub mod music;
 pub mod registration;
-pub mod shutdown;
-pub mod telemetry;
 pub mod token;
 pub mod tracking;

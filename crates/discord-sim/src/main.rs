@@ -71,8 +71,8 @@ fn main() -> Result<()> {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "discord_sim=info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "discord_sim=info".into());
+    musicbot_runtime::init_logs(musicbot_api::env::LogFormat::Text, &filter);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let guilds: Vec<GuildSpec> = (1..=args.guilds).map(guild).collect();
     let mut builder = DiscordSim::builder()

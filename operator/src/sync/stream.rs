@@ -12,7 +12,7 @@ use mongodb::change_stream::ChangeStream;
 use mongodb::change_stream::event::{ChangeStreamEvent, OperationType};
 use mongodb::error::ErrorKind;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// How long one getMore waits for changes. The server answers as soon as a change arrives;
@@ -58,7 +58,7 @@ pub async fn follow(
     resume: &mut ResumeStore,
     needs_resync: &mut Option<&'static str>,
     settings: &Settings,
-    stop: &watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) -> Ended {
     let token = match resume.current().await {
         Ok(t) => t,
@@ -93,15 +93,14 @@ pub async fn follow(
     }
     syncer.metrics.sync.set_up(true);
     let mut last_resync = Instant::now();
-    let mut stop = stop.clone();
     loop {
-        if *stop.borrow() {
+        if stop.is_cancelled() {
             resume.advance(stream.resume_token()).await;
             return Ended::Shutdown;
         }
         let next = tokio::select! {
             next = stream.next_if_any() => next,
-            _ = stop.wait_for(|s| *s) => continue,
+            _ = stop.cancelled() => continue,
         };
         match next {
             Ok(Some(event)) => {
@@ -153,10 +152,9 @@ fn lag_of(event: &ChangeStreamEvent<Document>) -> Option<Duration> {
 }
 
 /// Where change streams are unavailable: a full resync every poll interval.
-pub async fn poll(syncer: &mut Syncer, settings: &Settings, stop: &watch::Receiver<bool>) -> Ended {
-    let mut stop = stop.clone();
+pub async fn poll(syncer: &mut Syncer, settings: &Settings, stop: &CancellationToken) -> Ended {
     loop {
-        if *stop.borrow() {
+        if stop.is_cancelled() {
             return Ended::Shutdown;
         }
         if let Err(e) = syncer.resync("poll").await {
@@ -165,7 +163,7 @@ pub async fn poll(syncer: &mut Syncer, settings: &Settings, stop: &watch::Receiv
         syncer.metrics.sync.set_up(true);
         tokio::select! {
             _ = tokio::time::sleep(settings.poll_interval) => {}
-            _ = stop.wait_for(|s| *s) => {}
+            _ = stop.cancelled() => {}
         }
     }
 }
