@@ -19,7 +19,7 @@ use crate::token;
 use crate::{discord, http, registration};
 use musicbot_api::Token;
 
-pub async fn runtime(common: &CommonArgs) -> Result<Runtime> {
+async fn runtime(common: &CommonArgs) -> Result<Runtime> {
     let mongo = common.records.open("bot-runner").await?.map(|db| (db, common.records.collections()));
     Ok(Runtime {
         api_url: common.discord_api_url.clone(),
@@ -95,7 +95,7 @@ pub async fn fleet(args: FleetArgs) -> Result<()> {
 }
 
 /// Active, well-formed bots with usable tokens; the rest are skipped with a warning.
-pub async fn active_bots(
+async fn active_bots(
     db: &mongodb::Database,
     cols: &Collections,
     cipher: Option<&TokenCipher>,
