@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use musicbot_db::cipher::{Stored, reveal};
 use musicbot_db::connect::load_key;
 use musicbot_db::{Collections, TokenCipher};
+use musicbot_runtime::CancellationToken;
 use tracing::{info, warn};
 
 use crate::bot::{Bot, BotSpec, Runtime};
@@ -18,7 +19,7 @@ use crate::token;
 use crate::{discord, http, registration};
 use musicbot_api::Token;
 
-pub async fn runtime(common: &CommonArgs) -> Result<Runtime> {
+async fn runtime(common: &CommonArgs) -> Result<Runtime> {
     let mongo = common.records.open("bot-runner").await?.map(|db| (db, common.records.collections()));
     Ok(Runtime {
         api_url: common.discord_api_url.clone(),
@@ -94,7 +95,7 @@ pub async fn fleet(args: FleetArgs) -> Result<()> {
 }
 
 /// Active, well-formed bots with usable tokens; the rest are skipped with a warning.
-pub async fn active_bots(
+async fn active_bots(
     db: &mongodb::Database,
     cols: &Collections,
     cipher: Option<&TokenCipher>,
@@ -153,10 +154,11 @@ async fn serve(
     let first = bots.first().cloned();
     let fleet = Fleet::new(bots, Duration::from_secs(common.gateway_stuck_seconds));
     info!(addr = %listener.local_addr()?, "serving /health /ready /metrics /status /bots");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http::serve(listener, fleet.clone(), rt.metrics.clone(), async move {
-        let _ = stop_rx.await;
-    }));
+    let shutdown = musicbot_runtime::shutdown_on_signal();
+    // Not the signal's token: /health and /status answer until the bots have stopped.
+    let stop_serving = CancellationToken::new();
+    let server =
+        tokio::spawn(http::serve(listener, fleet.clone(), rt.metrics.clone(), stop_serving.clone().cancelled_owned()));
     let gave_up = async {
         match (&exit, first) {
             (Exit::WhenTheBotStops, Some(bot)) => format!("{}: {}", bot.name, bot.stopped().await),
@@ -164,11 +166,11 @@ async fn serve(
         }
     };
     let failure = tokio::select! {
-        () = crate::shutdown::signal() => None,
+        () = shutdown.cancelled() => None,
         why = gave_up => Some(why),
     };
     fleet.shutdown(Duration::from_secs(common.shutdown_grace_seconds)).await;
-    let _ = stop_tx.send(());
+    stop_serving.cancel();
     let _ = server.await;
     match failure {
         None => {

@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use serenity::all::{Cache, ClientBuilder, ShardManager};
+use serenity::all::{Cache, Client, ClientBuilder, ShardManager};
 use serenity::gateway::ConnectionStage;
 use songbird::SerenityInit;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{Instrument as _, info, warn};
 
 use crate::cli::PresenceArgs;
 use crate::metrics::{BotMetrics, Metrics, Snapshot};
@@ -61,28 +61,13 @@ pub struct Bot {
 }
 
 impl Bot {
+    #[tracing::instrument(name = "bot", skip_all, fields(bot = %spec.name))]
     pub async fn start(spec: BotSpec, token: Token, rt: &Runtime) -> Result<Arc<Bot>> {
         let client_id = spec.client_id.unwrap_or_else(|| token.client_id());
-        let http = discord::http(&token, rt.api_url.as_deref(), client_id);
-        let songbird = songbird::Songbird::serenity();
+        // poise hands the bot to every command, but the bot needs the client built first.
         let cell: Arc<OnceLock<Arc<Bot>>> = Arc::new(OnceLock::new());
-        let data = cell.clone();
-        let framework = poise::Framework::builder()
-            .options(commands::options())
-            .setup(move |_, _, _| {
-                Box::pin(async move { Ok(data.get().expect("the bot exists before its client starts").clone()) })
-            })
-            .initialize_owners(false)
-            .build();
-        let mut builder = ClientBuilder::new_with_http(http, discord::intents())
-            .framework(framework)
-            .register_songbird_with(songbird.clone())
-            .status(discord::status(&spec.presence));
-        if let Some(activity) = discord::activity(&spec.presence) {
-            builder = builder.activity(activity);
-        }
-        let mut client = builder.await.context("building the Discord client")?;
-
+        let songbird = songbird::Songbird::serenity();
+        let client = build_client(&spec, &token, client_id, rt, songbird.clone(), cell.clone()).await?;
         let metrics = rt.metrics.bot(&client_id.to_string());
         let music = MusicService::new(
             songbird,
@@ -92,20 +77,6 @@ impl Bot {
             rt.music.clone(),
             metrics.clone(),
         );
-        let tracking = match &rt.mongo {
-            Some((db, cols)) => match musicbot_db::GuildTracker::for_client(db, cols, &client_id.to_string()).await {
-                Ok(Some(t)) => Some(Tracking::start(t, spec.name.clone())),
-                Ok(None) => {
-                    warn!(bot = %spec.name, client_id, "no MusicBotDB record for this bot: guilds are not tracked");
-                    None
-                }
-                Err(e) => {
-                    warn!(bot = %spec.name, error = %e, "MongoDB unavailable: guilds are not tracked");
-                    None
-                }
-            },
-            None => None,
-        };
         let bot = Arc::new(Bot {
             name: spec.name.clone(),
             client_id,
@@ -115,7 +86,7 @@ impl Bot {
             metrics,
             cache: client.cache.clone(),
             commands_deployed: AtomicBool::new(false),
-            tracking: Mutex::new(tracking),
+            tracking: Mutex::new(track_guilds(rt, &spec.name, client_id).await),
             shard_manager: client.shard_manager.clone(),
             down_since: Mutex::new(Some(Instant::now())),
             client: Mutex::new(None),
@@ -123,22 +94,9 @@ impl Bot {
         });
         let _ = cell.set(bot.clone());
         tokio::spawn(crate::music::idle::sweep(Arc::downgrade(&music)));
-
-        let (shard, count) = spec.shard;
-        let name = spec.name.clone();
-        let stopped = bot.stopped.clone();
-        let task = tokio::spawn(async move {
-            let result = if count > 1 { client.start_shard(shard, count).await } else { client.start().await };
-            match result {
-                Ok(()) => info!(bot = %name, "gateway closed"),
-                Err(e) => {
-                    warn!(bot = %name, error = %e, "the Discord client stopped");
-                    stopped.send_replace(Some(format!("the Discord client stopped: {e}")));
-                }
-            }
-        });
+        let task = tokio::spawn(run_client(client, spec.shard, bot.stopped.clone()).in_current_span());
         *bot.client.lock().expect("client lock") = Some(task);
-        info!(bot = %spec.name, client_id, shard, shards = count, "bot starting");
+        info!(client_id, shard = spec.shard.0, shards = spec.shard.1, "bot starting");
         Ok(bot)
     }
 
@@ -202,6 +160,7 @@ impl Bot {
 
     /// Leaves voice (so listeners see the bot go, not hang), closes the gateway, and writes
     /// what guild tracking still holds.
+    #[tracing::instrument(name = "bot", skip_all, fields(bot = %self.name))]
     pub async fn shutdown(&self) {
         self.music.leave_all().await;
         self.shard_manager.shutdown_all().await;
@@ -209,12 +168,73 @@ impl Bot {
         if let Some(task) = task
             && tokio::time::timeout(Duration::from_secs(5), task).await.is_err()
         {
-            warn!(bot = %self.name, "the gateway did not close in time");
+            warn!("the gateway did not close in time");
         }
         let tracking = self.tracking.lock().expect("tracking lock").take();
         if let Some(t) = tracking {
             t.finish().await;
         }
-        info!(bot = %self.name, "bot stopped");
+        info!("bot stopped");
+    }
+}
+
+/// The serenity client with songbird and the poise commands; `bot` is filled in before the
+/// client starts, and poise hands it to every command.
+async fn build_client(
+    spec: &BotSpec,
+    token: &Token,
+    client_id: u64,
+    rt: &Runtime,
+    songbird: Arc<songbird::Songbird>,
+    bot: Arc<OnceLock<Arc<Bot>>>,
+) -> Result<Client> {
+    let http = discord::http(token, rt.api_url.as_deref(), client_id);
+    let framework = poise::Framework::builder()
+        .options(commands::options())
+        .setup(move |_, _, _| {
+            Box::pin(async move { Ok(bot.get().expect("the bot exists before its client starts").clone()) })
+        })
+        .initialize_owners(false)
+        .build();
+    let mut builder = ClientBuilder::new_with_http(http, discord::intents())
+        .framework(framework)
+        .register_songbird_with(songbird)
+        .status(discord::status(&spec.presence));
+    if let Some(activity) = discord::activity(&spec.presence) {
+        builder = builder.activity(activity);
+    }
+    builder.await.context("building the Discord client")
+}
+
+/// The bot's guild tracker, if MongoDB holds a record for it. Without one the bot still
+/// plays: tracking is bookkeeping for the operator's assignments, not the music.
+async fn track_guilds(rt: &Runtime, name: &str, client_id: u64) -> Option<Tracking> {
+    let (db, cols) = rt.mongo.as_ref()?;
+    match musicbot_db::GuildTracker::for_client(db, cols, &client_id.to_string()).await {
+        Ok(Some(t)) => Some(Tracking::start(t, name.to_string())),
+        Ok(None) => {
+            warn!(client_id, "no MusicBotDB record for this bot: guilds are not tracked");
+            None
+        }
+        Err(e) => {
+            warn!(error = %e, "MongoDB unavailable: guilds are not tracked");
+            None
+        }
+    }
+}
+
+/// Runs the gateway until it closes; why it gave up, if it did, goes to `stopped`.
+async fn run_client(
+    mut client: Client,
+    (shard, count): (u32, u32),
+    stopped: tokio::sync::watch::Sender<Option<String>>,
+) {
+    let result = if count > 1 { client.start_shard(shard, count).await } else { client.start().await };
+    match result {
+        Ok(()) => info!("gateway closed"),
+        Err(e) => {
+            warn!(error = %e, "the Discord client stopped");
+            stopped.send_replace(Some(format!("the Discord client stopped: {e}")));
+        }
     }
 }

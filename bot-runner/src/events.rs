@@ -5,30 +5,34 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use serenity::all::FullEvent;
-use tracing::{info, warn};
+use tracing::{Instrument as _, info, warn};
 
 use crate::bot::Bot;
 use crate::commands::Error;
 use crate::registration;
 use crate::tracking::GuildEvent;
 
+#[tracing::instrument(name = "event", skip_all, fields(bot = %fw.user_data.name))]
 pub async fn handle(fw: poise::FrameworkContext<'_, Arc<Bot>, Error>, event: &FullEvent) -> Result<(), Error> {
     let bot = fw.user_data;
     match event {
         FullEvent::Ready { data_about_bot: ready } => {
-            info!(bot = %bot.name, user = %ready.user.name, guilds = ready.guilds.len(), "gateway ready");
+            info!(user = %ready.user.name, guilds = ready.guilds.len(), "gateway ready");
             // Once per process: a reconnect's READY needs no new registration.
             if !bot.commands_deployed.load(Ordering::Relaxed) {
                 let (bot, http) = (bot.clone(), fw.serenity_context.http.clone());
-                tokio::spawn(async move {
-                    match registration::deploy(&http, &bot.guild_ids).await {
-                        Ok(outcome) => {
-                            info!(bot = %bot.name, ?outcome, "slash commands");
-                            bot.commands_deployed.store(true, Ordering::Relaxed);
+                tokio::spawn(
+                    async move {
+                        match registration::deploy(&http, &bot.guild_ids).await {
+                            Ok(outcome) => {
+                                info!(?outcome, "slash commands");
+                                bot.commands_deployed.store(true, Ordering::Relaxed);
+                            }
+                            Err(e) => warn!(error = %e, "registering slash commands failed"),
                         }
-                        Err(e) => warn!(bot = %bot.name, error = %e, "registering slash commands failed"),
                     }
-                });
+                    .in_current_span(),
+                );
             }
         }
         FullEvent::CacheReady { guilds } => {
@@ -36,13 +40,13 @@ pub async fn handle(fw: poise::FrameworkContext<'_, Arc<Bot>, Error>, event: &Fu
         }
         FullEvent::GuildCreate { guild, is_new } => {
             if *is_new == Some(true) {
-                info!(bot = %bot.name, guild = %guild.id, name = %guild.name, "joined a guild");
+                info!(guild = %guild.id, name = %guild.name, "joined a guild");
             }
             track(bot, GuildEvent::Joined(guild.id.get()));
         }
         // `unavailable` means an outage, not that the bot was removed.
         FullEvent::GuildDelete { incomplete, .. } if !incomplete.unavailable => {
-            info!(bot = %bot.name, guild = %incomplete.id, "left a guild");
+            info!(guild = %incomplete.id, "left a guild");
             bot.music.leave(incomplete.id, "removed from the guild").await;
             track(bot, GuildEvent::Left(incomplete.id.get()));
         }

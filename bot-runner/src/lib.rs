@@ -3,18 +3,16 @@
 //! process for people without Kubernetes.
 
 pub mod app;
-pub mod bot;
+mod bot;
 pub mod ca;
 pub mod cli;
-pub mod commands;
-pub mod discord;
+mod commands;
+mod discord;
 mod events;
-pub mod fleet;
-pub mod http;
-pub mod metrics;
-pub mod music;
-pub mod registration;
-pub mod shutdown;
-pub mod telemetry;
-pub mod token;
-pub mod tracking;
+mod fleet;
+mod http;
+mod metrics;
+mod music;
+mod registration;
+mod token;
+mod tracking;

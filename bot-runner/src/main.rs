@@ -1,8 +1,8 @@
 use anyhow::Result;
 use clap::Parser;
 
+use bot_runner::app;
 use bot_runner::cli::{Cli, Command, CommonArgs};
-use bot_runner::{app, telemetry};
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -14,7 +14,7 @@ fn main() -> Result<()> {
         Some(Command::Fleet(a)) => &a.common,
         Some(Command::Commands(_)) => &cli.run.common,
     };
-    telemetry::init(common.log_format, &common.log_filter);
+    musicbot_runtime::init_logs(common.log_format, &common.log_filter);
     // Before the runtime, so before any other thread: this sets SSL_CERT_FILE. Held to the
     // end of main, which removes the bundle file.
     let _ca_bundle = common.ca_file.as_deref().map(bot_runner::ca::install).transpose()?;

@@ -44,6 +44,7 @@ pub fn shard_of(guild: u64, count: u32) -> u32 {
     ((guild >> 22) % u64::from(count.max(1))) as u32
 }
 
+#[tracing::instrument(name = "tracking", skip_all, fields(bot = %bot))]
 async fn run(tracker: GuildTracker, bot: String, mut rx: mpsc::UnboundedReceiver<GuildEvent>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -59,7 +60,7 @@ async fn run(tracker: GuildTracker, bot: String, mut rx: mpsc::UnboundedReceiver
                     let (id, count) = (*id, *count);
                     tracker.left_while_offline(guilds, |g| shard_of(g, count) == id).await.map(|gone| {
                         if !gone.is_empty() {
-                            info!(bot, ?gone, "left these guilds while offline");
+                            info!(?gone, "left these guilds while offline");
                         }
                         true
                     })
@@ -68,13 +69,13 @@ async fn run(tracker: GuildTracker, bot: String, mut rx: mpsc::UnboundedReceiver
             match result {
                 Ok(c) => changed |= c,
                 // MongoDB trouble must not stop the music: log and carry on.
-                Err(e) => warn!(bot, ?event, error = %e, "guild tracking write failed"),
+                Err(e) => warn!(?event, error = %e, "guild tracking write failed"),
             }
         }
         if changed {
             match tracker.refresh_guild_count().await {
-                Ok(n) => debug!(bot, guilds = n, "guildCount updated"),
-                Err(e) => warn!(bot, error = %e, "updating guildCount failed"),
+                Ok(n) => debug!(guilds = n, "guildCount updated"),
+                Err(e) => warn!(error = %e, "updating guildCount failed"),
             }
         }
     }

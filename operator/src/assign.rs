@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 #[derive(Deserialize)]
@@ -78,11 +79,10 @@ fn sweep_interval(invite_timeout: Duration) -> Duration {
     (invite_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(30))
 }
 
-/// Turns timed-out PENDING_INVITE entries FAILED until `shutdown` resolves (leader only:
-/// the write is idempotent, but one sweeper is enough).
-pub async fn expire_invites(assigner: Assigner, metrics: Arc<Metrics>, shutdown: impl Future<Output = ()>) {
+/// Turns timed-out PENDING_INVITE entries FAILED until `shutdown` is cancelled (leader
+/// only: the write is idempotent, but one sweeper is enough).
+pub async fn expire_invites(assigner: Assigner, metrics: Arc<Metrics>, shutdown: CancellationToken) {
     let every = sweep_interval(assigner.invite_timeout());
-    tokio::pin!(shutdown);
     loop {
         match assigner.expire_stale().await {
             Ok(0) => {}
@@ -97,7 +97,7 @@ pub async fn expire_invites(assigner: Assigner, metrics: Arc<Metrics>, shutdown:
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
-            _ = &mut shutdown => return,
+            _ = shutdown.cancelled() => return,
         }
     }
 }

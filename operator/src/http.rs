@@ -79,7 +79,7 @@ async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
 /// One bot in `/bots`, shaped like the seed's answer.
 #[derive(Serialize, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct BotSummary {
+struct BotSummary {
     pub name: String,
     pub client_id: String,
     pub guilds: u64,
@@ -89,7 +89,7 @@ pub struct BotSummary {
     pub voice_connections: u64,
 }
 
-pub fn summarize(bot: &MusicBot) -> BotSummary {
+fn summarize(bot: &MusicBot) -> BotSummary {
     let status = bot.status.clone().unwrap_or_default();
     BotSummary {
         name: bot.display_name(),

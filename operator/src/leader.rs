@@ -8,7 +8,7 @@ use tokio::sync::watch;
 /// Holds the Lease. `changes` yields `true` when this replica becomes the leader and
 /// `false` when it loses the Lease; dropping it releases the Lease.
 pub struct Leadership {
-    pub changes: watch::Receiver<bool>,
+    changes: watch::Receiver<bool>,
     task: tokio::task::JoinHandle<Result<kube_lease_manager::LeaseManager>>,
 }
 

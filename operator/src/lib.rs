@@ -10,4 +10,3 @@ pub mod leader;
 pub mod metrics;
 pub mod mongo;
 pub mod sync;
-pub mod telemetry;

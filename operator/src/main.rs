@@ -10,11 +10,12 @@ use musicbot_operator::controller::{self, BotDefaults, Context};
 use musicbot_operator::http::{self, AppState};
 use musicbot_operator::metrics::Metrics;
 use musicbot_operator::mongo::Records;
-use musicbot_operator::{assign, leader, sync, telemetry};
+use musicbot_operator::{assign, leader, sync};
+use musicbot_runtime::CancellationToken;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 #[tokio::main]
@@ -24,24 +25,15 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().action() {
         Action::Run(config) => run(*config).await,
         Action::Bots(command) => {
-            telemetry::init(musicbot_operator::config::LogFormat::Text, "warn");
+            musicbot_runtime::init_logs(LogFormat::Text, "warn");
             musicbot_operator::cli::bots::run(command).await
         }
     }
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    telemetry::init(config.log_format, &config.log_filter);
-
-    // MongoDB is optional: without it the operator runs hand-applied MusicBots only.
-    let records = if config.mongo.configured() {
-        Some(config.mongo.open().await?)
-    } else {
-        if config.mongo.token_key_file.is_some() {
-            warn!("--token-key-file is set but --mongodb-uri is not: no sync, the key is unused");
-        }
-        None
-    };
+    musicbot_runtime::init_logs(log_format(config.log_format), &config.log_filter);
+    let records = open_records(&config).await?;
     let assigner = records
         .as_ref()
         .map(|r| Assigner::new(&r.db, &r.collections, Duration::from_secs(config.sync.invite_timeout_seconds.max(1))));
@@ -49,19 +41,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // Reads the configuration only; nothing is dialled yet.
     let client = Client::try_default().await.context("reading the Kubernetes client configuration")?;
     let metrics = Arc::new(Metrics::default());
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        info!("shutdown signal received");
-        let _ = stop_tx.send(true);
-    });
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-
+    let shutdown = musicbot_runtime::shutdown_on_signal();
     let state = Arc::new(AppState {
         client: client.clone(),
         metrics: metrics.clone(),
@@ -69,12 +49,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         started: Instant::now(),
         ready: Default::default(),
     });
-    let listener = tokio::net::TcpListener::bind(&config.http_addr)
-        .await
-        .with_context(|| format!("binding {}", config.http_addr))?;
-    info!(addr = %listener.local_addr()?, "serving /health /ready /metrics /bots");
-    let routes = http::router_with(state.clone(), http::Assignments(assigner.clone()));
-    let server = tokio::spawn(http::serve_router(listener, routes, stopped()));
+    let server = serve(&config, state.clone(), assigner.clone(), &shutdown).await?;
 
     // /health answers from here on, /ready only once connected: a pod waiting for its API
     // server is alive, and is neither killed by its liveness probe nor crash-looping.
@@ -82,108 +57,152 @@ async fn run(config: Config) -> anyhow::Result<()> {
         version = connect(&client) => {
             info!(version = %version?.git_version, "connected to the Kubernetes API server");
         }
-        _ = stopped() => return finish(server).await,
+        _ = shutdown.cancelled() => return finish(server).await,
     }
 
+    let leader = Leader {
+        ctx: controller_context(&config, client, metrics.clone()),
+        config: &config,
+        records,
+        assigner,
+        metrics,
+    };
+    if config.leader_election {
+        lead_once_elected(leader, &state, &shutdown).await?;
+    } else {
+        state.ready.store(true, Ordering::Relaxed);
+        leader.lead(shutdown.child_token()).await;
+    }
+    finish(server).await
+}
+
+/// MongoDB is optional: without it the operator runs hand-applied MusicBots only.
+async fn open_records(config: &Config) -> anyhow::Result<Option<Records>> {
+    if config.mongo.configured() {
+        return Ok(Some(config.mongo.open().await?));
+    }
+    if config.mongo.token_key_file.is_some() {
+        warn!("--token-key-file is set but --mongodb-uri is not: no sync, the key is unused");
+    }
+    Ok(None)
+}
+
+/// Binds the HTTP port and serves it until `shutdown`.
+async fn serve(
+    config: &Config,
+    state: Arc<AppState>,
+    assigner: Option<Assigner>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<JoinHandle<std::io::Result<()>>> {
+    let listener = tokio::net::TcpListener::bind(&config.http_addr)
+        .await
+        .with_context(|| format!("binding {}", config.http_addr))?;
+    info!(addr = %listener.local_addr()?, "serving /health /ready /metrics /bots");
+    let routes = http::router_with(state, http::Assignments(assigner));
+    Ok(tokio::spawn(http::serve_router(listener, routes, shutdown.clone().cancelled_owned())))
+}
+
+fn controller_context(config: &Config, client: Client, metrics: Arc<Metrics>) -> Arc<Context> {
     let mut ctx = Context::new(
-        client.clone(),
-        bot_defaults(&config),
-        metrics.clone(),
+        client,
+        bot_defaults(config),
+        metrics,
         config.discord_api_url.clone(),
         config.status_interval(),
         Some(config.identity()),
     );
     ctx.concurrency = config.concurrency.max(1);
-    let ctx = Arc::new(ctx);
-
-    if config.leader_election {
-        let ns =
-            config.leader_election_namespace.clone().or_else(Config::own_namespace).unwrap_or_else(|| "default".into());
-        let identity = config.identity();
-        let campaign = || {
-            leader::campaign(client.clone(), ns.trim(), &config.leader_election_lease, &identity, config.lease_seconds)
-        };
-        let mut leadership = tokio::select! {
-            leadership = campaign.retry(startup_backoff()).notify(|e, delay| {
-                warn!(error = %e, retry_in = ?delay, "could not start leader election; retrying");
-            }) => leadership.context("starting leader election")?,
-            _ = stopped() => return finish(server).await,
-        };
-        // A standby replica is healthy and ready: it serves /bots and takes over on failure.
-        state.ready.store(true, Ordering::Relaxed);
-        info!(%identity, "waiting to become the leader");
-        tokio::select! {
-            acquired = leadership.acquired() => {
-                if !acquired { anyhow::bail!("leader election stopped"); }
-            }
-            _ = stopped() => { leadership.release().await; return finish(server).await; }
-        }
-        info!(%identity, "became the leader");
-        metrics.is_leader.set(1);
-        let lost = leadership.lost();
-        let stop = stopped();
-        let lost_lease = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = lost_lease.clone();
-        lead(ctx, &config, records, assigner, metrics.clone(), async move {
-            tokio::select! {
-                _ = lost => flag.store(true, Ordering::Relaxed),
-                _ = stop => {}
-            }
-        })
-        .await;
-        metrics.is_leader.set(0);
-        leadership.release().await;
-        if lost_lease.load(Ordering::Relaxed) {
-            // Another replica leads now; restart clean rather than race it.
-            error!("lost the leader Lease; exiting");
-            std::process::exit(1);
-        }
-    } else {
-        state.ready.store(true, Ordering::Relaxed);
-        lead(ctx, &config, records, assigner, metrics.clone(), stopped()).await;
-    }
-    finish(server).await
+    Arc::new(ctx)
 }
 
-/// What only the leader does, all stopped by `shutdown`: the controller, the MongoDB sync
-/// and the sweeper of unused invites.
-async fn lead(
+/// A standby replica until this one holds the Lease, then the leader until shutdown. A
+/// lost Lease ends the process: another replica leads now, and a clean restart does not
+/// race it.
+async fn lead_once_elected(leader: Leader<'_>, state: &AppState, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let config = leader.config;
+    let client = leader.ctx.client.clone();
+    let ns =
+        config.leader_election_namespace.clone().or_else(Config::own_namespace).unwrap_or_else(|| "default".into());
+    let identity = config.identity();
+    let campaign =
+        || leader::campaign(client.clone(), ns.trim(), &config.leader_election_lease, &identity, config.lease_seconds);
+    let mut leadership = tokio::select! {
+        leadership = campaign.retry(startup_backoff()).notify(|e, delay| {
+            warn!(error = %e, retry_in = ?delay, "could not start leader election; retrying");
+        }) => leadership.context("starting leader election")?,
+        _ = shutdown.cancelled() => return Ok(()),
+    };
+    // A standby replica is healthy and ready: it serves /bots and takes over on failure.
+    state.ready.store(true, Ordering::Relaxed);
+    info!(%identity, "waiting to become the leader");
+    tokio::select! {
+        acquired = leadership.acquired() => {
+            if !acquired { anyhow::bail!("leader election stopped"); }
+        }
+        _ = shutdown.cancelled() => { leadership.release().await; return Ok(()); }
+    }
+    info!(%identity, "became the leader");
+    let metrics = leader.metrics.clone();
+    metrics.is_leader.set(1);
+    let leading = shutdown.child_token();
+    let lost = leadership.lost();
+    let watch_lease = async {
+        tokio::select! {
+            _ = lost => { leading.cancel(); true }
+            _ = leading.cancelled() => false,
+        }
+    };
+    let (lost_lease, ()) = tokio::join!(watch_lease, leader.lead(leading.clone()));
+    metrics.is_leader.set(0);
+    leadership.release().await;
+    if lost_lease {
+        error!("lost the leader Lease; exiting");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// What only the leader does: the controller, the MongoDB sync and the sweeper of unused
+/// invites.
+struct Leader<'a> {
     ctx: Arc<Context>,
-    config: &Config,
+    config: &'a Config,
     records: Option<Records>,
     assigner: Option<Assigner>,
     metrics: Arc<Metrics>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
-    let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = tx.send(true);
-    });
-    let stopped = move || {
-        let mut rx = rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    let controller = controller::run(ctx.clone(), config.watch_namespace.clone(), stopped());
-    let sync = async {
-        let Some(records) = records else { return };
-        let settings = sync_settings(config, records.collections.clone());
-        if config.watch_namespace.as_ref().is_some_and(|w| *w != settings.namespace) {
-            warn!(
-                sync_namespace = %settings.namespace,
-                "--sync-namespace is outside --watch-namespace: synced MusicBots will not be reconciled by this operator"
-            );
-        }
-        sync::run(ctx.client.clone(), records.db, records.cipher, settings, metrics.clone(), stopped()).await;
-    };
-    let expiry = async {
-        if let Some(assigner) = assigner {
-            assign::expire_invites(assigner, metrics.clone(), stopped()).await;
-        }
-    };
-    tokio::join!(controller, sync, expiry);
+}
+
+impl Leader<'_> {
+    /// Runs all three until `shutdown` is cancelled.
+    async fn lead(self, shutdown: CancellationToken) {
+        let Self { ctx, config, records, assigner, metrics } = self;
+        let controller = controller::run(ctx.clone(), config.watch_namespace.clone(), shutdown.child_token());
+        let sync = async {
+            let Some(records) = records else { return };
+            let settings = sync_settings(config, records.collections.clone());
+            if config.watch_namespace.as_ref().is_some_and(|w| *w != settings.namespace) {
+                warn!(
+                    sync_namespace = %settings.namespace,
+                    "--sync-namespace is outside --watch-namespace: synced MusicBots will not be reconciled by this operator"
+                );
+            }
+            sync::run(
+                ctx.client.clone(),
+                records.db,
+                records.cipher,
+                settings,
+                metrics.clone(),
+                shutdown.child_token(),
+            )
+            .await;
+        };
+        let expiry = async {
+            if let Some(assigner) = assigner {
+                assign::expire_invites(assigner, metrics.clone(), shutdown.child_token()).await;
+            }
+        };
+        tokio::join!(controller, sync, expiry);
+    }
 }
 
 fn sync_settings(config: &Config, collections: musicbot_db::Collections) -> sync::Settings {
@@ -216,7 +235,7 @@ async fn connect(client: &Client) -> kube::Result<k8s_openapi::apimachinery::pkg
         .await
 }
 
-async fn finish(server: tokio::task::JoinHandle<std::io::Result<()>>) -> anyhow::Result<()> {
+async fn finish(server: JoinHandle<std::io::Result<()>>) -> anyhow::Result<()> {
     server.await??;
     info!("stopped");
     Ok(())
@@ -251,10 +270,9 @@ fn bot_defaults(config: &Config) -> BotDefaults {
     d
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+fn log_format(format: musicbot_operator::config::LogFormat) -> LogFormat {
+    match format {
+        musicbot_operator::config::LogFormat::Text => LogFormat::Text,
+        musicbot_operator::config::LogFormat::Json => LogFormat::Json,
     }
 }

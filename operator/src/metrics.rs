@@ -61,11 +61,6 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// The registry, for components that add their own metrics (the MongoDB sync).
-    pub fn registry_mut(&mut self) -> &mut Registry {
-        &mut self.registry
-    }
-
     /// `error_kind`: None for a successful reconcile.
     pub fn observe_reconcile(&self, took: Duration, error_kind: Option<&'static str>) {
         self.duration.observe(took.as_secs_f64());

@@ -107,13 +107,11 @@ async fn the_least_loaded_bot_is_invited_and_its_entry_walks_to_active_or_failed
     assert!(none["error"].as_str().unwrap().contains(G));
 
     // A never joins: after the timeout the operator's sweeper fails the invite.
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let stop = tokio_util::sync::CancellationToken::new();
     let sweeper = tokio::spawn(musicbot_operator::assign::expire_invites(
         Assigner::new(&db, &Collections::default(), Duration::from_secs(2)),
         metrics.clone(),
-        async move {
-            let _ = stopped.await;
-        },
+        stop.clone(),
     ));
     eventually("A's invite FAILED", || async {
         (status_of(&db, G, a).await == AssignmentStatus::Failed).then_some(())
@@ -121,7 +119,7 @@ async fn the_least_loaded_bot_is_invited_and_its_entry_walks_to_active_or_failed
     .await;
     assert_eq!(status_of(&db, G, c).await, AssignmentStatus::Active, "a joined bot's entry is not expired");
     assert_eq!(metric_value(&metrics.encode(), "musicbot_operator_assignments_expired_total"), 1.0);
-    let _ = stop.send(());
+    stop.cancel();
     sweeper.await.unwrap();
 
     // The slot is free again: A is picked once more, reusing its entry.

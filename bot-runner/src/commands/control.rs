@@ -1,11 +1,12 @@
 use std::time::Duration;
 
-use super::{Context, Error, require_listener, user};
+use super::{Context, Error, guild_field, require_listener, user};
 use crate::music::queue::{Ended, LoopMode};
 use crate::music::source::{format_duration, parse_position};
 
 /// Skip to the next song.
 #[poise::command(slash_command, guild_only)]
+#[tracing::instrument(name = "/skip", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
 pub async fn skip(ctx: Context<'_>) -> Result<(), Error> {
     let guild = require_listener(ctx).await?;
     let music = ctx.data().music.clone();
@@ -26,6 +27,7 @@ pub async fn skip(ctx: Context<'_>) -> Result<(), Error> {
 
 /// Stop playing and clear the queue.
 #[poise::command(slash_command, guild_only)]
+#[tracing::instrument(name = "/stop", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
 pub async fn stop(ctx: Context<'_>) -> Result<(), Error> {
     let guild = require_listener(ctx).await?;
     ctx.data().music.player(guild).lock().await.stop();
@@ -35,12 +37,14 @@ pub async fn stop(ctx: Context<'_>) -> Result<(), Error> {
 
 /// Pause the song.
 #[poise::command(slash_command, guild_only)]
+#[tracing::instrument(name = "/pause", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
 pub async fn pause(ctx: Context<'_>) -> Result<(), Error> {
     set_paused(ctx, true, "Already paused. Use /resume to carry on.", "Paused.").await
 }
 
 /// Resume a paused song.
 #[poise::command(slash_command, guild_only)]
+#[tracing::instrument(name = "/resume", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
 pub async fn resume(ctx: Context<'_>) -> Result<(), Error> {
     set_paused(ctx, false, "Nothing is paused.", "Resumed.").await
 }
@@ -63,6 +67,7 @@ async fn set_paused(ctx: Context<'_>, paused: bool, already: &str, done: &str) -
 
 /// Set the volume, in percent.
 #[poise::command(slash_command, guild_only)]
+#[tracing::instrument(name = "/volume", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
 pub async fn volume(
     ctx: Context<'_>,
     #[description = "0 to 200"]
@@ -82,6 +87,7 @@ pub async fn volume(
 
 /// Loop nothing, the current song, or the whole queue.
 #[poise::command(slash_command, guild_only, rename = "loop")]
+#[tracing::instrument(name = "/loop", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
 pub async fn loop_(ctx: Context<'_>, #[description = "off, track or queue"] mode: LoopMode) -> Result<(), Error> {
     let guild = require_listener(ctx).await?;
     ctx.data().music.player(guild).lock().await.queue.loop_mode = mode;
@@ -96,6 +102,7 @@ pub async fn loop_(ctx: Context<'_>, #[description = "off, track or queue"] mode
 
 /// Jump to a position in the song.
 #[poise::command(slash_command, guild_only)]
+#[tracing::instrument(name = "/seek", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
 pub async fn seek(
     ctx: Context<'_>,
     #[description = "Seconds, or m:ss"]
@@ -130,6 +137,7 @@ pub async fn seek(
 
 /// Leave the voice channel and clear the queue.
 #[poise::command(slash_command, guild_only)]
+#[tracing::instrument(name = "/leave", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
 pub async fn leave(ctx: Context<'_>) -> Result<(), Error> {
     let guild = require_listener(ctx).await?;
     ctx.data().music.leave(guild, "asked to").await;

@@ -126,6 +126,11 @@ async fn drop_placeholder(ctx: Context<'_>) {
     }
 }
 
+/// The `guild` field of a command's span (`None`, so left out, in a DM).
+fn guild_field(ctx: Context<'_>) -> Option<u64> {
+    ctx.guild_id().map(GuildId::get)
+}
+
 /// The guild of a guild-only command.
 fn guild(ctx: Context<'_>) -> Result<GuildId, Error> {
     ctx.guild_id().ok_or_else(|| user("That only works in a server."))

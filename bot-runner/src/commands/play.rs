@@ -1,11 +1,12 @@
 use poise::CreateReply;
 
-use super::{Context, Error, caller_channel, drop_placeholder, guild, user};
+use super::{Context, Error, caller_channel, drop_placeholder, guild, guild_field, user};
 use crate::music::Track;
 use crate::music::source::{classify, format_duration};
 
 /// Play a song, or queue it: a URL (YouTube, SoundCloud, an audio file) or search words.
 #[poise::command(slash_command, guild_only)]
+#[tracing::instrument(name = "/play", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
 pub async fn play(
     ctx: Context<'_>,
     #[description = "A URL, or words to search for"]

@@ -2,13 +2,14 @@ use std::fmt::Write;
 
 use poise::ChoiceParameter;
 
-use super::{Context, Error, guild, require_listener, user};
+use super::{Context, Error, guild, guild_field, require_listener, user};
 use crate::music::source::format_duration;
 
 const PER_PAGE: usize = 10;
 
 /// Show the queue, a page at a time.
 #[poise::command(slash_command, guild_only)]
+#[tracing::instrument(name = "/queue", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
 pub async fn queue(
     ctx: Context<'_>,
     #[description = "Page number"]
@@ -50,6 +51,7 @@ pub async fn queue(
 
 /// Show the song playing now.
 #[poise::command(slash_command, guild_only)]
+#[tracing::instrument(name = "/nowplaying", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
 pub async fn nowplaying(ctx: Context<'_>) -> Result<(), Error> {
     let guild = guild(ctx)?;
     let music = ctx.data().music.clone();
@@ -76,6 +78,7 @@ pub async fn nowplaying(ctx: Context<'_>) -> Result<(), Error> {
 
 /// Shuffle the songs waiting in the queue.
 #[poise::command(slash_command, guild_only)]
+#[tracing::instrument(name = "/shuffle", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
 pub async fn shuffle(ctx: Context<'_>) -> Result<(), Error> {
     let guild = require_listener(ctx).await?;
     let player = ctx.data().music.player(guild);
@@ -92,6 +95,7 @@ pub async fn shuffle(ctx: Context<'_>) -> Result<(), Error> {
 
 /// Remove a song from the queue.
 #[poise::command(slash_command, guild_only)]
+#[tracing::instrument(name = "/remove", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
 pub async fn remove(
     ctx: Context<'_>,
     #[description = "Its number in /queue"]

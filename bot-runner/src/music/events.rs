@@ -4,6 +4,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use backon::Retryable as _;
 use serenity::all::{ChannelId, GuildId};
 use songbird::events::context_data::{DisconnectKind, DisconnectReason};
 use songbird::tracks::PlayMode;
@@ -69,6 +70,17 @@ impl EventHandler for DriverState {
     }
 }
 
+/// Seconds between the five tries to rejoin: a voice server that restarts is back within
+/// seconds, and one that does not is not worth a listener's wait.
+const REJOIN_DELAYS: [u64; 4] = [1, 2, 3, 4];
+
+/// Why a rejoin ended without a call.
+enum Rejoined {
+    /// The bot left meanwhile: nothing to rejoin.
+    NotWanted,
+    Failed,
+}
+
 /// Brings the bot back after songbird gave up on a voice connection it did not end itself
 /// (the voice server went away, the socket died): the queue plays on once it is back.
 pub(super) struct Rejoin {
@@ -93,22 +105,35 @@ impl EventHandler for Rejoin {
         let (guild, channel) = (self.guild, ChannelId::new(data.channel_id.0.get()));
         warn!(%guild, %channel, ?reason, "voice connection lost; rejoining");
         tokio::spawn(async move {
-            // A player that is gone means we left on purpose meanwhile.
-            for attempt in 1..=5u32 {
-                if music.existing_player(guild).is_none() {
-                    return;
-                }
-                match music.songbird.join(guild, channel).await {
-                    Ok(_) => {
-                        info!(%guild, attempt, "voice rejoined");
-                        return;
+            let mut attempts = 0u32;
+            let rejoin = || {
+                attempts += 1;
+                let (music, attempt) = (music.clone(), attempts);
+                async move {
+                    // A player that is gone means we left on purpose meanwhile.
+                    if music.existing_player(guild).is_none() {
+                        return Err(Rejoined::NotWanted);
                     }
-                    Err(e) => warn!(%guild, attempt, error = %e, "rejoining voice failed"),
+                    match music.songbird.join(guild, channel).await {
+                        Ok(_) => {
+                            info!(%guild, attempt, "voice rejoined");
+                            Ok(())
+                        }
+                        Err(e) => {
+                            warn!(%guild, attempt, error = %e, "rejoining voice failed");
+                            Err(Rejoined::Failed)
+                        }
+                    }
                 }
-                tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+            };
+            let result = rejoin
+                .retry(REJOIN_DELAYS.map(Duration::from_secs).into_iter())
+                .when(|e| matches!(e, Rejoined::Failed))
+                .await;
+            if let Err(Rejoined::Failed) = result {
+                // Given up: no call may stay behind looking joined.
+                music.leave(guild, "voice connection lost").await;
             }
-            // Given up: no call may stay behind looking joined.
-            music.leave(guild, "voice connection lost").await;
         });
         None
     }

@@ -19,8 +19,8 @@ use tracing::{info, warn};
 
 use crate::metrics::BotMetrics;
 pub use player::Player;
-pub use queue::{LoopMode, Track};
-pub use source::{Source, Sources};
+pub use queue::Track;
+pub use source::Sources;
 
 #[derive(Clone, Debug)]
 pub struct MusicSettings {

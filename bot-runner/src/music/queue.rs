@@ -72,10 +72,6 @@ impl Queue {
         self.current.as_ref()
     }
 
-    pub fn upcoming(&self) -> impl ExactSizeIterator<Item = &Track> {
-        self.upcoming.iter()
-    }
-
     /// Tracks waiting, not counting the one playing.
     pub fn len(&self) -> usize {
         self.upcoming.len()
@@ -177,7 +173,7 @@ mod tests {
     }
 
     fn ids(q: &Queue) -> (Option<u64>, Vec<u64>) {
-        (q.current().map(|t| t.id), q.upcoming().map(|t| t.id).collect())
+        (q.current().map(|t| t.id), q.upcoming.iter().map(|t| t.id).collect())
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use discord_sim::tones::ToneServer;
 use discord_sim::{BotSpec, DiscordSim, GuildSpec, OptionValue, Ports, SlashCommand, UserSpec};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::signal::unix::{SignalKind, signal};
@@ -71,8 +72,8 @@ fn main() -> Result<()> {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "discord_sim=info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "discord_sim=info".into());
+    musicbot_runtime::init_logs(musicbot_api::env::LogFormat::Text, &filter);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let guilds: Vec<GuildSpec> = (1..=args.guilds).map(guild).collect();
     let mut builder = DiscordSim::builder()
@@ -93,39 +94,9 @@ async fn run(args: Args) -> Result<()> {
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let sim = Arc::new(builder.start().await?);
     // Something to play without the internet: bot-runner fetches these like any audio file.
-    let tones = discord_sim::tones::ToneServer::start_on(args.bind).await?;
+    let tones = ToneServer::start_on(args.bind).await?;
 
-    println!("Discord simulator running.");
-    println!("  API base (HttpBuilder::proxy): {}", sim.api_url());
-    println!("  REST as documented:            {}", sim.api_base());
-    println!("  gateway:                       {}", sim.gateway_url());
-    println!("  voice gateway (wss):           {}", sim.voice_endpoint());
-    println!("  CA file (SSL_CERT_FILE):       {}", sim.ca_file().display());
-    println!(
-        "  temporary directory:           {} (removed on exit)",
-        sim.ca_file().parent().map(|p| p.display().to_string()).unwrap_or_default()
-    );
-    for b in sim.bots() {
-        println!("  bot {:?}: token {:?}, user/application id {}", b.name, b.token, b.user_id);
-    }
-    for g in &guilds {
-        println!(
-            "  guild {} {:?}: #general {}, voice \"Music\" {}, alice {} (in voice), bob {}",
-            g.id,
-            g.name,
-            g.id + 1,
-            g.id + 2,
-            g.id + 10,
-            g.id + 11
-        );
-    }
-    println!("  test tones:                    {} (any Hz and seconds in the path;", tones.wav(440, 30));
-    println!("                                 also /dca/440/30.dca and /webm/440/30.webm, the same tone in Opus)");
-    println!(
-        "Type a slash command to send it from alice in the first guild, e.g. `/play query:{}`;",
-        tones.wav(440, 30)
-    );
-    println!("`@TOKEN /cmd ...` picks a bot. Ctrl-C (or SIGTERM) stops.");
+    print_welcome(&sim, &tones, &guilds);
 
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     // Without a terminal (stdin at EOF) the simulator keeps serving until a signal.
@@ -155,6 +126,41 @@ async fn run(args: Args) -> Result<()> {
     watchers.shutdown().await;
     drop(sim);
     Ok(())
+}
+
+/// Where everything listens and what there is to talk to, for the developer at the terminal.
+fn print_welcome(sim: &DiscordSim, tones: &ToneServer, guilds: &[GuildSpec]) {
+    println!("Discord simulator running.");
+    println!("  API base (HttpBuilder::proxy): {}", sim.api_url());
+    println!("  REST as documented:            {}", sim.api_base());
+    println!("  gateway:                       {}", sim.gateway_url());
+    println!("  voice gateway (wss):           {}", sim.voice_endpoint());
+    println!("  CA file (SSL_CERT_FILE):       {}", sim.ca_file().display());
+    println!(
+        "  temporary directory:           {} (removed on exit)",
+        sim.ca_file().parent().map(|p| p.display().to_string()).unwrap_or_default()
+    );
+    for b in sim.bots() {
+        println!("  bot {:?}: token {:?}, user/application id {}", b.name, b.token, b.user_id);
+    }
+    for g in guilds {
+        println!(
+            "  guild {} {:?}: #general {}, voice \"Music\" {}, alice {} (in voice), bob {}",
+            g.id,
+            g.name,
+            g.id + 1,
+            g.id + 2,
+            g.id + 10,
+            g.id + 11
+        );
+    }
+    println!("  test tones:                    {} (any Hz and seconds in the path;", tones.wav(440, 30));
+    println!("                                 also /dca/440/30.dca and /webm/440/30.webm, the same tone in Opus)");
+    println!(
+        "Type a slash command to send it from alice in the first guild, e.g. `/play query:{}`;",
+        tones.wav(440, 30)
+    );
+    println!("`@TOKEN /cmd ...` picks a bot. Ctrl-C (or SIGTERM) stops.");
 }
 
 /// Injects the command; the reply is printed when it comes, so the prompt stays responsive.

@@ -24,6 +24,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 pub use workload::BotDefaults;
 
@@ -180,12 +181,8 @@ fn watch_backoff() -> watcher::ExponentialBackoff {
         .into()
 }
 
-/// Runs the controller until `shutdown` resolves.
-pub async fn run(
-    ctx: Arc<Context>,
-    namespace: Option<String>,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) {
+/// Runs the controller until `shutdown` is cancelled.
+pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
     // Secrets and StatefulSets are watched as metadata only: the operator never caches
     // token data, and needs nothing of a StatefulSet to know which bot to reconcile.
@@ -219,7 +216,7 @@ pub async fn run(
             Some(ObjectRef::new(bot).within(&pod.namespace()?))
         })
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.concurrency))
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile::reconcile, error_policy, ctx.clone())
         .for_each(|result| {
             let ctx = ctx.clone();

@@ -25,7 +25,7 @@ use plan::{Applied, Mirror, Parsed, Problem, SkipReason, Step};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// Writes to Kubernetes in flight during a resync.
@@ -90,7 +90,7 @@ pub struct Settings {
     pub instance: Option<String>,
 }
 
-/// Runs the sync until `shutdown` resolves. Never returns early: MongoDB or Kubernetes
+/// Runs the sync until `stop` is cancelled. Never returns early: MongoDB or Kubernetes
 /// failures are retried with backoff.
 pub async fn run(
     client: kube::Client,
@@ -98,13 +98,8 @@ pub async fn run(
     cipher: Option<Arc<TokenCipher>>,
     settings: Settings,
     metrics: Arc<Metrics>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    stop: CancellationToken,
 ) {
-    let (stop_tx, stop) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
     info!(
         namespace = %settings.namespace,
         collection = %settings.collections.bots,
@@ -118,7 +113,7 @@ pub async fn run(
     let mut mode = settings.mode;
     let mut needs_resync = Some(ResyncReason::Start);
     let mut backoff = reconnect_backoff();
-    while !*stop.borrow() {
+    while !stop.is_cancelled() {
         let ended = match mode {
             SyncMode::Poll => stream::poll(&mut syncer, &settings, &stop).await,
             SyncMode::Auto | SyncMode::Watch => {
@@ -154,11 +149,10 @@ pub async fn run(
     info!("the MongoDB sync stopped");
 }
 
-async fn sleep_or_stop(d: Duration, stop: &watch::Receiver<bool>) {
-    let mut stop = stop.clone();
+async fn sleep_or_stop(d: Duration, stop: &CancellationToken) {
     tokio::select! {
         _ = tokio::time::sleep(d) => {}
-        _ = stop.wait_for(|s| *s) => {}
+        _ = stop.cancelled() => {}
     }
 }
 

@@ -12,7 +12,7 @@ use mongodb::change_stream::ChangeStream;
 use mongodb::change_stream::event::{ChangeStreamEvent, OperationType, ResumeToken};
 use mongodb::error::ErrorKind;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// How long one getMore waits for changes. The server answers as soon as a change arrives;
@@ -60,7 +60,7 @@ pub(crate) async fn follow(
     resume: &mut ResumeStore,
     needs_resync: &mut Option<ResyncReason>,
     settings: &Settings,
-    stop: &watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) -> Ended {
     let mut stream = match open_resumed(syncer, resume, needs_resync).await {
         Ok(s) => s,
@@ -74,15 +74,14 @@ pub(crate) async fn follow(
     }
     syncer.metrics.sync.set_up(true);
     let mut last_resync = Instant::now();
-    let mut stop = stop.clone();
     loop {
-        if *stop.borrow() {
+        if stop.is_cancelled() {
             resume.advance(stream.resume_token()).await;
             return Ended::Shutdown;
         }
         let next = tokio::select! {
             next = stream.next_if_any() => next,
-            _ = stop.wait_for(|s| *s) => continue,
+            _ = stop.cancelled() => continue,
         };
         let handled = match next {
             // The stream is not polled while the event is handled: its token stays the one after it.
@@ -181,10 +180,9 @@ fn lag_of(event: &ChangeStreamEvent<Document>) -> Option<Duration> {
 
 /// Where change streams are unavailable: a full resync every poll interval.
 #[tracing::instrument(skip_all, fields(collection = %syncer.collection))]
-pub(crate) async fn poll(syncer: &mut Syncer, settings: &Settings, stop: &watch::Receiver<bool>) -> Ended {
-    let mut stop = stop.clone();
+pub(crate) async fn poll(syncer: &mut Syncer, settings: &Settings, stop: &CancellationToken) -> Ended {
     loop {
-        if *stop.borrow() {
+        if stop.is_cancelled() {
             return Ended::Shutdown;
         }
         if let Err(e) = syncer.resync(ResyncReason::Poll).await {
@@ -193,7 +191,7 @@ pub(crate) async fn poll(syncer: &mut Syncer, settings: &Settings, stop: &watch:
         syncer.metrics.sync.set_up(true);
         tokio::select! {
             _ = tokio::time::sleep(settings.poll_interval) => {}
-            _ = stop.wait_for(|s| *s) => {}
+            _ = stop.cancelled() => {}
         }
     }
 }

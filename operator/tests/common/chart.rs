@@ -120,7 +120,7 @@ pub async fn client_as_service_account(cluster: &KubeCluster, namespace: &str, n
 
 /// The operator's controller, in-process, with the given client.
 pub struct RunningController {
-    stop: tokio::sync::oneshot::Sender<()>,
+    stop: tokio_util::sync::CancellationToken,
     task: tokio::task::JoinHandle<()>,
     pub metrics: Arc<Metrics>,
 }
@@ -137,16 +137,14 @@ impl RunningController {
             Duration::from_secs(1),
             Some("chart-test".into()),
         ));
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(controller::run(ctx, namespace, async move {
-            let _ = stopped.await;
-        }));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(controller::run(ctx, namespace, stop.clone()));
         Self { stop, task, metrics }
     }
 
     /// Stops the controller and waits until it has, so no other test sees it running.
     pub async fn stop(self) {
-        let _ = self.stop.send(());
+        self.stop.cancel();
         self.task.await.expect("the controller task panicked");
     }
 }

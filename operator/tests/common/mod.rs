@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use testkit::KubeCluster;
 use tokio::sync::OnceCell;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub const CLIENT_ID: &str = "123456789012345678";
 
@@ -50,16 +51,8 @@ pub async fn install_crd(client: &Client) {
 
 /// Runs the controller for `ns` until the returned guard is dropped.
 pub struct Operator {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _stop: DropGuard,
     pub metrics: Arc<Metrics>,
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
 }
 
 pub fn start_operator(client: &Client, ns: &str, defaults: BotDefaults) -> Operator {
@@ -77,11 +70,9 @@ pub fn start_operator_with(client: &Client, ns: &str, defaults: BotDefaults, dis
         Duration::from_secs(1),
         Some("test".into()),
     ));
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(controller::run(ctx, Some(ns.to_string()), async move {
-        let _ = rx.await;
-    }));
-    Operator { stop: Some(tx), metrics }
+    let stop = CancellationToken::new();
+    tokio::spawn(controller::run(ctx, Some(ns.to_string()), stop.clone()));
+    Operator { _stop: stop.drop_guard(), metrics }
 }
 
 pub async fn create_secret(client: &Client, ns: &str, name: &str, key: &str, value: &str) {
@@ -128,7 +119,7 @@ where
 
 /// The MongoDB sync running in-process for one namespace until stopped or dropped.
 pub struct Sync {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stop: Option<DropGuard>,
     task: Option<tokio::task::JoinHandle<()>>,
     pub metrics: Arc<Metrics>,
 }
@@ -136,9 +127,7 @@ pub struct Sync {
 impl Sync {
     /// Stops the sync as a shutdown would (its resume token is stored) and waits for it.
     pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        drop(self.stop.take());
         if let Some(task) = self.task.take() {
             within("the sync to stop", task).await.unwrap();
         }
@@ -147,14 +136,6 @@ impl Sync {
     /// The sum of a metric's samples (all label sets).
     pub fn metric(&self, name: &str) -> f64 {
         metric_value(&self.metrics.encode(), name)
-    }
-}
-
-impl Drop for Sync {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 
@@ -186,16 +167,14 @@ pub fn start_sync(
     settings: musicbot_operator::sync::Settings,
 ) -> Sync {
     let metrics = Arc::new(Metrics::default());
-    let (tx, rx) = tokio::sync::oneshot::channel();
+    let stop = CancellationToken::new();
     let task = tokio::spawn(musicbot_operator::sync::run(
         client.clone(),
         db.clone(),
         cipher,
         settings,
         metrics.clone(),
-        async move {
-            let _ = rx.await;
-        },
+        stop.clone(),
     ));
-    Sync { stop: Some(tx), task: Some(task), metrics }
+    Sync { stop: Some(stop.drop_guard()), task: Some(task), metrics }
 }
