@@ -4,8 +4,8 @@
 mod commands;
 pub mod reconcile;
 pub mod status;
-pub mod token;
-pub mod workload;
+mod token;
+pub(crate) mod workload;
 
 use crate::metrics::Metrics;
 use futures::{Stream, StreamExt, future};

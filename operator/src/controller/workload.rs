@@ -1,19 +1,27 @@
 //! The desired bot-runner StatefulSet for a MusicBot: a pure function of the spec, the
 //! operator's defaults and the token's digest, unit-tested without an API server.
 
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction,
+    KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
-use musicbot_api::crd::{CaBundle, ImagePullPolicy, MusicBot};
+use musicbot_api::crd::{CaBundle, ImagePullPolicy, MusicBot, PodOverrides};
 use musicbot_api::env::{BotEnv, CA_MOUNT_DIR, LogFormat, MongoEnv, TOKEN_MOUNT_DIR};
 use musicbot_api::labels::{self, CONFIG_HASH_ANNOTATION, selector_labels};
-use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 /// How long the startup probe's `/ready` request waits for the gateway (bot-runner holds
 /// it that long), within the probe's timeout.
-pub const STARTUP_PROBE_PATH: &str = "/ready?wait=9";
+const STARTUP_PROBE_PATH: &str = "/ready?wait=9";
 const RUNNER_UID: i64 = 65532;
+/// The container port's name, which the probes address it by.
+const HTTP_PORT_NAME: &str = "http";
 
 /// Operator-wide settings for bot pods (flags of the operator, values of the chart).
 #[derive(Clone, Debug)]
@@ -41,16 +49,20 @@ impl BotDefaults {
     }
 }
 
+fn quantities<const N: usize>(pairs: [(&str, &str); N]) -> BTreeMap<String, Quantity> {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), Quantity(v.to_string()))).collect()
+}
+
 impl Default for BotDefaults {
     fn default() -> Self {
         Self {
             image: "ghcr.io/musicbot-operator/bot-runner:latest".into(),
             image_pull_policy: None,
-            resources: serde_json::from_value(json!({
-                "requests": {"cpu": "50m", "memory": "48Mi"},
-                "limits": {"memory": "256Mi"}
-            }))
-            .expect("static resources"),
+            resources: ResourceRequirements {
+                requests: Some(quantities([("cpu", "50m"), ("memory", "48Mi")])),
+                limits: Some(quantities([("memory", "256Mi")])),
+                ..Default::default()
+            },
             http_port: 8080,
             discord_api_url: None,
             mongodb: None,
@@ -69,7 +81,7 @@ fn labels(bot: &MusicBot) -> BTreeMap<String, String> {
 }
 
 /// Environment for bot-runner derived from the spec (never the token: that is a file).
-pub fn bot_env(bot: &MusicBot, defaults: &BotDefaults) -> Vec<EnvVar> {
+pub(crate) fn bot_env(bot: &MusicBot, defaults: &BotDefaults) -> Vec<EnvVar> {
     let spec = &bot.spec;
     let contract = BotEnv {
         client_id: spec.client_id.clone(),
@@ -95,7 +107,7 @@ pub fn bot_env(bot: &MusicBot, defaults: &BotDefaults) -> Vec<EnvVar> {
 
 /// A short digest of everything that should restart the bot when it changes. The token
 /// enters only as `token_digest` (itself a salted hash), so the annotation reveals nothing.
-pub fn config_hash(env: &[EnvVar], token_digest: &str) -> String {
+fn config_hash(env: &[EnvVar], token_digest: &str) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(serde_json::to_vec(env).expect("json"));
@@ -103,89 +115,125 @@ pub fn config_hash(env: &[EnvVar], token_digest: &str) -> String {
     hex(&h.finalize()[..8])
 }
 
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The StatefulSet running `bot`: one pod per shard, none while suspended.
-pub fn statefulset(bot: &MusicBot, defaults: &BotDefaults, token_digest: &str) -> StatefulSet {
+pub(crate) fn statefulset(bot: &MusicBot, defaults: &BotDefaults, token_digest: &str) -> StatefulSet {
     let name = bot.name_any();
-    let spec = &bot.spec;
-    let pod = spec.pod.clone().unwrap_or_default();
+    let owner = bot.controller_owner_ref(&()).expect("MusicBot has a name and uid once stored");
+    StatefulSet {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: bot.namespace(),
+            labels: Some(labels(bot)),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: Some(StatefulSetSpec {
+            replicas: Some(if bot.spec.suspended { 0 } else { bot.spec.shards as i32 }),
+            service_name: Some(name.clone()),
+            // Shards are independent gateway sessions: start and replace them together.
+            pod_management_policy: Some("Parallel".into()),
+            selector: LabelSelector { match_labels: Some(selector_labels(&name)), ..Default::default() },
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".into()),
+                ..Default::default()
+            }),
+            template: pod_template(bot, defaults, token_digest),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn pod_template(bot: &MusicBot, defaults: &BotDefaults, token_digest: &str) -> PodTemplateSpec {
+    let name = bot.name_any();
+    let pod = bot.spec.pod.clone().unwrap_or_default();
     let env = bot_env(bot, defaults);
     let mut pod_labels = labels(bot);
     pod_labels.extend(pod.labels.clone());
     pod_labels.extend(selector_labels(&name)); // user labels must not break the selector
     let mut pod_annotations = pod.annotations.clone();
     pod_annotations.insert(CONFIG_HASH_ANNOTATION.into(), config_hash(&env, token_digest));
-    let resources = pod.resources.clone().unwrap_or_else(|| defaults.resources.clone());
-    let pull_policy = pod.image_pull_policy.or(defaults.image_pull_policy).map(ImagePullPolicy::as_str);
-    let probe = |path: &str, period: i32, failures: i32| json!({"httpGet": {"path": path, "port": "http"}, "periodSeconds": period, "failureThreshold": failures, "timeoutSeconds": 2});
     let (volumes, volume_mounts) = pod_volumes(bot, defaults);
-    let owner = bot.controller_owner_ref(&()).expect("MusicBot has a name and uid once stored");
+    let container = bot_runner(&pod, defaults, env, volume_mounts);
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(pod_labels),
+            annotations: Some(pod_annotations),
+            ..Default::default()
+        }),
+        spec: Some(PodSpec {
+            // Bot pods never talk to the Kubernetes API.
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            termination_grace_period_seconds: Some(30),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(RUNNER_UID),
+                run_as_group: Some(RUNNER_UID),
+                fs_group: Some(RUNNER_UID),
+                seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
+                ..Default::default()
+            }),
+            node_selector: Some(pod.node_selector),
+            tolerations: Some(pod.tolerations),
+            priority_class_name: pod.priority_class_name,
+            containers: vec![container],
+            volumes: Some(volumes),
+            ..Default::default()
+        }),
+    }
+}
 
-    serde_json::from_value(json!({
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": {
-            "name": name,
-            "namespace": bot.namespace(),
-            "labels": labels(bot),
-            "ownerReferences": [owner],
-        },
-        "spec": {
-            "replicas": if spec.suspended { 0 } else { spec.shards },
-            "serviceName": name,
-            // Shards are independent gateway sessions: start and replace them together.
-            "podManagementPolicy": "Parallel",
-            "selector": {"matchLabels": selector_labels(&name)},
-            "updateStrategy": {"type": "RollingUpdate"},
-            "template": {
-                "metadata": {"labels": pod_labels, "annotations": pod_annotations},
-                "spec": {
-                    // Bot pods never talk to the Kubernetes API.
-                    "automountServiceAccountToken": false,
-                    "enableServiceLinks": false,
-                    "terminationGracePeriodSeconds": 30,
-                    "securityContext": {
-                        "runAsNonRoot": true,
-                        "runAsUser": RUNNER_UID,
-                        "runAsGroup": RUNNER_UID,
-                        "fsGroup": RUNNER_UID,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "nodeSelector": pod.node_selector,
-                    "tolerations": pod.tolerations,
-                    "priorityClassName": pod.priority_class_name,
-                    "containers": [{
-                        "name": "bot-runner",
-                        "image": pod.image.clone().unwrap_or_else(|| defaults.image.clone()),
-                        "imagePullPolicy": pull_policy,
-                        "args": ["run"],
-                        "env": env,
-                        "ports": [{"name": "http", "containerPort": defaults.http_port, "protocol": "TCP"}],
-                        "startupProbe": startup_probe(),
-                        // Both run only once the startup probe has passed.
-                        "livenessProbe": probe("/health", 10, 3),
-                        "readinessProbe": probe("/ready", 5, 2),
-                        // A crash's last log lines become its termination message, which
-                        // the MusicBot's status quotes.
-                        "terminationMessagePolicy": "FallbackToLogsOnError",
-                        "resources": resources,
-                        "securityContext": {
-                            "allowPrivilegeEscalation": false,
-                            "readOnlyRootFilesystem": true,
-                            "privileged": false,
-                            "capabilities": {"drop": ["ALL"]},
-                        },
-                        "volumeMounts": volume_mounts,
-                    }],
-                    "volumes": volumes,
-                }
-            }
-        }
-    }))
-    .expect("the StatefulSet template is well-formed")
+/// The bot-runner container: restricted, its state only in `/tmp`, probed over HTTP.
+fn bot_runner(pod: &PodOverrides, defaults: &BotDefaults, env: Vec<EnvVar>, mounts: Vec<VolumeMount>) -> Container {
+    Container {
+        name: "bot-runner".into(),
+        image: Some(pod.image.clone().unwrap_or_else(|| defaults.image.clone())),
+        image_pull_policy: pod.image_pull_policy.or(defaults.image_pull_policy).map(|p| p.as_str().into()),
+        args: Some(vec!["run".into()]),
+        env: Some(env),
+        ports: Some(vec![ContainerPort {
+            name: Some(HTTP_PORT_NAME.into()),
+            container_port: defaults.http_port.into(),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        startup_probe: Some(startup_probe()),
+        // Both run only once the startup probe has passed.
+        liveness_probe: Some(http_probe("/health", 10, 3, 2)),
+        readiness_probe: Some(http_probe("/ready", 5, 2, 2)),
+        // A crash's last log lines become its termination message, which the MusicBot's
+        // status quotes.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        resources: Some(pod.resources.clone().unwrap_or_else(|| defaults.resources.clone())),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            privileged: Some(false),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
+            ..Default::default()
+        }),
+        volume_mounts: Some(mounts),
+        ..Default::default()
+    }
+}
+
+fn http_probe(path: &str, period: i32, failures: i32, timeout: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String(HTTP_PORT_NAME.into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(timeout),
+        ..Default::default()
+    }
 }
 
 /// The startup probe asks `/ready` to wait up to 9 s for the gateway, so a bot that starts
@@ -193,52 +241,67 @@ pub fn statefulset(bot: &MusicBot, defaults: &BotDefaults, token_digest: &str) -
 /// Probes run back to back while one is held (the kubelet's ticker does not queue ticks),
 /// so a bot that cannot reach the gateway fails once every ~9–10 s and is restarted after
 /// 20 failures, about 3 minutes. The 1 s initial delay leaves bot-runner time to listen.
-pub fn startup_probe() -> Value {
-    json!({
-        "httpGet": {"path": STARTUP_PROBE_PATH, "port": "http"},
-        "initialDelaySeconds": 1,
-        "periodSeconds": 1,
-        "timeoutSeconds": 10,
-        "failureThreshold": 20,
-    })
+fn startup_probe() -> Probe {
+    Probe { initial_delay_seconds: Some(1), ..http_probe(STARTUP_PROBE_PATH, 1, 20, 10) }
+}
+
+fn key_to(key: &str, path: &str) -> KeyToPath {
+    KeyToPath { key: key.into(), path: path.into(), ..Default::default() }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: read_only.then_some(true),
+        ..Default::default()
+    }
 }
 
 /// The operator's volumes and mounts (token, /tmp, the CA bundle), then the spec's own. A
 /// spec volume or mount clashing with the operator's is dropped: the CRD's rules refuse
 /// those, and a bot stored before them must still get its token and nothing in its place.
-pub fn pod_volumes(bot: &MusicBot, defaults: &BotDefaults) -> (Vec<Value>, Vec<Value>) {
+fn pod_volumes(bot: &MusicBot, defaults: &BotDefaults) -> (Vec<Volume>, Vec<VolumeMount>) {
     let spec = &bot.spec;
     let mut volumes = vec![
-        json!({"name": "token", "secret": {
-            "secretName": spec.token_secret_ref.name,
-            "items": [{"key": spec.token_secret_ref.key, "path": "token"}],
-            "defaultMode": 0o440,
-        }}),
-        json!({"name": "tmp", "emptyDir": {"sizeLimit": "512Mi"}}),
+        Volume {
+            name: "token".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(spec.token_secret_ref.name.clone()),
+                items: Some(vec![key_to(&spec.token_secret_ref.key, "token")]),
+                default_mode: Some(0o440),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Volume {
+            name: "tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource { size_limit: Some(Quantity("512Mi".into())), ..Default::default() }),
+            ..Default::default()
+        },
     ];
-    let mut mounts = vec![
-        json!({"name": "token", "mountPath": TOKEN_MOUNT_DIR, "readOnly": true}),
-        json!({"name": "tmp", "mountPath": "/tmp"}),
-    ];
+    let mut mounts = vec![mount("token", TOKEN_MOUNT_DIR, true), mount("tmp", "/tmp", false)];
     if let Some(ca) = defaults.ca_bundle_of(bot) {
-        volumes.push(json!({"name": "ca-bundle", "configMap": {
-            "name": ca.config_map_name,
-            "items": [{"key": ca.key, "path": "ca.crt"}],
-            "defaultMode": 0o444,
-        }}));
-        mounts.push(json!({"name": "ca-bundle", "mountPath": CA_MOUNT_DIR, "readOnly": true}));
+        volumes.push(Volume {
+            name: "ca-bundle".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: ca.config_map_name.clone(),
+                items: Some(vec![key_to(&ca.key, "ca.crt")]),
+                default_mode: Some(0o444),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        mounts.push(mount("ca-bundle", CA_MOUNT_DIR, true));
     }
     let Some(pod) = &spec.pod else { return (volumes, mounts) };
-    let mut names: std::collections::BTreeSet<String> =
-        volumes.iter().filter_map(|v| v["name"].as_str().map(str::to_string)).collect();
+    let mut names: std::collections::BTreeSet<String> = volumes.iter().map(|v| v.name.clone()).collect();
     for v in &pod.volumes {
         if !musicbot_api::crd::RESERVED_VOLUMES.contains(&v.name.as_str()) && names.insert(v.name.clone()) {
-            volumes.push(serde_json::to_value(v).expect("Volume serializes"));
+            volumes.push(v.clone());
         }
     }
-    for m in pod.volume_mounts.iter().filter(|m| !musicbot_api::crd::reserved_mount(m)) {
-        mounts.push(serde_json::to_value(m).expect("VolumeMount serializes"));
-    }
+    mounts.extend(pod.volume_mounts.iter().filter(|m| !musicbot_api::crd::reserved_mount(m)).cloned());
     (volumes, mounts)
 }
 
@@ -248,6 +311,7 @@ mod tests {
     use musicbot_api::crd::{MusicBotSpec, PodOverrides};
     use musicbot_api::env::{CA_FILE, TOKEN_FILE};
     use musicbot_api::labels::BOT_LABEL;
+    use serde_json::json;
 
     fn bot(spec: serde_json::Value) -> MusicBot {
         let spec: MusicBotSpec = serde_json::from_value(spec).unwrap();
@@ -401,8 +465,8 @@ mod tests {
             "pod": {"caBundle": {"configMapName": "corp-ca", "key": "bundle.pem"}}
         }));
         let (volumes, _) = pod_volumes(&custom_key, &BotDefaults::default());
-        let ca = volumes.iter().find(|v| v["name"] == "ca-bundle").unwrap();
-        assert_eq!(ca["configMap"]["items"], json!([{"key": "bundle.pem", "path": "ca.crt"}]));
+        let ca = volumes.iter().find(|v| v.name == "ca-bundle").unwrap();
+        assert_eq!(ca.config_map.as_ref().unwrap().items, Some(vec![key_to("bundle.pem", "ca.crt")]));
         // Without a CA bundle: no volume, no variable.
         let (volumes, mounts) = pod_volumes(&basic(), &BotDefaults::default());
         assert_eq!(volumes.len(), 2);
@@ -417,9 +481,9 @@ mod tests {
             ..BotDefaults::default()
         };
         let (volumes, mounts) = pod_volumes(&basic(), &fleet_ca);
-        let ca = volumes.iter().find(|v| v["name"] == "ca-bundle").expect("the operator's CA is mounted");
-        assert_eq!(ca["configMap"]["name"], "fleet-ca");
-        assert!(mounts.iter().any(|m| m["name"] == "ca-bundle" && m["mountPath"] == CA_MOUNT_DIR));
+        let ca = volumes.iter().find(|v| v.name == "ca-bundle").expect("the operator's CA is mounted");
+        assert_eq!(ca.config_map.as_ref().unwrap().name, "fleet-ca");
+        assert!(mounts.iter().any(|m| m.name == "ca-bundle" && m.mount_path == CA_MOUNT_DIR));
         assert!(bot_env(&basic(), &fleet_ca).iter().any(|e| e.name == "MUSICBOT_CA_FILE"));
         // A bot's own CA wins.
         let own = bot(json!({
@@ -427,9 +491,12 @@ mod tests {
             "pod": {"caBundle": {"configMapName": "own-ca"}}
         }));
         let (volumes, _) = pod_volumes(&own, &fleet_ca);
-        let names: Vec<&Value> =
-            volumes.iter().filter(|v| v["name"] == "ca-bundle").map(|v| &v["configMap"]["name"]).collect();
-        assert_eq!(names, [&json!("own-ca")]);
+        let names: Vec<&str> = volumes
+            .iter()
+            .filter(|v| v.name == "ca-bundle")
+            .filter_map(|v| Some(v.config_map.as_ref()?.name.as_str()))
+            .collect();
+        assert_eq!(names, ["own-ca"]);
     }
 
     #[test]
@@ -485,5 +552,23 @@ mod tests {
         assert_eq!(c.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/ready"));
         assert_eq!(c.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/health"));
         assert_eq!(c.termination_message_policy.as_deref(), Some("FallbackToLogsOnError"));
+    }
+
+    #[test]
+    fn what_the_api_server_receives_keeps_its_shape() {
+        let sts = serde_json::to_value(statefulset(&basic(), &BotDefaults::default(), "d")).unwrap();
+        let spec = &sts["spec"];
+        assert_eq!((&spec["serviceName"], &spec["podManagementPolicy"]), (&json!("radio"), &json!("Parallel")));
+        assert_eq!(spec["updateStrategy"], json!({"type": "RollingUpdate"}));
+        let pod = &spec["template"]["spec"];
+        assert_eq!(pod["volumes"][0]["secret"]["defaultMode"], 0o440);
+        assert_eq!(pod["volumes"][1], json!({"name": "tmp", "emptyDir": {"sizeLimit": "512Mi"}}));
+        let c = &pod["containers"][0];
+        assert_eq!(c["ports"], json!([{"name": "http", "containerPort": 8080, "protocol": "TCP"}]));
+        assert_eq!(c["livenessProbe"]["httpGet"], json!({"path": "/health", "port": "http"}));
+        assert_eq!(
+            c["resources"],
+            json!({"requests": {"cpu": "50m", "memory": "48Mi"}, "limits": {"memory": "256Mi"}})
+        );
     }
 }
