@@ -3,7 +3,7 @@
 
 mod commands;
 pub mod reconcile;
-pub mod status;
+mod status;
 mod token;
 pub(crate) mod workload;
 

@@ -6,11 +6,14 @@ use super::status::{self, Observed, PodReport};
 use super::{Context, Error, FIELD_MANAGER, token, workload};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
+use musicbot_api::conditions::Reason;
 use musicbot_api::crd::{MusicBot, MusicBotStatus, Phase};
 use musicbot_api::labels;
 use musicbot_api::report::StatusReport;
@@ -57,7 +60,7 @@ async fn apply(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
             Some(sts.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&desired)).await?)
         }
         Err(problem) => {
-            warn!(bot = %name, namespace = %ns, reason = problem.reason(), "token not resolved: {problem}");
+            warn!(bot = %name, namespace = %ns, reason = %problem.reason(), "token not resolved: {problem}");
             None
         }
     };
@@ -137,7 +140,7 @@ async fn publish_notices(bot: &MusicBot, old: Option<&MusicBotStatus>, new: &Mus
     for notice in status::notices(old, new) {
         let event = Event {
             type_: if notice.warning { EventType::Warning } else { EventType::Normal },
-            reason: notice.reason.into(),
+            reason: notice.reason.as_str().into(),
             note: Some(notice.note),
             action: "Reconcile".into(),
             secondary: None,
@@ -159,7 +162,7 @@ async fn cleanup(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
     }
     let event = Event {
         type_: EventType::Normal,
-        reason: "Deleted".into(),
+        reason: Reason::Deleted.as_str().into(),
         note: Some("MusicBot deleted; its StatefulSet is garbage-collected".into()),
         action: "Cleanup".into(),
         secondary: None,
@@ -169,6 +172,8 @@ async fn cleanup(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::await_change())
 }
 
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+/// Whole seconds, as the API server stores a condition's time: a status read back then
+/// equals the one written, and an unchanged bot writes nothing.
+fn now() -> Time {
+    Time(Timestamp::from_second(chrono::Utc::now().timestamp()).expect("the clock is within jiff's range"))
 }
