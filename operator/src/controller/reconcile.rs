@@ -60,7 +60,7 @@ async fn apply(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
             Some(sts.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&desired)).await?)
         }
         Err(problem) => {
-            warn!(bot = %name, namespace = %ns, reason = %problem.reason(), "token not resolved: {problem}");
+            warn!(reason = %problem.reason(), "token not resolved: {problem}");
             None
         }
     };
@@ -146,7 +146,7 @@ async fn publish_notices(bot: &MusicBot, old: Option<&MusicBotStatus>, new: &Mus
             secondary: None,
         };
         if let Err(e) = ctx.recorder.publish(&event, &bot.object_ref(&())).await {
-            warn!(bot = %bot.name_any(), "could not publish Event {}: {e}", notice.reason);
+            warn!("could not publish Event {}: {e}", notice.reason);
         }
     }
 }
@@ -155,9 +155,9 @@ async fn cleanup(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
     let name = bot.name_any();
     if bot.spec.clear_commands_on_delete {
         match super::commands::clear(bot, ctx).await {
-            Ok(()) => info!(bot = %name, "cleared the bot's slash commands"),
+            Ok(()) => info!("cleared the bot's slash commands"),
             // Deletion must not hang on Discord being unreachable or the token gone.
-            Err(e) => warn!(bot = %name, "could not clear slash commands: {e}"),
+            Err(e) => warn!("could not clear slash commands: {e}"),
         }
     }
     let event = Event {
