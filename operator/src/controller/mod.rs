@@ -28,7 +28,7 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 pub use workload::BotDefaults;
 
-pub const FIELD_MANAGER: &str = "musicbot-operator";
+const FIELD_MANAGER: &str = "musicbot-operator";
 
 /// What the controller watches: a MusicBot, or the reason a stored one does not deserialize
 /// (stored while the CRD's schema was looser, or by another version of the operator). A bad
@@ -66,14 +66,14 @@ impl Error {
 
 pub struct Context {
     pub client: Client,
-    pub defaults: BotDefaults,
-    pub recorder: Recorder,
+    defaults: BotDefaults,
+    recorder: Recorder,
     pub metrics: Arc<Metrics>,
     /// For bots' `/status` and Discord's API (never sends the token anywhere else).
-    pub http: reqwest::Client,
-    pub discord_api_url: String,
+    http: reqwest::Client,
+    discord_api_url: String,
     /// How often a running bot's counts are refreshed.
-    pub status_interval: Duration,
+    status_interval: Duration,
     /// Most reconciles running at once; bounds memory and API load in a burst.
     pub concurrency: u16,
     failures: Mutex<HashMap<ObjectRef<Guarded>, u32>>,

@@ -3,6 +3,7 @@
 //! modules beside this one.
 
 use super::status::{self, Observed, PodReport};
+use super::token::TokenProblem;
 use super::{Context, Error, FIELD_MANAGER, token, workload};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -38,33 +39,16 @@ pub async fn reconcile(bot: Arc<MusicBot>, ctx: Arc<Context>) -> Result<Action, 
 }
 
 async fn apply(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
-    let ns = bot.namespace().ok_or(Error::NotNamespaced)?;
-    let name = bot.name_any();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let secret = secrets.get_opt(&bot.spec.token_secret_ref.name).await?;
-    let salt = bot.uid().unwrap_or_default();
-    let token = token::resolve(
-        secret.as_ref(),
-        &bot.spec.token_secret_ref.name,
-        &bot.spec.token_secret_ref.key,
-        &bot.spec.client_id,
-        &salt,
-    );
-
+    let token = resolve_token(bot, ctx).await?;
     // Without a usable token there is nothing to run; an existing StatefulSet is left as
     // it is (its pod still has the last good token) until the Secret is fixed.
     let statefulset = match &token {
-        Ok(digest) => {
-            let desired = workload::statefulset(bot, &ctx.defaults, digest);
-            let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
-            Some(sts.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&desired)).await?)
-        }
+        Ok(digest) => Some(apply_statefulset(bot, digest, ctx).await?),
         Err(problem) => {
             warn!(reason = %problem.reason(), "token not resolved: {problem}");
             None
         }
     };
-
     let pods = match &statefulset {
         Some(_) if !bot.spec.suspended => bot_pods(bot, ctx).await?,
         _ => Vec::new(),
@@ -74,18 +58,43 @@ async fn apply(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
         Observed { token: &token, statefulset: statefulset.as_ref(), pods: &pods, reports: &reports, now: now() };
     let new_status = status::compute(bot, &observed);
     publish_notices(bot, bot.status.as_ref(), &new_status, ctx).await;
-    if bot.status.as_ref() != Some(&new_status) {
+    write_status(bot, &new_status, ctx).await?;
+    Ok(requeue(new_status.phase, ctx))
+}
+
+/// The token the bot's Secret holds, as a salted digest, or why there is none.
+async fn resolve_token(bot: &MusicBot, ctx: &Context) -> Result<Result<String, TokenProblem>, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &bot.namespace().ok_or(Error::NotNamespaced)?);
+    let secret_ref = &bot.spec.token_secret_ref;
+    let secret = secrets.get_opt(&secret_ref.name).await?;
+    let salt = bot.uid().unwrap_or_default();
+    Ok(token::resolve(secret.as_ref(), &secret_ref.name, &secret_ref.key, &bot.spec.client_id, &salt))
+}
+
+async fn apply_statefulset(bot: &MusicBot, token_digest: &str, ctx: &Context) -> Result<StatefulSet, Error> {
+    let desired = workload::statefulset(bot, &ctx.defaults, token_digest);
+    let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &bot.namespace().ok_or(Error::NotNamespaced)?);
+    Ok(sts.patch(&bot.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&desired)).await?)
+}
+
+/// Writes `new` unless the bot already shows it, and keeps the phase metric current.
+async fn write_status(bot: &MusicBot, new: &MusicBotStatus, ctx: &Context) -> Result<(), Error> {
+    let (ns, name) = (bot.namespace().ok_or(Error::NotNamespaced)?, bot.name_any());
+    if bot.status.as_ref() != Some(new) {
         let api: Api<MusicBot> = Api::namespaced(ctx.client.clone(), &ns);
         let patch = serde_json::json!({
             "apiVersion": "musicbot.dev/v1alpha1",
             "kind": "MusicBot",
-            "status": new_status,
+            "status": new,
         });
         api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
     }
-    ctx.metrics.set_phase(&ns, &name, new_status.phase);
+    ctx.metrics.set_phase(&ns, &name, new.phase);
+    Ok(())
+}
 
-    Ok(match new_status.phase {
+fn requeue(phase: Option<Phase>, ctx: &Context) -> Action {
+    match phase {
         // The Secret watch brings us back as soon as the token is fixed.
         Some(Phase::Failed) => Action::requeue(Duration::from_secs(300)),
         Some(Phase::Running) => Action::requeue(ctx.status_interval),
@@ -93,7 +102,7 @@ async fn apply(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
         // Pods becoming ready change the StatefulSet, whose watch brings us back: polling
         // here only adds load (1,000 pending bots would mean 100 reconciles a second).
         _ => Action::requeue(ctx.status_interval),
-    })
+    }
 }
 
 /// The bot's pods, by the StatefulSet's selector labels.

@@ -7,7 +7,7 @@ use musicbot_api::token::{Token, TokenError};
 /// Why a MusicBot's token cannot be used. The `Display` text goes into conditions and
 /// Events, so it names the Secret and key but never includes the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenProblem {
+pub(super) enum TokenProblem {
     #[error("Secret {0:?} does not exist in this namespace")]
     SecretNotFound(String),
     #[error("Secret {secret:?} has no key {key:?}")]
@@ -35,7 +35,7 @@ impl TokenProblem {
 
 /// Checks the token in `secret` (None: the Secret does not exist) and returns a salted
 /// digest of it, which changes exactly when the token does.
-pub fn resolve(
+pub(super) fn resolve(
     secret: Option<&Secret>,
     secret_name: &str,
     key: &str,

@@ -44,7 +44,7 @@ pub struct BotDefaults {
 
 impl BotDefaults {
     /// The CA bundle `bot` trusts besides the system's roots: its own, else the operator's.
-    pub fn ca_bundle_of<'a>(&'a self, bot: &'a MusicBot) -> Option<&'a CaBundle> {
+    fn ca_bundle_of<'a>(&'a self, bot: &'a MusicBot) -> Option<&'a CaBundle> {
         bot.spec.pod.as_ref().and_then(|p| p.ca_bundle.as_ref()).or(self.ca_bundle.as_ref())
     }
 }
@@ -81,7 +81,7 @@ fn labels(bot: &MusicBot) -> BTreeMap<String, String> {
 }
 
 /// Environment for bot-runner derived from the spec (never the token: that is a file).
-pub(crate) fn bot_env(bot: &MusicBot, defaults: &BotDefaults) -> Vec<EnvVar> {
+fn bot_env(bot: &MusicBot, defaults: &BotDefaults) -> Vec<EnvVar> {
     let spec = &bot.spec;
     let contract = BotEnv {
         client_id: spec.client_id.clone(),
@@ -120,7 +120,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 /// The StatefulSet running `bot`: one pod per shard, none while suspended.
-pub(crate) fn statefulset(bot: &MusicBot, defaults: &BotDefaults, token_digest: &str) -> StatefulSet {
+pub(super) fn statefulset(bot: &MusicBot, defaults: &BotDefaults, token_digest: &str) -> StatefulSet {
     let name = bot.name_any();
     let owner = bot.controller_owner_ref(&()).expect("MusicBot has a name and uid once stored");
     StatefulSet {
