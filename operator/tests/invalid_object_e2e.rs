@@ -8,7 +8,7 @@ use common::*;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{CustomResourceDefinition, JSONSchemaProps};
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
 use musicbot_api::conditions::Reason;
 use musicbot_operator::controller::BotDefaults;
@@ -62,4 +62,13 @@ async fn a_musicbot_that_does_not_deserialize_gets_an_event_and_the_others_still
     let note = event.note.unwrap_or_default();
     assert!(note.to_lowercase().contains("invalid type string \"two\""), "the Event says why: {note}");
     assert!(stsets.get_opt("broken").await.unwrap().is_none(), "nothing runs for the broken bot");
+
+    // A bot that went bad after it got the operator's finalizer can still be deleted.
+    let bad_shards = json!({"spec": {"shards": "three"}});
+    raw.patch("radio", &PatchParams::default(), &Patch::Merge(&bad_shards)).await.unwrap();
+    raw.delete("radio", &DeleteParams::default()).await.unwrap();
+    eventually("the broken radio to be deleted", || async {
+        raw.get_opt("radio").await.unwrap().is_none().then_some(())
+    })
+    .await;
 }

@@ -11,6 +11,8 @@ use crate::metrics::Metrics;
 use futures::{Stream, StreamExt, future};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Patch, PatchParams};
+use kube::core::error_boundary::InvalidObject;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Controller};
@@ -131,22 +133,42 @@ async fn reconcile_guarded(bot: Arc<Guarded>, ctx: Arc<Context>) -> Result<Actio
     match &bot.0 {
         // The finalizer helper wants the MusicBot itself behind its own Arc.
         Ok(valid) => reconcile::reconcile(Arc::new(valid.clone()), ctx).await,
-        Err(invalid) => {
-            warn!(error = %invalid.error, "the MusicBot does not deserialize; not reconciling it");
-            let note = format!("not reconciled: the object does not match the MusicBot type: {}", invalid.error);
-            let event = Event {
-                type_: EventType::Warning,
-                reason: Reason::InvalidObject.as_str().into(),
-                // An Event's note holds at most 1 kB.
-                note: Some(note.chars().take(1000).collect()),
-                action: "Reconcile".into(),
-                secondary: None,
-            };
-            ctx.recorder.publish(&event, &bot.object_ref(&())).await?;
-            // Its watch brings it back once it is edited.
-            Ok(Action::await_change())
-        }
+        Err(invalid) => invalid_bot(&bot, invalid, &ctx).await,
     }
+}
+
+/// A MusicBot that does not deserialize is not reconciled: a Warning Event and a log line
+/// say why. One being deleted loses the operator's finalizer, as its cleanup cannot run
+/// without a spec, so that it does not hang in deletion.
+async fn invalid_bot(bot: &Guarded, invalid: &InvalidObject, ctx: &Context) -> Result<Action, Error> {
+    warn!(error = %invalid.error, "the MusicBot does not deserialize; not reconciling it");
+    let deleted = invalid.metadata.deletion_timestamp.is_some();
+    let what = if deleted { "deleted without its cleanup" } else { "not reconciled" };
+    let note = format!("{what}: the object does not match the MusicBot type: {}", invalid.error);
+    let event = Event {
+        type_: EventType::Warning,
+        reason: Reason::InvalidObject.as_str().into(),
+        // An Event's note holds at most 1 kB.
+        note: Some(note.chars().take(1000).collect()),
+        action: if deleted { "Cleanup" } else { "Reconcile" }.into(),
+        secondary: None,
+    };
+    ctx.recorder.publish(&event, &bot.object_ref(&())).await?;
+    let finalizers = invalid.metadata.finalizers.clone().unwrap_or_default();
+    if deleted && finalizers.iter().any(|f| f == labels::FINALIZER) {
+        let (ns, name) = (bot.namespace().ok_or(Error::NotNamespaced)?, bot.name_any());
+        let others: Vec<&String> = finalizers.iter().filter(|f| *f != labels::FINALIZER).collect();
+        // The resourceVersion makes this a compare-and-swap: another writer's finalizers stay.
+        let patch = serde_json::json!({
+            "metadata": {"finalizers": others, "resourceVersion": invalid.metadata.resource_version}
+        });
+        Api::<Guarded>::namespaced(ctx.client.clone(), &ns)
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        ctx.metrics.forget(&ns, &name);
+    }
+    // Its watch brings it back once it is edited.
+    Ok(Action::await_change())
 }
 
 /// Every watch of the controller goes through here, not through kube-runtime's `watcher`
