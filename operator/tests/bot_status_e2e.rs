@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use musicbot_api::crd::{MusicBot, Phase};
+use musicbot_api::report::{BotReport, ShardInfo, StatusReport};
 use musicbot_operator::controller::BotDefaults;
 use serde_json::json;
 
@@ -21,8 +22,14 @@ async fn guilds_users_and_voice_connections_come_from_the_bots_status_endpoint()
     let ns = cluster.namespace(&client, "status").await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let report =
-        json!({"guilds": 7, "users": 420, "voiceConnections": 2, "gatewayConnected": true, "commandsDeployed": true});
+    let report = StatusReport {
+        guilds: 7,
+        users: 420,
+        voice_connections: 2,
+        gateway_connected: true,
+        commands_deployed: true,
+        ..Default::default()
+    };
     tokio::spawn(async move {
         let app = axum::Router::new().route("/status", get(move || async move { Json(report.clone()) }));
         axum::serve(listener, app).await.unwrap();
@@ -59,7 +66,7 @@ fn now() -> String {
 }
 
 /// Serves `report` as `/status` on a loopback port; returns the port.
-async fn status_server(report: serde_json::Value) -> u16 {
+async fn status_server(report: StatusReport) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -67,6 +74,12 @@ async fn status_server(report: serde_json::Value) -> u16 {
         axum::serve(listener, app).await.unwrap();
     });
     port
+}
+
+/// What bot-runner answers while its one bot is not connected to the gateway.
+fn not_connected(error: &str) -> StatusReport {
+    let bot = BotReport { name: "radio".into(), last_error: Some(error.into()), ..Default::default() };
+    StatusReport::of(ShardInfo::default(), vec![bot])
 }
 
 fn condition(bot: &MusicBot, t: &str) -> Option<musicbot_api::crd::Condition> {
@@ -77,12 +90,7 @@ fn condition(bot: &MusicBot, t: &str) -> Option<musicbot_api::crd::Condition> {
 async fn a_running_pod_that_is_not_ready_says_why_on_status_and_the_musicbot_shows_it() {
     let (cluster, client) = cluster().await;
     let ns = cluster.namespace(&client, "notready").await.unwrap();
-    let port = status_server(json!({
-        "guilds": 0, "users": 0, "voiceConnections": 0, "gatewayConnected": false, "commandsDeployed": false,
-        "shard": {"id": 0, "count": 1}, "lastError": "Gateway connection failed: connection refused",
-        "bots": [{"name": "radio", "gatewayConnected": false}]
-    }))
-    .await;
+    let port = status_server(not_connected("Gateway connection failed: connection refused")).await;
     let _op = start_operator(&client, &ns, BotDefaults { http_port: port, ..BotDefaults::default() });
     create_secret(&client, &ns, "radio-token", "token", &token_for(CLIENT_ID, "nr")).await;
     create_bot(&client, &ns, "radio", json!({"clientId": CLIENT_ID, "tokenSecretRef": {"name": "radio-token"}})).await;
@@ -148,7 +156,7 @@ async fn image_pull_failures_crash_loops_and_unschedulable_pods_show_in_status_a
     let (cluster, client) = cluster().await;
     let ns = cluster.namespace(&client, "podproblems").await.unwrap();
     // Only a container that runs answers: at 127.0.0.1, not at the crashing pod's 127.0.0.9.
-    let port = status_server(json!({"gatewayConnected": false, "lastError": "starting again after a crash"})).await;
+    let port = status_server(not_connected("starting again after a crash")).await;
     let op = start_operator(&client, &ns, BotDefaults { http_port: port, ..BotDefaults::default() });
     create_secret(&client, &ns, "radio-token", "token", &token_for(CLIENT_ID, "pp")).await;
     create_bot(&client, &ns, "radio", json!({"clientId": CLIENT_ID, "tokenSecretRef": {"name": "radio-token"}})).await;

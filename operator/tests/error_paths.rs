@@ -78,7 +78,8 @@ async fn a_500_reading_the_secret_fails_the_reconcile_and_backs_off() {
     assert_eq!(err.kind(), "api");
     assert!(err.to_string().contains("mock says InternalError"), "{err}");
     // Backoff doubles from 5 s for the same bot.
-    let delays: Vec<Action> = (0..3).map(|_| error_policy(bot(), &err, ctx.clone())).collect();
+    let guarded = || Arc::new(kube::core::DeserializeGuard(Ok((*bot()).clone())));
+    let delays: Vec<Action> = (0..3).map(|_| error_policy(guarded(), &err, ctx.clone())).collect();
     assert_eq!(
         delays,
         [

@@ -1,6 +1,8 @@
 //! The `MusicBot` custom resource: one Discord application (one token) run as a bot fleet
 //! member. The CRD YAML in `crds/` is generated from these types by the operator's `crdgen`.
 
+pub use crate::conditions::Condition;
+use crate::conditions::ConditionType;
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration, Volume, VolumeMount};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -369,29 +371,11 @@ impl Phase {
     }
 }
 
-/// A Kubernetes-style condition (`metav1.Condition`'s shape).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Condition {
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// "True", "False" or "Unknown".
-    pub status: String,
-    pub reason: String,
-    #[serde(default)]
-    pub message: String,
-    pub last_transition_time: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-}
-
-/// Condition types the operator sets.
-pub mod condition {
-    pub const READY: &str = "Ready";
-    pub const TOKEN_RESOLVED: &str = "TokenResolved";
-    pub const GATEWAY_CONNECTED: &str = "GatewayConnected";
-    pub const COMMANDS_DEPLOYED: &str = "CommandsDeployed";
-    pub const SYNCED: &str = "Synced";
+impl MusicBotStatus {
+    /// The condition of type `type_`, if the operator set one.
+    pub fn condition(&self, type_: ConditionType) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
 }
 
 impl MusicBot {

@@ -2,6 +2,7 @@
 //! the MusicBot CRD, bot-runner's `/status` answer, the environment of a bot pod, the
 //! labels and annotations the controller and the sync share, and the token's shape.
 
+pub mod conditions;
 pub mod crd;
 pub mod env;
 pub mod labels;

@@ -6,7 +6,7 @@ use kube::ResourceExt;
 use kube::api::Api;
 use musicbot_api::crd::MusicBot;
 
-pub async fn clear(bot: &MusicBot, ctx: &Context) -> Result<(), Error> {
+pub(super) async fn clear(bot: &MusicBot, ctx: &Context) -> Result<(), Error> {
     let ns = bot.namespace().unwrap_or_default();
     let secret = Api::<Secret>::namespaced(ctx.client.clone(), &ns).get_opt(&bot.spec.token_secret_ref.name).await?;
     let token = secret

@@ -3,19 +3,22 @@
 
 mod commands;
 pub mod reconcile;
-pub mod status;
-pub mod token;
-pub mod workload;
+mod status;
+mod token;
+pub(crate) mod workload;
 
 use crate::metrics::Metrics;
 use futures::{Stream, StreamExt, future};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::core::PartialObjectMeta;
+use kube::api::{Patch, PatchParams};
+use kube::core::error_boundary::InvalidObject;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
+use musicbot_api::conditions::Reason;
 use musicbot_api::crd::MusicBot;
 use musicbot_api::labels;
 // The module only: `watcher()` below is this module's own, which every watch goes through.
@@ -28,7 +31,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 pub use workload::BotDefaults;
 
-pub const FIELD_MANAGER: &str = "musicbot-operator";
+const FIELD_MANAGER: &str = "musicbot-operator";
+
+/// What the controller watches: a MusicBot, or the reason a stored one does not deserialize
+/// (stored while the CRD's schema was looser, or by another version of the operator). A bad
+/// object then fails alone, instead of failing the list and the watch of every MusicBot.
+pub type Guarded = DeserializeGuard<MusicBot>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -61,17 +69,17 @@ impl Error {
 
 pub struct Context {
     pub client: Client,
-    pub defaults: BotDefaults,
-    pub recorder: Recorder,
+    defaults: BotDefaults,
+    recorder: Recorder,
     pub metrics: Arc<Metrics>,
     /// For bots' `/status` and Discord's API (never sends the token anywhere else).
-    pub http: reqwest::Client,
-    pub discord_api_url: String,
+    http: reqwest::Client,
+    discord_api_url: String,
     /// How often a running bot's counts are refreshed.
-    pub status_interval: Duration,
+    status_interval: Duration,
     /// Most reconciles running at once; bounds memory and API load in a burst.
     pub concurrency: u16,
-    failures: Mutex<HashMap<ObjectRef<MusicBot>, u32>>,
+    failures: Mutex<HashMap<ObjectRef<Guarded>, u32>>,
 }
 
 impl Context {
@@ -100,7 +108,7 @@ impl Context {
 
 /// Requeue a failing bot with exponential backoff (5 s doubling up to 5 min), so a broken
 /// object neither hot-loops nor waits long after it is fixed.
-pub fn error_policy(bot: Arc<MusicBot>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(bot: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
     let key = ObjectRef::from_obj(&*bot);
     let mut failures = ctx.failures.lock().expect("not poisoned");
     let n = failures.entry(key).and_modify(|n| *n += 1).or_insert(0);
@@ -109,17 +117,59 @@ pub fn error_policy(bot: Arc<MusicBot>, error: &Error, ctx: Arc<Context>) -> Act
     Action::requeue(delay)
 }
 
-fn bots_using_secret(
-    store: &Store<MusicBot>,
-    secret_ns: Option<String>,
-    secret_name: &str,
-) -> Vec<ObjectRef<MusicBot>> {
+fn bots_using_secret(store: &Store<Guarded>, secret_ns: Option<String>, secret_name: &str) -> Vec<ObjectRef<Guarded>> {
     store
         .state()
         .iter()
-        .filter(|b| b.namespace() == secret_ns && b.spec.token_secret_ref.name == secret_name)
+        .filter(|b| {
+            b.0.as_ref().is_ok_and(|b| b.namespace() == secret_ns && b.spec.token_secret_ref.name == secret_name)
+        })
         .map(|b| ObjectRef::from_obj(&**b))
         .collect()
+}
+
+/// One reconcile, valid or not, in a span naming the bot.
+#[tracing::instrument(skip_all, fields(bot = %bot.name_any(), namespace = bot.namespace().as_deref().unwrap_or_default()))]
+async fn reconcile_guarded(bot: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
+    match &bot.0 {
+        // The finalizer helper wants the MusicBot itself behind its own Arc.
+        Ok(valid) => reconcile::reconcile(Arc::new(valid.clone()), ctx).await,
+        Err(invalid) => invalid_bot(&bot, invalid, &ctx).await,
+    }
+}
+
+/// A MusicBot that does not deserialize is not reconciled: a Warning Event and a log line
+/// say why. One being deleted loses the operator's finalizer, as its cleanup cannot run
+/// without a spec, so that it does not hang in deletion.
+async fn invalid_bot(bot: &Guarded, invalid: &InvalidObject, ctx: &Context) -> Result<Action, Error> {
+    warn!(error = %invalid.error, "the MusicBot does not deserialize; not reconciling it");
+    let deleted = invalid.metadata.deletion_timestamp.is_some();
+    let what = if deleted { "deleted without its cleanup" } else { "not reconciled" };
+    let note = format!("{what}: the object does not match the MusicBot type: {}", invalid.error);
+    let event = Event {
+        type_: EventType::Warning,
+        reason: Reason::InvalidObject.as_str().into(),
+        // An Event's note holds at most 1 kB.
+        note: Some(note.chars().take(1000).collect()),
+        action: if deleted { "Cleanup" } else { "Reconcile" }.into(),
+        secondary: None,
+    };
+    ctx.recorder.publish(&event, &bot.object_ref(&())).await?;
+    let finalizers = invalid.metadata.finalizers.clone().unwrap_or_default();
+    if deleted && finalizers.iter().any(|f| f == labels::FINALIZER) {
+        let (ns, name) = (bot.namespace().ok_or(Error::NotNamespaced)?, bot.name_any());
+        let others: Vec<&String> = finalizers.iter().filter(|f| *f != labels::FINALIZER).collect();
+        // The resourceVersion makes this a compare-and-swap: another writer's finalizers stay.
+        let patch = serde_json::json!({
+            "metadata": {"finalizers": others, "resourceVersion": invalid.metadata.resource_version}
+        });
+        Api::<Guarded>::namespaced(ctx.client.clone(), &ns)
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        ctx.metrics.forget(&ns, &name);
+    }
+    // Its watch brings it back once it is edited.
+    Ok(Action::await_change())
 }
 
 /// Every watch of the controller goes through here, not through kube-runtime's `watcher`
@@ -191,7 +241,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: Cancell
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let (bots, stsets, secrets): (Api<MusicBot>, Meta<StatefulSet>, Meta<Secret>) = match &namespace {
+    let (bots, stsets, secrets): (Api<Guarded>, Meta<StatefulSet>, Meta<Secret>) = match &namespace {
         Some(ns) => {
             (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns), Api::namespaced(client, ns))
         }
@@ -217,7 +267,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: Cancell
         })
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.concurrency))
         .graceful_shutdown_on(shutdown.cancelled_owned())
-        .run(reconcile::reconcile, error_policy, ctx.clone())
+        .run(reconcile_guarded, error_policy, ctx.clone())
         .for_each(|result| {
             let ctx = ctx.clone();
             async move {

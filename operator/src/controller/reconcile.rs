@@ -3,14 +3,18 @@
 //! modules beside this one.
 
 use super::status::{self, Observed, PodReport};
+use super::token::TokenProblem;
 use super::{Context, Error, FIELD_MANAGER, token, workload};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
+use musicbot_api::conditions::Reason;
 use musicbot_api::crd::{MusicBot, MusicBotStatus, Phase};
 use musicbot_api::labels;
 use musicbot_api::report::StatusReport;
@@ -35,33 +39,16 @@ pub async fn reconcile(bot: Arc<MusicBot>, ctx: Arc<Context>) -> Result<Action, 
 }
 
 async fn apply(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
-    let ns = bot.namespace().ok_or(Error::NotNamespaced)?;
-    let name = bot.name_any();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let secret = secrets.get_opt(&bot.spec.token_secret_ref.name).await?;
-    let salt = bot.uid().unwrap_or_default();
-    let token = token::resolve(
-        secret.as_ref(),
-        &bot.spec.token_secret_ref.name,
-        &bot.spec.token_secret_ref.key,
-        &bot.spec.client_id,
-        &salt,
-    );
-
+    let token = resolve_token(bot, ctx).await?;
     // Without a usable token there is nothing to run; an existing StatefulSet is left as
     // it is (its pod still has the last good token) until the Secret is fixed.
     let statefulset = match &token {
-        Ok(digest) => {
-            let desired = workload::statefulset(bot, &ctx.defaults, digest);
-            let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
-            Some(sts.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&desired)).await?)
-        }
+        Ok(digest) => Some(apply_statefulset(bot, digest, ctx).await?),
         Err(problem) => {
-            warn!(bot = %name, namespace = %ns, reason = problem.reason(), "token not resolved: {problem}");
+            warn!(reason = %problem.reason(), "token not resolved: {problem}");
             None
         }
     };
-
     let pods = match &statefulset {
         Some(_) if !bot.spec.suspended => bot_pods(bot, ctx).await?,
         _ => Vec::new(),
@@ -71,18 +58,43 @@ async fn apply(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
         Observed { token: &token, statefulset: statefulset.as_ref(), pods: &pods, reports: &reports, now: now() };
     let new_status = status::compute(bot, &observed);
     publish_notices(bot, bot.status.as_ref(), &new_status, ctx).await;
-    if bot.status.as_ref() != Some(&new_status) {
+    write_status(bot, &new_status, ctx).await?;
+    Ok(requeue(new_status.phase, ctx))
+}
+
+/// The token the bot's Secret holds, as a salted digest, or why there is none.
+async fn resolve_token(bot: &MusicBot, ctx: &Context) -> Result<Result<String, TokenProblem>, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &bot.namespace().ok_or(Error::NotNamespaced)?);
+    let secret_ref = &bot.spec.token_secret_ref;
+    let secret = secrets.get_opt(&secret_ref.name).await?;
+    let salt = bot.uid().unwrap_or_default();
+    Ok(token::resolve(secret.as_ref(), &secret_ref.name, &secret_ref.key, &bot.spec.client_id, &salt))
+}
+
+async fn apply_statefulset(bot: &MusicBot, token_digest: &str, ctx: &Context) -> Result<StatefulSet, Error> {
+    let desired = workload::statefulset(bot, &ctx.defaults, token_digest);
+    let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &bot.namespace().ok_or(Error::NotNamespaced)?);
+    Ok(sts.patch(&bot.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&desired)).await?)
+}
+
+/// Writes `new` unless the bot already shows it, and keeps the phase metric current.
+async fn write_status(bot: &MusicBot, new: &MusicBotStatus, ctx: &Context) -> Result<(), Error> {
+    let (ns, name) = (bot.namespace().ok_or(Error::NotNamespaced)?, bot.name_any());
+    if bot.status.as_ref() != Some(new) {
         let api: Api<MusicBot> = Api::namespaced(ctx.client.clone(), &ns);
         let patch = serde_json::json!({
             "apiVersion": "musicbot.dev/v1alpha1",
             "kind": "MusicBot",
-            "status": new_status,
+            "status": new,
         });
         api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
     }
-    ctx.metrics.set_phase(&ns, &name, new_status.phase);
+    ctx.metrics.set_phase(&ns, &name, new.phase);
+    Ok(())
+}
 
-    Ok(match new_status.phase {
+fn requeue(phase: Option<Phase>, ctx: &Context) -> Action {
+    match phase {
         // The Secret watch brings us back as soon as the token is fixed.
         Some(Phase::Failed) => Action::requeue(Duration::from_secs(300)),
         Some(Phase::Running) => Action::requeue(ctx.status_interval),
@@ -90,7 +102,7 @@ async fn apply(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
         // Pods becoming ready change the StatefulSet, whose watch brings us back: polling
         // here only adds load (1,000 pending bots would mean 100 reconciles a second).
         _ => Action::requeue(ctx.status_interval),
-    })
+    }
 }
 
 /// The bot's pods, by the StatefulSet's selector labels.
@@ -137,13 +149,13 @@ async fn publish_notices(bot: &MusicBot, old: Option<&MusicBotStatus>, new: &Mus
     for notice in status::notices(old, new) {
         let event = Event {
             type_: if notice.warning { EventType::Warning } else { EventType::Normal },
-            reason: notice.reason.into(),
+            reason: notice.reason.as_str().into(),
             note: Some(notice.note),
             action: "Reconcile".into(),
             secondary: None,
         };
         if let Err(e) = ctx.recorder.publish(&event, &bot.object_ref(&())).await {
-            warn!(bot = %bot.name_any(), "could not publish Event {}: {e}", notice.reason);
+            warn!("could not publish Event {}: {e}", notice.reason);
         }
     }
 }
@@ -152,14 +164,14 @@ async fn cleanup(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
     let name = bot.name_any();
     if bot.spec.clear_commands_on_delete {
         match super::commands::clear(bot, ctx).await {
-            Ok(()) => info!(bot = %name, "cleared the bot's slash commands"),
+            Ok(()) => info!("cleared the bot's slash commands"),
             // Deletion must not hang on Discord being unreachable or the token gone.
-            Err(e) => warn!(bot = %name, "could not clear slash commands: {e}"),
+            Err(e) => warn!("could not clear slash commands: {e}"),
         }
     }
     let event = Event {
         type_: EventType::Normal,
-        reason: "Deleted".into(),
+        reason: Reason::Deleted.as_str().into(),
         note: Some("MusicBot deleted; its StatefulSet is garbage-collected".into()),
         action: "Cleanup".into(),
         secondary: None,
@@ -169,6 +181,8 @@ async fn cleanup(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::await_change())
 }
 
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+/// Whole seconds, as the API server stores a condition's time: a status read back then
+/// equals the one written, and an unchanged bot writes nothing.
+fn now() -> Time {
+    Time(Timestamp::from_second(chrono::Utc::now().timestamp()).expect("the clock is within jiff's range"))
 }

@@ -1,12 +1,13 @@
 //! Checking the token a MusicBot points at, without ever logging or storing it.
 
 use k8s_openapi::api::core::v1::Secret;
+use musicbot_api::conditions::Reason;
 use musicbot_api::token::{Token, TokenError};
 
 /// Why a MusicBot's token cannot be used. The `Display` text goes into conditions and
 /// Events, so it names the Secret and key but never includes the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenProblem {
+pub(super) enum TokenProblem {
     #[error("Secret {0:?} does not exist in this namespace")]
     SecretNotFound(String),
     #[error("Secret {secret:?} has no key {key:?}")]
@@ -20,21 +21,21 @@ pub enum TokenProblem {
 }
 
 impl TokenProblem {
-    /// CamelCase reason for the `TokenResolved` condition and Events.
-    pub fn reason(&self) -> &'static str {
+    /// The reason of the `TokenResolved` condition.
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::SecretNotFound(_) => "SecretNotFound",
-            Self::KeyNotFound { .. } => "KeyNotFound",
-            Self::Empty { .. } => "TokenEmpty",
-            Self::Malformed { .. } => "TokenMalformed",
-            Self::ClientIdMismatch { .. } => "ClientIdMismatch",
+            Self::SecretNotFound(_) => Reason::SecretNotFound,
+            Self::KeyNotFound { .. } => Reason::KeyNotFound,
+            Self::Empty { .. } => Reason::TokenEmpty,
+            Self::Malformed { .. } => Reason::TokenMalformed,
+            Self::ClientIdMismatch { .. } => Reason::ClientIdMismatch,
         }
     }
 }
 
 /// Checks the token in `secret` (None: the Secret does not exist) and returns a salted
 /// digest of it, which changes exactly when the token does.
-pub fn resolve(
+pub(super) fn resolve(
     secret: Option<&Secret>,
     secret_name: &str,
     key: &str,
@@ -113,13 +114,13 @@ mod tests {
     fn each_problem_has_its_reason_and_never_echoes_the_token() {
         let token = token_for(CLIENT);
         let cases = [
-            (resolve(None, "s", "token", CLIENT, ""), "SecretNotFound"),
-            (resolve(Some(&secret("other", &token)), "s", "token", CLIENT, ""), "KeyNotFound"),
-            (resolve(Some(&secret("token", "  \n")), "s", "token", CLIENT, ""), "TokenEmpty"),
-            (resolve(Some(&secret("token", "not-a-token")), "s", "token", CLIENT, ""), "TokenMalformed"),
+            (resolve(None, "s", "token", CLIENT, ""), Reason::SecretNotFound),
+            (resolve(Some(&secret("other", &token)), "s", "token", CLIENT, ""), Reason::KeyNotFound),
+            (resolve(Some(&secret("token", "  \n")), "s", "token", CLIENT, ""), Reason::TokenEmpty),
+            (resolve(Some(&secret("token", "not-a-token")), "s", "token", CLIENT, ""), Reason::TokenMalformed),
             (
                 resolve(Some(&secret("token", &token_for("999999999999999999"))), "s", "token", CLIENT, ""),
-                "ClientIdMismatch",
+                Reason::ClientIdMismatch,
             ),
         ];
         for (result, reason) in cases {

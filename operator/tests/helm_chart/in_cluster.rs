@@ -120,8 +120,14 @@ pub async fn operator_works_as(sa: &Client, admin: &Client, inst: &Installed, wa
 
     let status_server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = status_server.local_addr().unwrap().port();
-    let report =
-        json!({"guilds": 7, "users": 70, "voiceConnections": 1, "gatewayConnected": true, "commandsDeployed": true});
+    let report = musicbot_api::report::StatusReport {
+        guilds: 7,
+        users: 70,
+        voice_connections: 1,
+        gateway_connected: true,
+        commands_deployed: true,
+        ..Default::default()
+    };
     tokio::spawn(async move {
         let app = axum::Router::new().route("/status", get(move || async move { Json(report.clone()) }));
         axum::serve(status_server, app).await.unwrap();
