@@ -12,8 +12,24 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use musicbot_api::crd::{MusicBot, Phase};
+use musicbot_api::report::{BotReport, ShardInfo, StatusReport};
 use musicbot_operator::controller::BotDefaults;
 use serde_json::json;
+
+/// bot-runner's `/status` answer for one bot, in the contract's type.
+fn answer(guilds: u64, users: u64, voice: u64, connected: bool, error: Option<&str>) -> serde_json::Value {
+    let bot = BotReport {
+        name: "radio".into(),
+        client_id: CLIENT_ID.into(),
+        guilds,
+        users,
+        voice_connections: voice,
+        gateway_connected: connected,
+        commands_deployed: connected,
+        last_error: error.map(str::to_string),
+    };
+    serde_json::to_value(StatusReport::of(ShardInfo::default(), vec![bot])).unwrap()
+}
 
 #[tokio::test]
 async fn guilds_users_and_voice_connections_come_from_the_bots_status_endpoint() {
@@ -21,8 +37,7 @@ async fn guilds_users_and_voice_connections_come_from_the_bots_status_endpoint()
     let ns = cluster.namespace(&client, "status").await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let report =
-        json!({"guilds": 7, "users": 420, "voiceConnections": 2, "gatewayConnected": true, "commandsDeployed": true});
+    let report = answer(7, 420, 2, true, None);
     tokio::spawn(async move {
         let app = axum::Router::new().route("/status", get(move || async move { Json(report.clone()) }));
         axum::serve(listener, app).await.unwrap();
@@ -77,12 +92,7 @@ fn condition(bot: &MusicBot, t: &str) -> Option<musicbot_api::crd::Condition> {
 async fn a_running_pod_that_is_not_ready_says_why_on_status_and_the_musicbot_shows_it() {
     let (cluster, client) = cluster().await;
     let ns = cluster.namespace(&client, "notready").await.unwrap();
-    let port = status_server(json!({
-        "guilds": 0, "users": 0, "voiceConnections": 0, "gatewayConnected": false, "commandsDeployed": false,
-        "shard": {"id": 0, "count": 1}, "lastError": "Gateway connection failed: connection refused",
-        "bots": [{"name": "radio", "gatewayConnected": false}]
-    }))
-    .await;
+    let port = status_server(answer(0, 0, 0, false, Some("Gateway connection failed: connection refused"))).await;
     let _op = start_operator(&client, &ns, BotDefaults { http_port: port, ..BotDefaults::default() });
     create_secret(&client, &ns, "radio-token", "token", &token_for(CLIENT_ID, "nr")).await;
     create_bot(&client, &ns, "radio", json!({"clientId": CLIENT_ID, "tokenSecretRef": {"name": "radio-token"}})).await;
@@ -148,7 +158,7 @@ async fn image_pull_failures_crash_loops_and_unschedulable_pods_show_in_status_a
     let (cluster, client) = cluster().await;
     let ns = cluster.namespace(&client, "podproblems").await.unwrap();
     // Only a container that runs answers: at 127.0.0.1, not at the crashing pod's 127.0.0.9.
-    let port = status_server(json!({"gatewayConnected": false, "lastError": "starting again after a crash"})).await;
+    let port = status_server(answer(0, 0, 0, false, Some("starting again after a crash"))).await;
     let op = start_operator(&client, &ns, BotDefaults { http_port: port, ..BotDefaults::default() });
     create_secret(&client, &ns, "radio-token", "token", &token_for(CLIENT_ID, "pp")).await;
     create_bot(&client, &ns, "radio", json!({"clientId": CLIENT_ID, "tokenSecretRef": {"name": "radio-token"}})).await;
