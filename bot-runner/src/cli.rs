@@ -12,6 +12,7 @@ use musicbot_api::env::{LogFormat, var};
 
 use crate::music::guard::MediaPolicy;
 use crate::music::source::Limits;
+use crate::sandbox::SandboxArgs;
 use musicbot_db::connect::RecordsArgs;
 
 #[derive(Parser, Debug)]
@@ -34,6 +35,9 @@ pub enum Command {
     /// Deploy or clear slash commands without starting a gateway (the seed's scripts).
     #[command(subcommand)]
     Commands(CommandsCommand),
+    /// Runs yt-dlp confined (what the bot itself runs in place of yt-dlp).
+    #[command(name = "ytdlp-sandbox", hide = true)]
+    YtdlpSandbox(SandboxArgs),
 }
 
 #[derive(Args, Debug, Clone)]

@@ -14,6 +14,7 @@ pub mod http;
 pub mod metrics;
 pub mod music;
 pub mod registration;
+pub mod sandbox;
 pub mod shutdown;
 pub mod telemetry;
 pub mod token;

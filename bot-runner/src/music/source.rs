@@ -82,8 +82,10 @@ impl Default for Limits {
 #[derive(Clone)]
 pub struct Sources {
     pub http: Client,
-    /// songbird wants a `&'static str` for the program; it is set once at start-up.
-    pub ytdlp: &'static str,
+    /// What songbird runs for yt-dlp: this binary's sandbox (see `crate::sandbox`), a
+    /// `&'static str` as songbird wants, set once at start-up; then its arguments.
+    ytdl_program: &'static str,
+    ytdl_args: Vec<String>,
     policy: Arc<MediaPolicy>,
     limits: Limits,
     in_flight: Arc<Semaphore>,
@@ -116,9 +118,11 @@ impl Drop for GuildSlot {
 impl Sources {
     pub fn new(ytdlp: &str, policy: MediaPolicy, limits: Limits) -> Self {
         let policy = Arc::new(policy);
+        let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "bot-runner".into());
         Self {
             http: guard::client(policy.clone(), limits.fetch),
-            ytdlp: Box::leak(ytdlp.to_string().into_boxed_str()),
+            ytdl_program: Box::leak(exe.into_boxed_str()),
+            ytdl_args: crate::sandbox::songbird_args(ytdlp, limits.resolve),
             policy,
             limits,
             in_flight: Arc::new(Semaphore::new(limits.per_process)),
@@ -129,9 +133,20 @@ impl Sources {
     pub fn input(&self, source: &Source) -> Input {
         match source {
             Source::Http(url) => HttpRequest::new(self.http.clone(), url.clone()).into(),
-            Source::Ytdl(url) => YoutubeDl::new_ytdl_like(self.ytdlp, self.http.clone(), url.clone()).into(),
-            Source::Search(q) => YoutubeDl::new_search_ytdl_like(self.ytdlp, self.http.clone(), q.clone()).into(),
+            Source::Ytdl(_) | Source::Search(_) => self.ytdl(source).into(),
         }
+    }
+
+    /// yt-dlp for a page or a search, run in the sandbox; its stream is fetched through the
+    /// guarded client.
+    fn ytdl(&self, source: &Source) -> YoutubeDl<'static> {
+        let ytdl = match source {
+            Source::Search(q) => YoutubeDl::new_search_ytdl_like(self.ytdl_program, self.http.clone(), q.clone()),
+            Source::Ytdl(url) | Source::Http(url) => {
+                YoutubeDl::new_ytdl_like(self.ytdl_program, self.http.clone(), url.clone())
+            }
+        };
+        ytdl.user_args(self.ytdl_args.clone())
     }
 
     fn guild_slot(&self, guild: u64) -> Option<GuildSlot> {
@@ -191,10 +206,7 @@ impl Sources {
                 {
                     return Err(NOT_PUBLIC.into());
                 }
-                let mut ytdl = match &source {
-                    Source::Search(_) => YoutubeDl::new_search_ytdl_like(self.ytdlp, self.http.clone(), q.clone()),
-                    _ => YoutubeDl::new_ytdl_like(self.ytdlp, self.http.clone(), q.clone()),
-                };
+                let mut ytdl = self.ytdl(&source);
                 let meta = ytdl.aux_metadata().await.map_err(|e| {
                     tracing::info!(error = %first_line(&e.to_string()), "yt-dlp could not load a request");
                     "I couldn't load that.".to_string()

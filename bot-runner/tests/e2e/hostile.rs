@@ -116,3 +116,50 @@ async fn one_guild_cannot_hold_every_lookup() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn yt_dlp_runs_with_nothing_to_steal() -> anyhow::Result<()> {
+    // Outside /tmp, $HOME and the system's directories, as the token's own directory is in a
+    // pod (/var/run/secrets/musicbot).
+    let outside = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
+    let secrets = outside.path().join("secrets");
+    std::fs::create_dir_all(&secrets)?;
+    let token_file = secrets.join("token");
+    std::fs::write(&token_file, format!("{}\n", token_for(APP)))?;
+    let sim = world().start().await?;
+    let tones = Tones::start().await?;
+    // A stand-in for yt-dlp that tells, as its track's title, what it could see.
+    let bin = outside.path().join("fake-ytdlp/bin");
+    std::fs::create_dir_all(&bin)?;
+    let fake = bin.join("yt-dlp");
+    let tone = tones.wav(440, 3);
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\n\
+             if cat '{token}' >/dev/null 2>&1; then t=readable; else t=unreadable; fi\n\
+             n=$(env | grep -c '^MUSICBOT_')\n\
+             printf '{{\"title\": \"token %s, %s MUSICBOT variables, first argument %s\", \"url\": \"{tone}\", \"duration\": 3}}\\n' \"$t\" \"$n\" \"$1\"\n",
+            token = token_file.display()
+        ),
+    )?;
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    // The bot itself can read its token there.
+    let mut bot = BotProcess::start(
+        &sim,
+        Launch::bot(APP)
+            .env("MUSICBOT_TOKEN_FILE", token_file.display().to_string())
+            .env("MUSICBOT_YTDLP", fake.display().to_string()),
+    )
+    .await?;
+    bot.wait_ready().await?;
+    let b = sim.bot(&bot.token);
+    let i = b.inject_interaction(play("http://media.example/watch?v=1"))?;
+    let r = sim.wait_reply(i.id, WAIT).await?;
+    assert!(
+        r.text().contains("token unreadable, 0 MUSICBOT variables, first argument --ignore-config"),
+        "yt-dlp saw more than it should: {:?}",
+        r.text()
+    );
+    Ok(())
+}
