@@ -28,7 +28,7 @@ async fn runtime(common: &CommonArgs) -> Result<Runtime> {
             max_queue_length: common.music.max_queue_length,
             idle_leave: common.music.idle_leave(),
         },
-        sources: Sources::new(&common.ytdlp),
+        sources: Sources::new(&common.ytdlp, common.media.policy(), common.media.limits()),
         metrics: Arc::new(Metrics::default()),
         mongo,
     })

@@ -6,8 +6,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use ipnet::IpNet;
 use musicbot_api::crd::{ActivityKind, OnlineStatus};
 use musicbot_api::env::{LogFormat, var};
+
+use crate::music::guard::MediaPolicy;
+use crate::music::source::Limits;
+use crate::sandbox::SandboxArgs;
 use musicbot_db::connect::RecordsArgs;
 
 #[derive(Parser, Debug)]
@@ -30,6 +35,9 @@ pub enum Command {
     /// Deploy or clear slash commands without starting a gateway (the seed's scripts).
     #[command(subcommand)]
     Commands(CommandsCommand),
+    /// Runs yt-dlp confined (what the bot itself runs in place of yt-dlp).
+    #[command(name = "ytdlp-sandbox", hide = true)]
+    YtdlpSandbox(SandboxArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -150,6 +158,9 @@ pub struct CommonArgs {
     #[arg(long, env = "MUSICBOT_YTDLP", default_value = "yt-dlp")]
     pub ytdlp: String,
 
+    #[command(flatten)]
+    pub media: MediaArgs,
+
     /// /health fails once the gateway has been down this long, so the kubelet restarts us.
     #[arg(long, env = "MUSICBOT_GATEWAY_STUCK_SECONDS", default_value_t = 300)]
     pub gateway_stuck_seconds: u64,
@@ -190,6 +201,47 @@ pub struct MusicArgs {
 impl MusicArgs {
     pub fn idle_leave(&self) -> Option<Duration> {
         (self.idle_leave_seconds > 0 && !self.stay_in_channel).then(|| Duration::from_secs(self.idle_leave_seconds))
+    }
+}
+
+/// What `/play` may fetch, and how much.
+#[derive(Args, Debug, Clone)]
+pub struct MediaArgs {
+    /// Address ranges (CIDR) media may come from besides public addresses: a private media
+    /// server. Loopback, private, link-local, CGNAT and unique-local ranges are refused
+    /// otherwise, after DNS resolution and on every redirect.
+    #[arg(long, env = var::MEDIA_ALLOW, value_delimiter = ',')]
+    pub media_allow: Vec<IpNet>,
+
+    /// More ranges to refuse, e.g. a cluster's pod or service range that is public.
+    #[arg(long, env = "MUSICBOT_MEDIA_DENY", value_delimiter = ',')]
+    pub media_deny: Vec<IpNet>,
+
+    /// Longest track accepted, in minutes, where its length is known before it plays.
+    #[arg(long, env = "MUSICBOT_MAX_TRACK_MINUTES", default_value_t = 180)]
+    pub max_track_minutes: u64,
+
+    /// Largest audio file accepted, in MB, where the server says its size.
+    #[arg(long, env = "MUSICBOT_MAX_FILE_MB", default_value_t = 200)]
+    pub max_file_mb: u64,
+
+    /// Longest a `/play` may spend finding its track (HEAD, or yt-dlp), in seconds.
+    #[arg(long, env = "MUSICBOT_RESOLVE_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub resolve_timeout_seconds: u64,
+}
+
+impl MediaArgs {
+    pub fn policy(&self) -> MediaPolicy {
+        MediaPolicy::new(self.media_allow.clone(), self.media_deny.clone())
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            resolve: Duration::from_secs(self.resolve_timeout_seconds.max(1)),
+            max_track: Duration::from_secs(self.max_track_minutes.saturating_mul(60)),
+            max_file_bytes: self.max_file_mb.saturating_mul(1 << 20),
+            ..Limits::default()
+        }
     }
 }
 
@@ -255,6 +307,8 @@ mod tests {
         assert_eq!(run.presence.presence_status, Some(presence.status));
         assert_eq!(run.presence.activity_type, presence.activity.as_ref().map(|a| a.kind));
         assert_eq!(run.presence.activity_name, presence.activity.map(|a| a.name));
+        let allowed: Vec<String> = common.media.media_allow.iter().map(|n| n.to_string()).collect();
+        assert_eq!(allowed, contract.media_allow);
         let records = &common.records;
         assert_eq!(records.mongodb_database.as_deref(), Some("prod"));
         assert_eq!((records.bots_collection.as_str(), records.guilds_collection.as_str()), ("Bots", "Guilds"));

@@ -14,5 +14,6 @@ mod http;
 mod metrics;
 mod music;
 mod registration;
+pub mod sandbox;
 mod token;
 mod tracking;

@@ -45,6 +45,12 @@ pub struct Config {
     #[arg(long, env = "MUSICBOT_BOT_MONGODB_URI_SECRET", value_parser = parse_secret_key)]
     pub bot_mongodb_uri_secret: Option<SecretKey>,
 
+    /// Private address ranges (CIDR, comma-separated) bots may fetch media from besides
+    /// public addresses, e.g. a media server in the cluster. Everything internal is refused
+    /// otherwise.
+    #[arg(long, env = "MUSICBOT_BOT_MEDIA_ALLOW", value_delimiter = ',', value_parser = parse_cidr)]
+    pub bot_media_allow: Vec<String>,
+
     /// A private CA for every bot whose spec names none (`CONFIGMAP` or `CONFIGMAP/KEY`, key
     /// default `ca.crt`): a ConfigMap of that name in each bot's namespace.
     #[arg(long, env = "MUSICBOT_BOT_CA_BUNDLE", value_parser = parse_ca_bundle)]
@@ -195,6 +201,17 @@ fn parse_secret_key(value: &str) -> Result<SecretKey, String> {
     }
 }
 
+fn parse_cidr(value: &str) -> Result<String, String> {
+    let bad = || format!("{value:?} is not an address range like 10.0.0.0/8");
+    let (addr, len) = value.split_once('/').ok_or_else(bad)?;
+    let addr: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
+    let len: u8 = len.parse().map_err(|_| bad())?;
+    if len > if addr.is_ipv4() { 32 } else { 128 } {
+        return Err(bad());
+    }
+    Ok(value.to_string())
+}
+
 fn parse_ca_bundle(value: &str) -> Result<musicbot_api::crd::CaBundle, String> {
     let (name, key) = value.split_once('/').unwrap_or((value, "ca.crt"));
     if name.is_empty() || key.is_empty() {
@@ -216,6 +233,12 @@ mod tests {
         assert!(parse_resources("64Mi").is_err());
         assert_eq!(parse_secret_key("mongo/uri"), Ok(SecretKey { name: "mongo".into(), key: "uri".into() }));
         assert!(parse_secret_key("mongo").is_err() && parse_secret_key("/uri").is_err());
+        assert_eq!(parse_cidr("10.244.0.1/32").as_deref(), Ok("10.244.0.1/32"));
+        assert!(
+            parse_cidr("10.244.0.1").is_err()
+                && parse_cidr("10.0.0.0/33").is_err()
+                && parse_cidr("fd00::/129").is_err()
+        );
     }
 
     #[test]

@@ -261,6 +261,7 @@ fn bot_defaults(config: &Config) -> BotDefaults {
             .then(|| config.discord_api_url.clone()),
         log_format: LogFormat::Json,
         ca_bundle: config.bot_ca_bundle.clone(),
+        media_allow: config.bot_media_allow.clone(),
         mongodb,
         ..BotDefaults::default()
     };

@@ -79,7 +79,41 @@ async fn a_token_in_the_pod_environment_is_refused_by_cel() {
         "clientId": CLIENT_ID, "tokenSecretRef": {"name": "t"},
         "pod": {"env": [{"name": "DISCORD_TOKEN", "value": "leaked"}]}
     });
-    assert_rejected(try_create(spec).await, "DISCORD_TOKEN and MUSICBOT_* are reserved");
+    assert_rejected(try_create(spec).await, "DISCORD_TOKEN, RUST_LOG and MUSICBOT_* are reserved");
+}
+
+#[tokio::test]
+async fn the_pod_environment_may_not_read_secrets_nor_set_the_log_level() {
+    let with_env =
+        |env: serde_json::Value| json!({"clientId": CLIENT_ID, "tokenSecretRef": {"name": "t"}, "pod": {"env": env}});
+    let other_secret =
+        json!([{"name": "STOLEN", "valueFrom": {"secretKeyRef": {"name": "other-bot-token", "key": "token"}}}]);
+    assert_rejected(try_create(with_env(other_secret)).await, "may not read Secrets");
+    assert_rejected(try_create(with_env(json!([{"name": "RUST_LOG", "value": "trace"}]))).await, "RUST_LOG");
+    // Plain values and ConfigMap references stay allowed.
+    let fine = json!([{"name": "TZ", "value": "Asia/Bangkok"},
+                      {"name": "PROXY", "valueFrom": {"configMapKeyRef": {"name": "net", "key": "proxy"}}}]);
+    try_create(with_env(fine)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_name_too_long_for_its_pods_is_refused_at_apply_time() {
+    let (cluster, client) = cluster().await;
+    let ns = cluster.namespace(&client, "names").await.unwrap();
+    let api: Api<DynamicObject> = Api::namespaced_with(client, &ns, &ApiResource::erase::<MusicBot>(&()));
+    let named = |name: &str| -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "musicbot.dev/v1alpha1", "kind": "MusicBot", "metadata": {"name": name},
+            "spec": {"clientId": CLIENT_ID, "tokenSecretRef": {"name": "t"}}
+        }))
+        .unwrap()
+    };
+    api.create(&PostParams::default(), &named(&"a".repeat(52))).await.unwrap();
+    let refused = api.create(&PostParams::default(), &named(&"b".repeat(53))).await;
+    assert_rejected(
+        refused.map(|o| serde_json::from_value(serde_json::to_value(o).unwrap()).unwrap()),
+        "at most 52 characters",
+    );
 }
 
 #[tokio::test]

@@ -153,8 +153,18 @@ fn the_default_values_render_valid_manifests_with_least_privilege() {
             "RoleBinding/musicbot-operator-leader-election",
             "Service/musicbot-operator",
             "ServiceAccount/musicbot-operator",
+            "ValidatingAdmissionPolicy/musicbot-operator-bot-workloads",
+            "ValidatingAdmissionPolicyBinding/musicbot-operator-bot-workloads",
         ]
     );
+    let policy = find(&docs, "ValidatingAdmissionPolicy", "musicbot-operator-bot-workloads");
+    assert_eq!(
+        policy["spec"]["matchConditions"][0]["expression"],
+        "request.userInfo.username == 'system:serviceaccount:musicbot-system:musicbot-operator'",
+        "the policy binds the operator's own ServiceAccount only"
+    );
+    let binding = find(&docs, "ValidatingAdmissionPolicyBinding", "musicbot-operator-bot-workloads");
+    assert_eq!(binding["spec"]["validationActions"], json!(["Deny"]));
 
     let deployment = find(&docs, "Deployment", RELEASE);
     assert_eq!(deployment["spec"]["replicas"], 2);
@@ -210,6 +220,37 @@ fn the_default_values_render_valid_manifests_with_least_privilege() {
     assert_eq!(pdb["spec"]["maxUnavailable"], 1);
 }
 
+/// docs/security.md's RBAC table, row for row, is what the chart grants.
+#[test]
+fn the_security_docs_list_exactly_the_charts_rbac() {
+    let docs = render(RELEASE, NS, &["--set", "mongodb.existingSecret=musicbot-mongodb"]);
+    let chart = BTreeMap::from([
+        ("operator".to_string(), grants(find(&docs, "ClusterRole", RELEASE))),
+        ("leader election".to_string(), grants(find(&docs, "Role", "musicbot-operator-leader-election"))),
+        ("sync".to_string(), grants(find(&docs, "Role", "musicbot-operator-sync"))),
+    ]);
+    let text = std::fs::read_to_string(testkit::workspace_root().join("docs/security.md")).unwrap();
+    let section = text.split("## The operator's RBAC").nth(1).unwrap().split("\n## ").next().unwrap();
+    let mut documented: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    for row in section.lines().filter(|l| l.starts_with("| ")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let (rules, resource, verbs) = (cells[1], cells[2], cells[3]);
+        if !chart.contains_key(rules) {
+            continue; // the header
+        }
+        // `group/resource` (a core resource has no group), optionally "named `<fullname>-…`".
+        let mut quoted = resource.split('`').skip(1).step_by(2);
+        let api = quoted.next().unwrap();
+        let key = if api.contains('/') { api.to_string() } else { format!("/{api}") };
+        let key = match quoted.next() {
+            Some(name) => format!("{key}[{}]", name.replace("<fullname>", RELEASE)),
+            None => key,
+        };
+        documented.entry(rules.into()).or_default().entry(key).or_default().extend(verbs.split(", ").map(String::from));
+    }
+    assert_eq!(documented, chart, "docs/security.md's RBAC table differs from the chart's rules");
+}
+
 #[test]
 fn every_optional_part_renders_valid_manifests() {
     let docs = render(RELEASE, NS, &["--values", all_optional_values().as_str()]);
@@ -233,7 +274,15 @@ fn every_optional_part_renders_valid_manifests() {
             "Service/musicbot-operator",
             "ServiceAccount/musicbot-operator",
             "ServiceMonitor/musicbot-operator",
+            "ValidatingAdmissionPolicy/musicbot-operator-bot-workloads",
+            "ValidatingAdmissionPolicyBinding/musicbot-operator-bot-workloads",
         ]
+    );
+    // Confined to one namespace, the admission policy looks only there.
+    let policy = find(&docs, "ValidatingAdmissionPolicy", "musicbot-operator-bot-workloads");
+    assert_eq!(
+        policy["spec"]["matchConstraints"]["namespaceSelector"]["matchLabels"],
+        json!({"kubernetes.io/metadata.name": "music"})
     );
 
     // One watched namespace: the operator's grants are a Role there, nothing cluster-wide;

@@ -31,7 +31,7 @@ pub async fn play(
     }
     // Looking a source up can take seconds; Discord wants an answer within three.
     ctx.defer().await?;
-    let (source, found) = match music.sources.resolve(source).await {
+    let (source, found) = match music.sources.resolve(guild.get(), source).await {
         Ok(r) => r,
         Err(why) => {
             ctx.send(CreateReply::default().content(why)).await?;

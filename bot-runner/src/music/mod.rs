@@ -2,6 +2,7 @@
 //! to songbird's voice calls. Commands and songbird's events both go through here.
 
 mod events;
+pub mod guard;
 pub mod idle;
 pub mod player;
 pub mod queue;

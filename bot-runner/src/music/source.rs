@@ -2,10 +2,15 @@
 //! symphonia), or anything yt-dlp understands (YouTube, SoundCloud, searches, other pages).
 //! Tracks keep their source, not a stream, so a looped track or queue can play again.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::Client;
 use songbird::input::{Compose, HttpRequest, Input, YoutubeDl};
+use tokio::sync::Semaphore;
+
+use super::guard::{self, FetchLimits, MediaPolicy};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
@@ -42,13 +47,49 @@ pub fn classify(query: &str) -> Result<Source, String> {
     Ok(if direct { Source::Http(url.to_string()) } else { Source::Ytdl(url.to_string()) })
 }
 
+/// How far a `/play` may make the bot go. One user's request must not exhaust the process:
+/// resolutions in flight are capped per guild and per process, each bounded in time, and
+/// what they may bring back is bounded in size and length.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub fetch: FetchLimits,
+    /// A whole resolution (HEAD, or yt-dlp finding the stream), answered within Discord's
+    /// 15-minute window for deferred replies with room to spare.
+    pub resolve: Duration,
+    pub per_guild: usize,
+    pub per_process: usize,
+    /// Longest track accepted, where its length is known before it plays.
+    pub max_track: Duration,
+    /// Largest file accepted, where the server says its size.
+    pub max_file_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            fetch: FetchLimits { connect: Duration::from_secs(5), read: Duration::from_secs(15) },
+            resolve: Duration::from_secs(30),
+            per_guild: 2,
+            per_process: 8,
+            max_track: Duration::from_secs(3 * 3600),
+            max_file_bytes: 200 << 20,
+        }
+    }
+}
+
 /// Makes songbird inputs and looks up titles. yt-dlp runs once at `/play` to find the
 /// title (and to fail early), and again when the track starts, since stream URLs expire.
 #[derive(Clone)]
 pub struct Sources {
     pub http: Client,
-    /// songbird wants a `&'static str` for the program; it is set once at start-up.
-    pub ytdlp: &'static str,
+    /// What songbird runs for yt-dlp: this binary's sandbox (see `crate::sandbox`), a
+    /// `&'static str` as songbird wants, set once at start-up; then its arguments.
+    ytdl_program: &'static str,
+    ytdl_args: Vec<String>,
+    policy: Arc<MediaPolicy>,
+    limits: Limits,
+    in_flight: Arc<Semaphore>,
+    per_guild: Arc<Mutex<HashMap<u64, usize>>>,
 }
 
 pub struct Resolved {
@@ -56,47 +97,123 @@ pub struct Resolved {
     pub duration: Option<Duration>,
 }
 
+/// A resolution slot of a guild, given back when dropped.
+struct GuildSlot {
+    guild: u64,
+    counts: Arc<Mutex<HashMap<u64, usize>>>,
+}
+
+impl Drop for GuildSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().expect("per-guild counts");
+        if let Some(n) = counts.get_mut(&self.guild) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.guild);
+            }
+        }
+    }
+}
+
 impl Sources {
-    pub fn new(ytdlp: &str) -> Self {
-        // Extra CAs (MUSICBOT_CA_FILE) apply to audio fetched over HTTPS too.
-        let http = crate::ca::http_client_builder().build().unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "HTTP client with the extra CAs failed to build; using the default one");
-            Client::new()
-        });
-        Self { http, ytdlp: Box::leak(ytdlp.to_string().into_boxed_str()) }
+    pub fn new(ytdlp: &str, policy: MediaPolicy, limits: Limits) -> Self {
+        let policy = Arc::new(policy);
+        let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "bot-runner".into());
+        Self {
+            http: guard::client(policy.clone(), limits.fetch),
+            ytdl_program: Box::leak(exe.into_boxed_str()),
+            ytdl_args: crate::sandbox::songbird_args(ytdlp, limits.resolve),
+            policy,
+            limits,
+            in_flight: Arc::new(Semaphore::new(limits.per_process)),
+            per_guild: Arc::new(Mutex::new(HashMap::new())),
+        }
     }
 
     pub fn input(&self, source: &Source) -> Input {
         match source {
             Source::Http(url) => HttpRequest::new(self.http.clone(), url.clone()).into(),
-            Source::Ytdl(url) => YoutubeDl::new_ytdl_like(self.ytdlp, self.http.clone(), url.clone()).into(),
-            Source::Search(q) => YoutubeDl::new_search_ytdl_like(self.ytdlp, self.http.clone(), q.clone()).into(),
+            Source::Ytdl(_) | Source::Search(_) => self.ytdl(source).into(),
         }
     }
 
-    /// Title and length, for the reply to `/play`. A search is pinned to the URL it found,
-    /// so the track that plays is the one announced.
-    pub async fn resolve(&self, source: Source) -> Result<(Source, Resolved), String> {
+    /// yt-dlp for a page or a search, run in the sandbox; its stream is fetched through the
+    /// guarded client.
+    fn ytdl(&self, source: &Source) -> YoutubeDl<'static> {
+        let ytdl = match source {
+            Source::Search(q) => YoutubeDl::new_search_ytdl_like(self.ytdl_program, self.http.clone(), q.clone()),
+            Source::Ytdl(url) | Source::Http(url) => {
+                YoutubeDl::new_ytdl_like(self.ytdl_program, self.http.clone(), url.clone())
+            }
+        };
+        ytdl.user_args(self.ytdl_args.clone())
+    }
+
+    fn guild_slot(&self, guild: u64) -> Option<GuildSlot> {
+        let mut counts = self.per_guild.lock().expect("per-guild counts");
+        let n = counts.entry(guild).or_insert(0);
+        if *n >= self.limits.per_guild {
+            return None;
+        }
+        *n += 1;
+        Some(GuildSlot { guild, counts: self.per_guild.clone() })
+    }
+
+    /// Title and length, for the reply to `/play` in `guild`. A search is pinned to the URL
+    /// it found, so the track that plays is the one announced. Every failure is a short
+    /// reason fit for the user: no internal status code, address or yt-dlp output.
+    pub async fn resolve(&self, guild: u64, source: Source) -> Result<(Source, Resolved), String> {
+        let Some(_guild_slot) = self.guild_slot(guild) else {
+            return Err("I'm still looking up this server's last requests; try again in a moment.".into());
+        };
+        let Ok(_slot) = self.in_flight.clone().try_acquire_owned() else {
+            return Err("I'm busy looking up other requests; try again in a moment.".into());
+        };
+        match tokio::time::timeout(self.limits.resolve, self.resolve_now(source)).await {
+            Ok(found) => found,
+            Err(_) => Err("That took too long to load; try another link.".into()),
+        }
+    }
+
+    async fn resolve_now(&self, source: Source) -> Result<(Source, Resolved), String> {
         match source {
             Source::Http(url) => {
-                // A HEAD request catches dead links before they reach the queue.
-                let head =
-                    self.http.head(&url).send().await.map_err(|e| format!("I couldn't reach that URL ({e})."))?;
+                let parsed = reqwest::Url::parse(&url).map_err(|_| "That URL doesn't parse.".to_string())?;
+                if !self.policy.permits_url(&parsed) {
+                    return Err(NOT_PUBLIC.into());
+                }
+                // A HEAD request catches dead links (and huge files) before they reach the queue.
+                let head = self.http.head(parsed).send().await.map_err(|e| {
+                    if guard::is_refusal(&e) {
+                        NOT_PUBLIC.to_string()
+                    } else {
+                        "I couldn't reach that URL.".to_string()
+                    }
+                })?;
                 if !head.status().is_success() {
-                    return Err(format!("That URL answered {}.", head.status()));
+                    return Err("That URL didn't give me audio (the server answered with an error).".into());
+                }
+                if head.content_length().is_some_and(|n| n > self.limits.max_file_bytes) {
+                    return Err(format!("That file is too large (more than {} MB).", self.limits.max_file_bytes >> 20));
                 }
                 let title = url.rsplit('/').next().filter(|s| !s.is_empty()).unwrap_or(&url).to_string();
                 Ok((Source::Http(url), Resolved { title, duration: None }))
             }
             Source::Ytdl(ref q) | Source::Search(ref q) => {
-                let mut ytdl = match &source {
-                    Source::Search(_) => YoutubeDl::new_search_ytdl_like(self.ytdlp, self.http.clone(), q.clone()),
-                    _ => YoutubeDl::new_ytdl_like(self.ytdlp, self.http.clone(), q.clone()),
-                };
-                let meta = ytdl
-                    .aux_metadata()
-                    .await
-                    .map_err(|e| format!("I couldn't load that: {}", first_line(&e.to_string())))?;
+                if let Source::Ytdl(url) = &source
+                    && let Ok(parsed) = reqwest::Url::parse(url)
+                    && !self.policy.permits_url(&parsed)
+                {
+                    return Err(NOT_PUBLIC.into());
+                }
+                let mut ytdl = self.ytdl(&source);
+                let meta = ytdl.aux_metadata().await.map_err(|e| {
+                    tracing::info!(error = %first_line(&e.to_string()), "yt-dlp could not load a request");
+                    "I couldn't load that.".to_string()
+                })?;
+                if meta.duration.is_some_and(|d| d > self.limits.max_track) {
+                    return Err(format!("That track is too long (over {}).", format_duration(self.limits.max_track)));
+                }
                 let pinned = match (&source, &meta.source_url) {
                     (Source::Search(_), Some(url)) => Source::Ytdl(url.clone()),
                     _ => source.clone(),
@@ -107,6 +224,8 @@ impl Sources {
         }
     }
 }
+
+const NOT_PUBLIC: &str = "I only play from public addresses.";
 
 /// yt-dlp's errors run to many lines; the first says what went wrong.
 fn first_line(s: &str) -> String {

@@ -87,7 +87,7 @@ async fn a_missing_token_is_a_clear_error() -> anyhow::Result<()> {
     let mut bot = BotProcess::start(&sim, launch).await?;
     let status = bot.wait_exit(WAIT).await?;
     assert!(!status.success());
-    assert!(bot.logs().contains("the bot token is empty"), "{}", bot.logs());
+    assert!(bot.logs().contains("the token is empty"), "{}", bot.logs());
     Ok(())
 }
 

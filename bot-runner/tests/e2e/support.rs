@@ -125,6 +125,8 @@ impl BotProcess {
             .env("MUSICBOT_HTTP_HOST", "127.0.0.1")
             .env("MUSICBOT_HTTP_PORT", port.to_string())
             .env("MUSICBOT_YTDLP", testkit::bins::yt_dlp()?)
+            // The tone servers are on loopback, which /play refuses unless allowed.
+            .env("MUSICBOT_MEDIA_ALLOW", "127.0.0.0/8")
             .env("RUST_LOG", "info,bot_runner=debug,serenity=warn,songbird=warn")
             .env("HOME", dir.path())
             .stdin(Stdio::null())
@@ -147,6 +149,11 @@ impl BotProcess {
         }
         let child = cmd.spawn().context("starting bot-runner")?;
         Ok(Self { child, base: format!("http://127.0.0.1:{port}"), log, token: launch.token, _dir: dir })
+    }
+
+    /// The bot's HTTP endpoints.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     pub fn pid(&self) -> u32 {

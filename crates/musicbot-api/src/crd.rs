@@ -4,13 +4,13 @@
 pub use crate::conditions::Condition;
 use crate::conditions::ConditionType;
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration, Volume, VolumeMount};
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use schemars::transform::{RecursiveTransform, Transform};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "musicbot.dev",
     version = "v1alpha1",
@@ -23,7 +23,10 @@ use std::collections::BTreeMap;
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Guilds","type":"integer","jsonPath":".status.guilds"}"#,
     printcolumn = r#"{"name":"Voice","type":"integer","jsonPath":".status.voiceConnections"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    // Pod names (`<name>-<ordinal>`) and the StatefulSet's revision label (`<name>-<hash>`,
+    // 11 characters more) must stay within 63 characters.
+    validation = Rule::new("self.metadata.name.size() <= 52").message("a MusicBot's name is at most 52 characters: its pods and their labels carry it")
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(transform = no_unsigned_formats)]
@@ -199,12 +202,17 @@ pub struct PodOverrides {
     pub node_selector: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
-    /// Extra environment for bot-runner. Names starting with `MUSICBOT_` and `DISCORD_TOKEN`
-    /// are reserved: the token comes only from `tokenSecretRef`.
+    /// Extra environment for bot-runner. `DISCORD_TOKEN`, `RUST_LOG` and names starting with
+    /// `MUSICBOT_` are reserved (the token comes only from `tokenSecretRef`; the log level is
+    /// the operator's, as trace-level logs of the Discord libraries can carry request
+    /// details), and no variable may read a Secret: a bot pod holds its own token only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-validations" = [{
-        "rule": "self.all(e, e.name != 'DISCORD_TOKEN' && !e.name.startsWith('MUSICBOT_'))",
-        "message": "DISCORD_TOKEN and MUSICBOT_* are reserved: put the token in the Secret named by tokenSecretRef"
+        "rule": "self.all(e, e.name != 'DISCORD_TOKEN' && e.name != 'RUST_LOG' && !e.name.startsWith('MUSICBOT_'))",
+        "message": "DISCORD_TOKEN, RUST_LOG and MUSICBOT_* are reserved: put the token in the Secret named by tokenSecretRef"
+    }, {
+        "rule": "self.all(e, !has(e.valueFrom) || !has(e.valueFrom.secretKeyRef))",
+        "message": "spec.pod.env may not read Secrets (valueFrom.secretKeyRef): a bot pod holds its own token and nothing else"
     }]))]
     pub env: Vec<EnvVar>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -35,6 +35,7 @@ pub mod var {
     pub const MONGODB_DATABASE: &str = "MUSICBOT_MONGODB_DATABASE";
     pub const BOTS_COLLECTION: &str = "MUSICBOT_BOTS_COLLECTION";
     pub const GUILDS_COLLECTION: &str = "MUSICBOT_GUILDS_COLLECTION";
+    pub const MEDIA_ALLOW: &str = "MUSICBOT_MEDIA_ALLOW";
 }
 
 /// The StatefulSet controller labels each pod with its ordinal: shard id = ordinal.
@@ -160,6 +161,8 @@ pub struct BotEnv {
     pub presence: Option<Presence>,
     pub discord_api_url: Option<String>,
     pub mongodb: Option<MongoEnv>,
+    /// Private address ranges (CIDR) `/play` may fetch from besides public addresses.
+    pub media_allow: Vec<String>,
 }
 
 /// A variable's value in the pod.
@@ -204,6 +207,9 @@ impl BotEnv {
         }
         if let Some(url) = &self.discord_api_url {
             vars.push(value(var::DISCORD_API_URL, url.clone()));
+        }
+        if !self.media_allow.is_empty() {
+            vars.push(value(var::MEDIA_ALLOW, self.media_allow.join(",")));
         }
         if let Some(mongo) = &self.mongodb {
             vars.push((var::MONGODB_URI, Source::Secret(mongo.uri_secret.clone())));
@@ -265,6 +271,7 @@ pub fn example() -> BotEnv {
             bots_collection: Some("Bots".into()),
             guilds_collection: Some("Guilds".into()),
         }),
+        media_allow: vec!["10.244.0.1/32".into(), "192.168.50.0/24".into()],
     }
 }
 
@@ -280,7 +287,7 @@ mod tests {
         assert_eq!(unique.len(), names.len(), "{names:?}");
         assert!(names.iter().all(|n| n.starts_with(RESERVED_PREFIX)));
         assert!(!names.iter().any(|n| n.contains("TOKEN") && *n != var::TOKEN_FILE));
-        assert_eq!(names.len(), 21, "the example sets every variable: {names:?}");
+        assert_eq!(names.len(), 22, "the example sets every variable: {names:?}");
     }
 
     #[test]

@@ -29,7 +29,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
-pub use workload::BotDefaults;
+// `statefulset`: the chart test checks the admission policy against what is really built.
+pub use workload::{BotDefaults, statefulset};
 
 const FIELD_MANAGER: &str = "musicbot-operator";
 

@@ -15,6 +15,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, ResourceExt};
 use musicbot_api::crd::{MusicBot, Phase};
+use musicbot_api::report::{BotReport, ShardInfo, StatusReport};
 use musicbot_operator::controller::BotDefaults;
 use musicbot_operator::http::{self, AppState};
 use musicbot_operator::leader;
@@ -120,14 +121,18 @@ pub async fn operator_works_as(sa: &Client, admin: &Client, inst: &Installed, wa
 
     let status_server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = status_server.local_addr().unwrap().port();
-    let report = musicbot_api::report::StatusReport {
+    // What bot-runner answers, in the contract's type.
+    let bot = BotReport {
+        name: "Chart Radio".into(),
+        client_id: CLIENT_ID.into(),
         guilds: 7,
         users: 70,
         voice_connections: 1,
         gateway_connected: true,
         commands_deployed: true,
-        ..Default::default()
+        last_error: None,
     };
+    let report = StatusReport::of(ShardInfo::default(), vec![bot]);
     tokio::spawn(async move {
         let app = axum::Router::new().route("/status", get(move || async move { Json(report.clone()) }));
         axum::serve(status_server, app).await.unwrap();
@@ -253,6 +258,65 @@ pub async fn refused_beyond_the_chart(sa: &Client, inst: &Installed, bots_ns: &s
     let leases: Api<Lease> = Api::namespaced(sa.clone(), &inst.namespace);
     assert_refused("to read another Lease", leases.get("someone-elses-lease").await);
     assert_refused("to delete its Lease", leases.delete(&format!("{}-leader", inst.fullname), &delete).await);
+    refused_by_the_admission_policy(sa, bots_ns).await;
+}
+
+/// The chart's ValidatingAdmissionPolicy: the operator's identity may write the bot
+/// workloads it builds, and nothing shaped otherwise, even where its RBAC allows
+/// StatefulSets.
+async fn refused_by_the_admission_policy(sa: &Client, bots_ns: &str) {
+    let mut bot = MusicBot::new(
+        "radio",
+        serde_json::from_value(json!({"clientId": CLIENT_ID, "tokenSecretRef": {"name": "radio-token"}})).unwrap(),
+    );
+    bot.metadata.namespace = Some(bots_ns.into());
+    bot.metadata.uid = Some("00000000-0000-0000-0000-000000000001".into());
+    let built = musicbot_operator::controller::statefulset(&bot, &BotDefaults::default(), "digest");
+    let stsets: Api<StatefulSet> = Api::namespaced(sa.clone(), bots_ns);
+    let dry_run = PostParams { dry_run: true, ..PostParams::default() };
+    let variant = |name: &str, change: &dyn Fn(&mut k8s_openapi::api::core::v1::PodSpec)| {
+        let mut sts = built.clone();
+        sts.metadata.name = Some(name.into());
+        change(sts.spec.as_mut().unwrap().template.spec.as_mut().unwrap());
+        sts
+    };
+    let another_image = variant("miner", &|pod| pod.containers[0].image = Some("registry.example/miner:1".into()));
+    // Admission reads policies from a cache: wait until this one is in force.
+    eventually("the admission policy in force", || async {
+        match stsets.create(&dry_run, &another_image).await {
+            Err(kube::Error::Api(s)) if s.message.contains("bot images must come from") => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+    let admitted = variant("admitted", &|_| {});
+    stsets.create(&dry_run, &admitted).await.expect("the policy admits the StatefulSet the operator builds");
+
+    let token = variant("with-token", &|pod| pod.automount_service_account_token = Some(true));
+    let projected = variant("projected-token", &|pod| {
+        pod.volumes.get_or_insert_default().push(object(json!({"name": "sa", "projected": {"sources": [
+            {"serviceAccountToken": {"path": "token"}}
+        ]}})))
+    });
+    let host = variant("host-path", &|pod| {
+        pod.volumes.get_or_insert_default().push(object(json!({"name": "root", "hostPath": {"path": "/"}})))
+    });
+    let root = variant("as-root", &|pod| pod.security_context.as_mut().unwrap().run_as_non_root = Some(false));
+    let mut unlabelled = variant("unlabelled", &|_| {});
+    unlabelled.metadata.labels = None;
+    for (what, sts, why) in [
+        ("another image", &another_image, "bot images must come from ghcr.io/musicbot-operator/bot-runner"),
+        ("a service-account token", &token, "no service-account token"),
+        ("a projected service-account token", &projected, "no service-account token"),
+        ("a host path", &host, "no host path"),
+        ("a pod running as root", &root, "run as non-root"),
+        ("a StatefulSet not labelled as a bot workload", &unlabelled, "labelled as bot-runner workloads"),
+    ] {
+        match stsets.create(&dry_run, sts).await {
+            Err(kube::Error::Api(s)) if s.message.contains(why) => {}
+            other => panic!("the admission policy let the operator write {what}: {other:?}"),
+        }
+    }
 }
 
 /// With the MongoDB sync configured, the ServiceAccount may write token Secrets and

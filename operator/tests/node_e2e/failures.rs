@@ -44,9 +44,9 @@ fn an_image_that_cannot_be_pulled_shows_in_status_and_an_event() {
         5,
         "nopull",
         0,
-        "  pod:\n    image: localhost/no-such-bot-runner:1\n",
+        "  pod:\n    image: localhost/bot-runner:no-such-tag\n",
         "ImagePullFailed",
-        "localhost/no-such-bot-runner:1",
+        "localhost/bot-runner:no-such-tag",
     ))
 }
 

@@ -127,6 +127,8 @@ async fn start(slots: u64) -> Result<Product> {
         "bot.image.repository=localhost/bot-runner".to_string(),
         format!("bot.image.tag={IMAGE_TAG}"),
         format!("discordApiUrl={api}"),
+        // The test tones are served at the node's bridge address, a private one.
+        format!("bot.mediaAllow={{{NODE_IP}/32}}"),
         "statusIntervalSeconds=5".to_string(),
         "mongodb.existingSecret=mongodb".to_string(),
         "mongodb.passToBots=false".to_string(),

@@ -37,6 +37,8 @@ pub struct BotDefaults {
     /// looks by default), passed to bot-runner for guild tracking.
     pub mongodb: Option<MongoEnv>,
     pub log_format: LogFormat,
+    /// Private address ranges (CIDR) bots may fetch media from (`--bot-media-allow`).
+    pub media_allow: Vec<String>,
     /// The private CA of bots whose spec names none (`--bot-ca-bundle`): a ConfigMap each
     /// bot's namespace holds, e.g. a corporate proxy's CA for the whole fleet.
     pub ca_bundle: Option<CaBundle>,
@@ -67,6 +69,7 @@ impl Default for BotDefaults {
             discord_api_url: None,
             mongodb: None,
             log_format: LogFormat::Json,
+            media_allow: Vec::new(),
             ca_bundle: None,
         }
     }
@@ -94,6 +97,7 @@ fn bot_env(bot: &MusicBot, defaults: &BotDefaults) -> Vec<EnvVar> {
         guild_ids: spec.guild_ids.clone(),
         presence: spec.presence.clone(),
         discord_api_url: defaults.discord_api_url.clone(),
+        media_allow: defaults.media_allow.clone(),
         mongodb: defaults.mongodb.clone(),
     };
     let mut env = contract.env_vars();
@@ -120,7 +124,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 /// The StatefulSet running `bot`: one pod per shard, none while suspended.
-pub(super) fn statefulset(bot: &MusicBot, defaults: &BotDefaults, token_digest: &str) -> StatefulSet {
+pub fn statefulset(bot: &MusicBot, defaults: &BotDefaults, token_digest: &str) -> StatefulSet {
     let name = bot.name_any();
     let owner = bot.controller_owner_ref(&()).expect("MusicBot has a name and uid once stored");
     StatefulSet {

@@ -1,0 +1,165 @@
+//! The hostile suite (see docs/testing.md): what a Discord user can make the bot do with
+//! `/play`. Internal addresses are refused however they are reached, every request is
+//! answered in time however the server behaves, and one guild cannot hog the lookups.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+
+use crate::support::*;
+
+/// A TCP server that accepts and never answers.
+async fn silent_server() -> anyhow::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    Ok((addr, task))
+}
+
+/// A server that answers every request with a redirect to `to`.
+async fn redirecting_server(to: String) -> anyhow::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let answer =
+                format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let mut buf = [0u8; 2048];
+            let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await;
+            let _ = socket.write_all(answer.as_bytes()).await;
+        }
+    });
+    Ok(addr)
+}
+
+#[tokio::test]
+async fn internal_addresses_are_refused_however_they_are_reached_and_nothing_is_echoed() -> anyhow::Result<()> {
+    // Only the redirecting server's own address is allowed; everything else on loopback is
+    // internal, as in a pod.
+    let hop = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let hop_addr = hop.local_addr()?;
+    drop(hop);
+    let sim = world().start().await?;
+    let mut bot = BotProcess::start(&sim, Launch::bot(APP).env("MUSICBOT_MEDIA_ALLOW", "192.0.2.1/32")).await?;
+    bot.wait_ready().await?;
+    let b = sim.bot(&bot.token);
+    let own_status = format!("{}/status.mp3", bot.base());
+    let redirect = redirecting_server(format!("{own_status}?via=redirect")).await?;
+    let cases = [
+        own_status.clone(),
+        own_status.replace("127.0.0.1", "localhost"),
+        own_status.replace("127.0.0.1", "[::ffff:127.0.0.1]"),
+        "http://169.254.169.254/latest/meta-data/iam.mp3".to_string(),
+        format!("http://{hop_addr}/page"),
+        format!("http://{redirect}/tone.mp3"),
+    ];
+    for query in cases {
+        let i = b.inject_interaction(play(&query))?;
+        let r = sim.wait_reply(i.id, WAIT).await?;
+        let text = r.text();
+        assert!(
+            text.contains("public addresses") || text.contains("couldn't"),
+            "{query}: the bot should refuse an internal address: {text:?}"
+        );
+        for leak in ["404", "200", "127.0.0.1", "status"] {
+            assert!(!text.contains(leak), "{query}: the reply echoes {leak:?}: {text:?}");
+        }
+    }
+    // The bot never fetched its own endpoint.
+    assert!(!bot.logs().contains("/status.mp3 "), "{}", bot.logs());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_gets_the_user_an_answer_in_time() -> anyhow::Result<()> {
+    let (silent, _task) = silent_server().await?;
+    let sim = world().start().await?;
+    let mut bot = BotProcess::start(&sim, Launch::bot(APP).env("MUSICBOT_RESOLVE_TIMEOUT_SECONDS", "3")).await?;
+    bot.wait_ready().await?;
+    let b = sim.bot(&bot.token);
+    let started = Instant::now();
+    let direct = b.inject_interaction(play(&format!("http://{silent}/song.mp3")))?;
+    let page = b.inject_interaction(play(&format!("http://{silent}/watch?v=1")))?;
+    for (what, i) in [("an audio file", direct), ("a page for yt-dlp", page)] {
+        let r = sim.wait_reply(i.id, Duration::from_secs(30)).await?;
+        assert!(r.text().contains("too long") || r.text().contains("couldn't"), "{what}: {:?}", r.text());
+    }
+    let took = started.elapsed();
+    // The 3 s bound, not the 15 s read timeout, nor yt-dlp's own 20 s.
+    assert!(took < Duration::from_secs(12), "answered after {took:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn one_guild_cannot_hold_every_lookup() -> anyhow::Result<()> {
+    let (silent, _task) = silent_server().await?;
+    let sim = world().start().await?;
+    let mut bot = BotProcess::start(&sim, Launch::bot(APP).env("MUSICBOT_RESOLVE_TIMEOUT_SECONDS", "20")).await?;
+    bot.wait_ready().await?;
+    let b = sim.bot(&bot.token);
+    // Two lookups of the guild hang on the silent server; the third is told to wait at once.
+    let hanging: Vec<_> = (0..2)
+        .map(|n| b.inject_interaction(play(&format!("http://{silent}/song-{n}.mp3"))))
+        .collect::<Result<_, _>>()?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let third = b.inject_interaction(play(&format!("http://{silent}/song-3.mp3")))?;
+    let r = sim.wait_reply(third.id, Duration::from_secs(10)).await?;
+    assert!(r.text().contains("try again in a moment"), "{:?}", r.text());
+    for i in hanging {
+        let r = sim.wait_reply(i.id, Duration::from_secs(40)).await?;
+        assert!(r.text().contains("too long") || r.text().contains("couldn't"), "{:?}", r.text());
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn yt_dlp_runs_with_nothing_to_steal() -> anyhow::Result<()> {
+    // Outside /tmp, $HOME and the system's directories, as the token's own directory is in a
+    // pod (/var/run/secrets/musicbot).
+    let outside = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
+    let secrets = outside.path().join("secrets");
+    std::fs::create_dir_all(&secrets)?;
+    let token_file = secrets.join("token");
+    std::fs::write(&token_file, format!("{}\n", token_for(APP)))?;
+    let sim = world().start().await?;
+    let tones = Tones::start().await?;
+    // A stand-in for yt-dlp that tells, as its track's title, what it could see.
+    let bin = outside.path().join("fake-ytdlp/bin");
+    std::fs::create_dir_all(&bin)?;
+    let fake = bin.join("yt-dlp");
+    let tone = tones.wav(440, 3);
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\n\
+             if cat '{token}' >/dev/null 2>&1; then t=readable; else t=unreadable; fi\n\
+             n=$(env | grep -c '^MUSICBOT_')\n\
+             printf '{{\"title\": \"token %s, %s MUSICBOT variables, first argument %s\", \"url\": \"{tone}\", \"duration\": 3}}\\n' \"$t\" \"$n\" \"$1\"\n",
+            token = token_file.display()
+        ),
+    )?;
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    // The bot itself can read its token there.
+    let mut bot = BotProcess::start(
+        &sim,
+        Launch::bot(APP)
+            .env("MUSICBOT_TOKEN_FILE", token_file.display().to_string())
+            .env("MUSICBOT_YTDLP", fake.display().to_string()),
+    )
+    .await?;
+    bot.wait_ready().await?;
+    let b = sim.bot(&bot.token);
+    let i = b.inject_interaction(play("http://media.example/watch?v=1"))?;
+    let r = sim.wait_reply(i.id, WAIT).await?;
+    assert!(
+        r.text().contains("token unreadable, 0 MUSICBOT variables, first argument --ignore-config"),
+        "yt-dlp saw more than it should: {:?}",
+        r.text()
+    );
+    Ok(())
+}
