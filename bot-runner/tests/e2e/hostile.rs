@@ -163,3 +163,143 @@ async fn yt_dlp_runs_with_nothing_to_steal() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// A server that says it has a large file and then sends it a byte every half second.
+async fn trickling_server() -> anyhow::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let n = tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await.unwrap_or(0);
+                let head = b"HTTP/1.1 200 OK\r\nContent-Type: audio/mpeg\r\nContent-Length: 100000000\r\n\r\n";
+                if socket.write_all(head).await.is_err() || buf[..n].starts_with(b"HEAD") {
+                    return;
+                }
+                for _ in 0..600 {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if socket.write_all(b"\0").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// A server whose file is 50 GB, by its own account.
+async fn huge_file_server() -> anyhow::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = [0u8; 2048];
+            let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await;
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: audio/mpeg\r\nContent-Length: 53687091200\r\nConnection: close\r\n\r\n";
+            let _ = socket.write_all(head.as_bytes()).await;
+        }
+    });
+    Ok(addr)
+}
+
+/// A page linking 3,000 tracks: yt-dlp's generic extractor sees a huge playlist.
+async fn huge_playlist_server(tone: String) -> anyhow::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let links: String = (0..3000).map(|n| format!("<audio src=\"{tone}?n={n}\"></audio>\n")).collect();
+    let page = format!("<html><head><title>everything</title></head><body>\n{links}</body></html>");
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let page = page.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    page.len()
+                );
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(page.as_bytes()).await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// Resident memory of a process, from /proc.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[tokio::test]
+async fn twenty_hostile_plays_at_once_are_all_answered_and_the_music_elsewhere_goes_on() -> anyhow::Result<()> {
+    use discord_sim::{DiscordSim, GuildSpec, SlashCommand, UserSpec};
+    const POD_LIMIT: u64 = 256 << 20;
+    // Five guilds with a listener in voice each, besides the one where music plays.
+    let rooms: Vec<(u64, u64, u64, u64)> =
+        (1..=5u64).map(|n| (GUILD + 100 * n, GUILD + 100 * n + 11, GUILD + 100 * n + 12, ALICE + 1000 * n)).collect();
+    let room = |&(guild, text, voice, user): &(u64, u64, u64, u64)| {
+        GuildSpec::new(guild, format!("Hostile {guild}"))
+            .text_channel(text, "general")
+            .voice_channel(voice, "Music")
+            .member(UserSpec::new(user, "mallory"))
+            .in_voice(user, voice)
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sim = rooms.iter().fold(DiscordSim::builder().guild(guild()), |b, r| b.guild(room(r)));
+    let bot = rooms.iter().fold(bot_spec(APP).in_guild(GUILD), |b, r| b.in_guild(r.0));
+    let sim = sim.bot(bot).start().await?;
+    let tones = Tones::start().await?;
+    let mut process = BotProcess::start(&sim, Launch::bot(APP).env("MUSICBOT_RESOLVE_TIMEOUT_SECONDS", "4")).await?;
+    process.wait_ready().await?;
+    let b = sim.bot(&process.token);
+    start_playing(&sim, &b, &tones).await?;
+
+    let (silent, _silent) = silent_server().await?;
+    let trickle = trickling_server().await?;
+    let huge_file = huge_file_server().await?;
+    let playlist = huge_playlist_server(tones.wav(440, 3)).await?;
+    let hostile = [
+        format!("http://{silent}/never.mp3"),
+        format!("http://{trickle}/slow.mp3"),
+        format!("http://{huge_file}/huge.mp3"),
+        format!("http://{playlist}/everything"),
+    ];
+    let heard_before = b.audio(GUILD).audible_seconds;
+    let started = Instant::now();
+    let mut asked = Vec::new();
+    for (n, query) in hostile.iter().cycle().take(20).enumerate() {
+        let (guild, text, _, user) = rooms[n % rooms.len()];
+        let i = b.inject_interaction(SlashCommand::new(guild, text, user, "play").option("query", query.as_str()))?;
+        asked.push((query.clone(), i.id));
+    }
+    let pid = process.pid();
+    let mut peak = rss_bytes(pid);
+    for (query, id) in asked {
+        let reply = loop {
+            peak = peak.max(rss_bytes(pid));
+            match sim.wait_reply(id, Duration::from_millis(200)).await {
+                Ok(r) => break r,
+                Err(_) if started.elapsed() < Duration::from_secs(60) => continue,
+                Err(e) => return Err(e.context(format!("no answer to /play {query}"))),
+            }
+        };
+        assert!(!reply.text().is_empty(), "/play {query} got an empty answer");
+    }
+    let answered_in = started.elapsed();
+    eprintln!("20 hostile /plays answered within {answered_in:?}; bot-runner's RSS peaked at {} MiB", peak >> 20);
+    // Within the 4 s bound (and the simulator's own pace), not the 15 s read timeout.
+    assert!(answered_in < Duration::from_secs(12), "the last answer came after {answered_in:?}");
+    // The music in the first guild went on meanwhile: as much audio as time passed, nearly.
+    let heard = b.wait_for_audio(GUILD, heard_before + answered_in.as_secs_f64() * 0.8, WAIT).await?;
+    assert!(near(heard.dominant_hz, 440.0), "{heard:?}");
+    assert!(peak < POD_LIMIT, "bot-runner peaked at {} MiB, over the pod's limit", peak >> 20);
+    Ok(())
+}
