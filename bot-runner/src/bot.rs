@@ -50,6 +50,9 @@ pub struct Bot {
     pub metrics: Arc<BotMetrics>,
     pub cache: Arc<Cache>,
     pub commands_deployed: AtomicBool,
+    /// A READY was handled, so the cache lists every guild of this shard (unavailable ones
+    /// too): before it, an empty list would read to the operator as every guild left.
+    pub guilds_known: AtomicBool,
     pub tracking: Mutex<Option<Tracking>>,
     shard_manager: Arc<ShardManager>,
     /// Since when the gateway has not been connected (`None`: it is).
@@ -86,6 +89,7 @@ impl Bot {
             metrics,
             cache: client.cache.clone(),
             commands_deployed: AtomicBool::new(false),
+            guilds_known: AtomicBool::new(false),
             tracking: Mutex::new(track_guilds(rt, &spec.name, client_id).await),
             shard_manager: client.shard_manager.clone(),
             down_since: Mutex::new(Some(Instant::now())),
@@ -132,7 +136,8 @@ impl Bot {
     }
 
     pub async fn report(&self) -> BotReport {
-        let (gateway_connected, latency) = self.gateway().await;
+        let (connected, latency) = self.gateway().await;
+        let gateway_connected = connected && self.guilds_known.load(Ordering::Relaxed);
         // Cloned first: the watch's borrow must not live across the awaits below.
         let last_error = self.stopped.borrow().clone();
         let guilds = self.cache.guilds();
@@ -145,6 +150,7 @@ impl Bot {
             voice_connections: self.music.voice_connections() as u64,
             gateway_connected,
             commands_deployed: self.commands_deployed.load(Ordering::Relaxed),
+            guild_ids: if gateway_connected { guilds.iter().map(|g| g.to_string()).collect() } else { Vec::new() },
             last_error,
         };
         self.metrics.set(&Snapshot {

@@ -275,8 +275,6 @@ mod tests {
                         let value = match source {
                             musicbot_api::env::Source::Value(v) => Some(v),
                             musicbot_api::env::Source::ShardOrdinal => Some("1".into()),
-                            // The MongoDB URI is a Secret's, and bot-runner's records flags own it.
-                            musicbot_api::env::Source::Secret(_) => None,
                         };
                         let flag =
                             format!("--{}", name.trim_start_matches("MUSICBOT_").to_lowercase().replace('_', "-"));
@@ -309,9 +307,7 @@ mod tests {
         assert_eq!(run.presence.activity_name, presence.activity.map(|a| a.name));
         let allowed: Vec<String> = common.media.media_allow.iter().map(|n| n.to_string()).collect();
         assert_eq!(allowed, contract.media_allow);
-        let records = &common.records;
-        assert_eq!(records.mongodb_database.as_deref(), Some("prod"));
-        assert_eq!((records.bots_collection.as_str(), records.guilds_collection.as_str()), ("Bots", "Guilds"));
+        assert_eq!(common.records.mongodb_uri, None, "the operator gives a bot pod no MongoDB URI");
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub async fn handle(fw: poise::FrameworkContext<'_, Arc<Bot>, Error>, event: &Fu
     match event {
         FullEvent::Ready { data_about_bot: ready } => {
             info!(user = %ready.user.name, guilds = ready.guilds.len(), "gateway ready");
+            // serenity updated the cache before calling us: its guild list is complete.
+            bot.guilds_known.store(true, Ordering::Relaxed);
             // Once per process: a reconnect's READY needs no new registration.
             if !bot.commands_deployed.load(Ordering::Relaxed) {
                 let (bot, http) = (bot.clone(), fw.serenity_context.http.clone());

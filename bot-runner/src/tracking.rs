@@ -1,8 +1,11 @@
 //! Guild tracking in MongoDB, off the gateway's path: events go through a channel to one
 //! task that writes them in order and refreshes `guildCount` once a burst is written (a
 //! (re)connect replays GUILD_CREATE for every guild). Closing the channel flushes it.
+//! Only when bot-runner is given a MongoDB URI by hand: in Kubernetes the operator tracks
+//! guilds from each pod's `/status`, and bot pods hold no URI.
 
 use musicbot_db::GuildTracker;
+use musicbot_db::guilds::shard_of;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -39,11 +42,6 @@ impl Tracking {
     }
 }
 
-/// Which shard a guild's events go to: Discord's rule.
-pub fn shard_of(guild: u64, count: u32) -> u32 {
-    ((guild >> 22) % u64::from(count.max(1))) as u32
-}
-
 #[tracing::instrument(name = "tracking", skip_all, fields(bot = %bot))]
 async fn run(tracker: GuildTracker, bot: String, mut rx: mpsc::UnboundedReceiver<GuildEvent>) {
     while let Some(first) = rx.recv().await {
@@ -78,16 +76,5 @@ async fn run(tracker: GuildTracker, bot: String, mut rx: mpsc::UnboundedReceiver
                 Err(e) => warn!(error = %e, "updating guildCount failed"),
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn shards_follow_discords_formula() {
-        // (guild_id >> 22) % shard_count
-        assert_eq!(super::shard_of(175928847299117063, 1), 0);
-        assert_eq!(super::shard_of(175928847299117063, 2), ((175928847299117063u64 >> 22) % 2) as u32);
-        assert_eq!(super::shard_of(1 << 22, 2), 1);
     }
 }

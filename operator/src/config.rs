@@ -3,7 +3,6 @@
 use clap::{Args, Parser, ValueEnum};
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use musicbot_api::crd::ImagePullPolicy;
-use musicbot_api::env::SecretKey;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -40,10 +39,6 @@ pub struct Config {
     /// Discord API base URL, for bot pods and for clearing commands (point it at the simulator in tests).
     #[arg(long, env = "MUSICBOT_DISCORD_API_URL", default_value = "https://discord.com/api/v10")]
     pub discord_api_url: String,
-
-    /// Secret name and key (`name/key`) holding the MongoDB URI bot pods use for guild tracking.
-    #[arg(long, env = "MUSICBOT_BOT_MONGODB_URI_SECRET", value_parser = parse_secret_key)]
-    pub bot_mongodb_uri_secret: Option<SecretKey>,
 
     /// Private address ranges (CIDR, comma-separated) bots may fetch media from besides
     /// public addresses, e.g. a media server in the cluster. Everything internal is refused
@@ -192,15 +187,6 @@ fn parse_resources(value: &str) -> Result<ResourceRequirements, String> {
     serde_json::from_str(value).map_err(|e| format!("not a ResourceRequirements in JSON: {e}"))
 }
 
-fn parse_secret_key(value: &str) -> Result<SecretKey, String> {
-    match value.split_once('/') {
-        Some((name, key)) if !name.is_empty() && !key.is_empty() => {
-            Ok(SecretKey { name: name.into(), key: key.into() })
-        }
-        _ => Err(format!("{value:?} is not NAME/KEY")),
-    }
-}
-
 fn parse_cidr(value: &str) -> Result<String, String> {
     let bad = || format!("{value:?} is not an address range like 10.0.0.0/8");
     let (addr, len) = value.split_once('/').ok_or_else(bad)?;
@@ -231,8 +217,6 @@ mod tests {
         let r = parse_resources(r#"{"limits": {"memory": "64Mi"}}"#).unwrap();
         assert_eq!(r.limits.unwrap()["memory"].0, "64Mi");
         assert!(parse_resources("64Mi").is_err());
-        assert_eq!(parse_secret_key("mongo/uri"), Ok(SecretKey { name: "mongo".into(), key: "uri".into() }));
-        assert!(parse_secret_key("mongo").is_err() && parse_secret_key("/uri").is_err());
         assert_eq!(parse_cidr("10.244.0.1/32").as_deref(), Ok("10.244.0.1/32"));
         assert!(
             parse_cidr("10.244.0.1").is_err()

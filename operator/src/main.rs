@@ -2,7 +2,7 @@ use anyhow::Context as _;
 use backon::{ExponentialBuilder, Retryable as _};
 use clap::Parser;
 use kube::Client;
-use musicbot_api::env::{LogFormat, MongoEnv};
+use musicbot_api::env::LogFormat;
 use musicbot_db::Assigner;
 use musicbot_operator::cli::{Action, Cli};
 use musicbot_operator::config::Config;
@@ -61,7 +61,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     let leader = Leader {
-        ctx: controller_context(&config, client, metrics.clone()),
+        ctx: controller_context(&config, client, metrics.clone(), records.as_ref()),
         config: &config,
         records,
         assigner,
@@ -102,7 +102,12 @@ async fn serve(
     Ok(tokio::spawn(http::serve_router(listener, routes, shutdown.clone().cancelled_owned())))
 }
 
-fn controller_context(config: &Config, client: Client, metrics: Arc<Metrics>) -> Arc<Context> {
+fn controller_context(
+    config: &Config,
+    client: Client,
+    metrics: Arc<Metrics>,
+    records: Option<&Records>,
+) -> Arc<Context> {
     let mut ctx = Context::new(
         client,
         bot_defaults(config),
@@ -112,6 +117,9 @@ fn controller_context(config: &Config, client: Client, metrics: Arc<Metrics>) ->
         Some(config.identity()),
     );
     ctx.concurrency = config.concurrency.max(1);
+    if let Some(r) = records {
+        ctx = ctx.with_guild_tracking(r.db.clone(), r.collections.clone());
+    }
     Arc::new(ctx)
 }
 
@@ -242,17 +250,6 @@ async fn finish(server: JoinHandle<std::io::Result<()>>) -> anyhow::Result<()> {
 }
 
 fn bot_defaults(config: &Config) -> BotDefaults {
-    let records = &config.mongo.records;
-    // Bot pods must find the same records the sync reads; names left at bot-runner's
-    // defaults are not written.
-    let defaults = musicbot_db::Collections::default();
-    let differs = |name: &String, default: &String| (name != default).then(|| name.clone());
-    let mongodb = config.bot_mongodb_uri_secret.clone().map(|uri_secret| MongoEnv {
-        uri_secret,
-        database: records.mongodb_database.clone(),
-        bots_collection: differs(&records.bots_collection, &defaults.bots),
-        guilds_collection: differs(&records.guilds_collection, &defaults.guilds),
-    });
     let mut d = BotDefaults {
         image: config.bot_image.clone(),
         image_pull_policy: config.bot_image_pull_policy,
@@ -262,7 +259,6 @@ fn bot_defaults(config: &Config) -> BotDefaults {
         log_format: LogFormat::Json,
         ca_bundle: config.bot_ca_bundle.clone(),
         media_allow: config.bot_media_allow.clone(),
-        mongodb,
         ..BotDefaults::default()
     };
     if let Some(resources) = &config.bot_resources {

@@ -331,7 +331,8 @@ fn every_optional_part_renders_valid_manifests() {
         env["MUSICBOT_MONGODB_URI"]["valueFrom"],
         json!({"secretKeyRef": {"name": "musicbot-mongodb", "key": "uri"}})
     );
-    assert_eq!(env_value(&env, "MUSICBOT_BOT_MONGODB_URI_SECRET"), Some("musicbot-mongodb/uri"));
+    // Hostile: with passToBots set (now a no-op), bot pods still get no MongoDB URI.
+    assert!(!env.contains_key("MUSICBOT_BOT_MONGODB_URI_SECRET"), "mongodb.passToBots hands bot pods the URI");
     assert_eq!(env_value(&env, "MUSICBOT_SYNC_NAMESPACE"), Some("music"));
     assert_eq!(env_value(&env, "MUSICBOT_TOKEN_KEY_FILE"), Some("/var/run/secrets/musicbot/token-key/key"));
     // The chart's own volume first, then extraVolumes / extraVolumeMounts as given.

@@ -85,3 +85,32 @@ async fn without_mongodb_the_bot_runs_all_the_same() -> anyhow::Result<()> {
     assert!(bot.logs().contains("guilds are not tracked"), "{}", bot.logs());
     Ok(())
 }
+
+/// As in a pod: no MongoDB URI, and `/status` says which guilds the bot is in, which the
+/// operator writes to MongoDB for it.
+#[tokio::test]
+async fn status_lists_the_guilds_the_bot_is_in_for_the_operator() -> anyhow::Result<()> {
+    let sim = world().guild(GuildSpec::new(GUILD2, "Second").text_channel(GUILD2 + 1, "chat")).start().await?;
+    let mut bot = BotProcess::start(&sim, Launch::bot(APP)).await?;
+    bot.wait_ready().await?;
+    let b = sim.bot(&bot.token);
+    let guild_ids = |want: Vec<u64>| {
+        let want: Vec<String> = want.iter().map(u64::to_string).collect();
+        let bot = &bot;
+        async move {
+            let status = bot.json("/status").await.ok()?;
+            let mut ids: Vec<String> = serde_json::from_value(status["bots"][0]["guildIds"].clone()).ok()?;
+            ids.sort();
+            (ids == want).then_some(())
+        }
+    };
+    eventually("guildIds [GUILD]", WAIT, async || guild_ids(vec![GUILD]).await).await?;
+    b.join_guild(sim.guild(GUILD2).unwrap());
+    let mut both = vec![GUILD, GUILD2];
+    both.sort_by_key(u64::to_string);
+    eventually("guildIds [GUILD, GUILD2]", WAIT, async || guild_ids(both.clone()).await).await?;
+    assert!(b.leave_guild(GUILD));
+    eventually("guildIds [GUILD2]", WAIT, async || guild_ids(vec![GUILD2]).await).await?;
+    assert!(!bot.logs().contains("MongoDB"), "no database in sight: {}", bot.logs());
+    Ok(())
+}

@@ -1,11 +1,13 @@
 //! The environment the operator gives a bot pod, which is bot-runner's configuration there.
 //! The operator writes it from a [`BotEnv`]; bot-runner reads the same names (its flags'
 //! environment fallbacks name the constants in [`var`]). The token is never among them: it
-//! is a file, named by [`var::TOKEN_FILE`].
+//! is a file, named by [`var::TOKEN_FILE`], and nothing here reads a Secret: a bot pod
+//! holds its own token and no other credential (the MongoDB variables below are for
+//! bot-runner run by hand; in Kubernetes the operator tracks guilds itself).
 
 use std::str::FromStr;
 
-use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, SecretKeySelector};
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector};
 
 use crate::crd::{ActivityKind, MusicSettings, OnlineStatus, Presence};
 
@@ -130,22 +132,6 @@ impl FromStr for ActivityKind {
     }
 }
 
-/// Where the fleet's records are, for guild tracking.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MongoEnv {
-    /// The Secret key holding the URI.
-    pub uri_secret: SecretKey,
-    pub database: Option<String>,
-    pub bots_collection: Option<String>,
-    pub guilds_collection: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SecretKey {
-    pub name: String,
-    pub key: String,
-}
-
 /// Everything a bot pod is told, besides its token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BotEnv {
@@ -160,7 +146,6 @@ pub struct BotEnv {
     pub guild_ids: Vec<String>,
     pub presence: Option<Presence>,
     pub discord_api_url: Option<String>,
-    pub mongodb: Option<MongoEnv>,
     /// Private address ranges (CIDR) `/play` may fetch from besides public addresses.
     pub media_allow: Vec<String>,
 }
@@ -171,7 +156,6 @@ pub enum Source {
     Value(String),
     /// The pod's ordinal in its StatefulSet.
     ShardOrdinal,
-    Secret(SecretKey),
 }
 
 impl BotEnv {
@@ -211,15 +195,6 @@ impl BotEnv {
         if !self.media_allow.is_empty() {
             vars.push(value(var::MEDIA_ALLOW, self.media_allow.join(",")));
         }
-        if let Some(mongo) = &self.mongodb {
-            vars.push((var::MONGODB_URI, Source::Secret(mongo.uri_secret.clone())));
-            let names = [
-                (var::MONGODB_DATABASE, &mongo.database),
-                (var::BOTS_COLLECTION, &mongo.bots_collection),
-                (var::GUILDS_COLLECTION, &mongo.guilds_collection),
-            ];
-            vars.extend(names.into_iter().filter_map(|(n, v)| v.clone().map(|v| value(n, v))));
-        }
         vars
     }
 
@@ -235,10 +210,6 @@ pub fn env_var(name: &str, source: Source) -> EnvVar {
         Source::Value(v) => EnvVar { name: name.into(), value: Some(v), ..Default::default() },
         Source::ShardOrdinal => from(EnvVarSource {
             field_ref: Some(ObjectFieldSelector { field_path: POD_INDEX_FIELD.into(), ..Default::default() }),
-            ..Default::default()
-        }),
-        Source::Secret(SecretKey { name, key }) => from(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector { name, key, optional: None }),
             ..Default::default()
         }),
     }
@@ -265,12 +236,6 @@ pub fn example() -> BotEnv {
             activity: Some(crate::crd::Activity { kind: ActivityKind::Playing, name: "lofi".into() }),
         }),
         discord_api_url: Some("http://10.244.0.1:5000".into()),
-        mongodb: Some(MongoEnv {
-            uri_secret: SecretKey { name: "mongo".into(), key: "uri".into() },
-            database: Some("prod".into()),
-            bots_collection: Some("Bots".into()),
-            guilds_collection: Some("Guilds".into()),
-        }),
         media_allow: vec!["10.244.0.1/32".into(), "192.168.50.0/24".into()],
     }
 }
@@ -287,7 +252,7 @@ mod tests {
         assert_eq!(unique.len(), names.len(), "{names:?}");
         assert!(names.iter().all(|n| n.starts_with(RESERVED_PREFIX)));
         assert!(!names.iter().any(|n| n.contains("TOKEN") && *n != var::TOKEN_FILE));
-        assert_eq!(names.len(), 22, "the example sets every variable: {names:?}");
+        assert_eq!(names.len(), 18, "the example sets every variable: {names:?}");
     }
 
     #[test]
@@ -299,8 +264,6 @@ mod tests {
         assert_eq!(get(var::STAY_IN_CHANNEL).value.as_deref(), Some("true"));
         let shard = get(var::SHARD_ID).value_from.as_ref().unwrap().field_ref.as_ref().unwrap();
         assert_eq!(shard.field_path, POD_INDEX_FIELD);
-        let uri = get(var::MONGODB_URI).value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
-        assert_eq!((uri.name.as_str(), uri.key.as_str()), ("mongo", "uri"));
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub struct BotReport {
     pub voice_connections: u64,
     pub gateway_connected: bool,
     pub commands_deployed: bool,
+    /// The guilds this bot is in on this shard (Discord snowflakes), once its gateway was
+    /// READY; the operator writes the bot's `ServerMusicBotDB` entries from them, so bot
+    /// pods need no database access.
+    pub guild_ids: Vec<String>,
     /// Why the Discord client stopped, if it did (a refused token, disallowed intents).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -84,6 +88,7 @@ mod tests {
             voice_connections: 1,
             gateway_connected: connected,
             commands_deployed: true,
+            guild_ids: (1..=guilds).map(|g| (g << 22).to_string()).collect(),
             last_error: error.map(str::to_string),
         }
     }
@@ -99,6 +104,7 @@ mod tests {
         assert_eq!(wire["shard"], json!({"id": 1, "count": 2}));
         assert_eq!(wire["bots"][1]["lastError"], "4004 authentication failed");
         assert!(wire["bots"][0].get("lastError").is_none());
+        assert_eq!(wire["bots"][0]["guildIds"], json!(["4194304", "8388608", "12582912"]));
         let read: StatusReport = serde_json::from_value(wire).unwrap();
         assert_eq!(read, report);
         assert_eq!((read.guilds, read.users, read.gateway_connected), (7, 70, false));
@@ -113,6 +119,17 @@ mod tests {
         wire["guildCount"] = guilds;
         let e = serde_json::from_value::<StatusReport>(wire).unwrap_err();
         assert!(e.to_string().contains("missing field `guilds`"), "{e}");
+    }
+
+    #[test]
+    fn an_answer_without_guild_ids_fails_instead_of_reading_as_no_guilds() {
+        // Read as none, an older bot-runner's answer would have the operator mark every
+        // guild of the bot left.
+        let mut wire =
+            serde_json::to_value(StatusReport::of(ShardInfo::default(), vec![bot("a", 3, true, None)])).unwrap();
+        wire["bots"][0].as_object_mut().unwrap().remove("guildIds");
+        let e = serde_json::from_value::<StatusReport>(wire).unwrap_err();
+        assert!(e.to_string().contains("missing field `guildIds`"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! `ServerMusicBotDB` upkeep from a bot's point of view: the guilds it joins and leaves,
 //! and `MusicBotDB.guildCount`. Writes are idempotent so a replayed GUILD_CREATE (every
-//! gateway (re)connect sends one per guild) changes nothing.
+//! gateway (re)connect sends one per guild) changes nothing. Two callers: bot-runner given
+//! a URI by hand (events, [`GuildTracker::joined`] and [`GuildTracker::left`]), and the
+//! operator, which holds the URI bot pods do not and follows the guilds each pod reports
+//! ([`GuildTracker::sync`]).
+
+use std::collections::BTreeSet;
 
 use chrono::Utc;
 use futures::TryStreamExt;
@@ -36,14 +41,16 @@ impl GuildTracker {
     /// The bot is in `guild`: its entry becomes ACTIVE. `activatedAt` marks the transition,
     /// so it is kept when the entry was already active; a pending invite is fulfilled here.
     pub async fn joined(&self, guild: u64) -> mongodb::error::Result<()> {
-        let now = DateTime::from_chrono(Utc::now());
-        let filter = doc! {SERVER_ID: guild.to_string(), MUSIC_BOT_ID: self.bot_id};
-        let already = doc! {STATUS: AssignmentStatus::Active};
-        let mut f = filter.clone();
-        f.extend(already);
-        if self.guilds.find_one(f).await?.is_some() {
+        let filter = doc! {SERVER_ID: guild.to_string(), MUSIC_BOT_ID: self.bot_id, STATUS: AssignmentStatus::Active};
+        if self.guilds.find_one(filter).await?.is_some() {
             return Ok(());
         }
+        self.activate(guild).await
+    }
+
+    async fn activate(&self, guild: u64) -> mongodb::error::Result<()> {
+        let now = DateTime::from_chrono(Utc::now());
+        let filter = doc! {SERVER_ID: guild.to_string(), MUSIC_BOT_ID: self.bot_id};
         self.guilds
             .update_one(
                 filter,
@@ -78,24 +85,47 @@ impl GuildTracker {
         present: &[u64],
         owns: impl Fn(u64) -> bool,
     ) -> mongodb::error::Result<Vec<u64>> {
-        let mut gone = Vec::new();
+        let gone: Vec<u64> = self.active().await?.into_iter().filter(|g| owns(*g) && !present.contains(g)).collect();
+        for g in &gone {
+            self.left(*g).await?;
+        }
+        Ok(gone)
+    }
+
+    /// The guilds with an ACTIVE entry.
+    async fn active(&self) -> mongodb::error::Result<BTreeSet<u64>> {
         let mut active = self
             .guilds
             .find(doc! {MUSIC_BOT_ID: self.bot_id, STATUS: AssignmentStatus::Active})
             .projection(doc! {SERVER_ID: 1})
             .await?;
+        let mut out = BTreeSet::new();
         while let Some(d) = active.try_next().await? {
-            if let Some(g) = d.get_str(SERVER_ID).ok().and_then(|s| s.parse::<u64>().ok())
-                && owns(g)
-                && !present.contains(&g)
-            {
-                gone.push(g);
+            if let Some(g) = d.get_str(SERVER_ID).ok().and_then(|s| s.parse::<u64>().ok()) {
+                out.insert(g);
             }
         }
-        for g in &gone {
+        Ok(out)
+    }
+
+    /// Makes the entries match `present`, the guilds the bot says it is in: each gets an
+    /// ACTIVE entry (a pending invite fulfilled, a removed entry back), and an ACTIVE entry
+    /// of a guild `owns` covers (the shards that reported) but absent from `present` is
+    /// REMOVED. One read when nothing changed; `guildCount` is written only when something
+    /// did.
+    pub async fn sync(&self, present: &BTreeSet<u64>, owns: impl Fn(u64) -> bool) -> mongodb::error::Result<Synced> {
+        let active = self.active().await?;
+        let joined: Vec<u64> = present.difference(&active).copied().collect();
+        let left: Vec<u64> = active.iter().copied().filter(|g| owns(*g) && !present.contains(g)).collect();
+        for g in &joined {
+            self.activate(*g).await?;
+        }
+        for g in &left {
             self.left(*g).await?;
         }
-        Ok(gone)
+        let guild_count =
+            if joined.is_empty() && left.is_empty() { None } else { Some(self.refresh_guild_count().await?) };
+        Ok(Synced { joined, left, guild_count })
     }
 
     /// Sets `guildCount` from the ACTIVE entries, which every shard's process keeps, so the
@@ -112,6 +142,20 @@ impl GuildTracker {
     }
 }
 
+/// What [`GuildTracker::sync`] wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Synced {
+    pub joined: Vec<u64>,
+    pub left: Vec<u64>,
+    /// The new `guildCount`, when it was written.
+    pub guild_count: Option<u64>,
+}
+
+/// Which shard a guild's events go to: Discord's rule, `(guild_id >> 22) % shard_count`.
+pub fn shard_of(guild: u64, count: u32) -> u32 {
+    ((guild >> 22) % u64::from(count.max(1))) as u32
+}
+
 /// Every `MusicBotDB` document, parsed; malformed ones come back as errors beside their id
 /// so the caller can skip them and go on.
 pub async fn all_bots(
@@ -120,4 +164,15 @@ pub async fn all_bots(
 ) -> mongodb::error::Result<Vec<(Option<ObjectId>, Result<BotRecord, crate::RecordError>)>> {
     let docs: Vec<Document> = db.collection::<Document>(&collections.bots).find(doc! {}).await?.try_collect().await?;
     Ok(docs.iter().map(|d| (d.get_object_id("_id").ok(), BotRecord::from_document(d))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shards_follow_discords_formula() {
+        assert_eq!(super::shard_of(175928847299117063, 1), 0);
+        assert_eq!(super::shard_of(175928847299117063, 2), ((175928847299117063u64 >> 22) % 2) as u32);
+        assert_eq!(super::shard_of(1 << 22, 2), 1);
+        assert_eq!(super::shard_of(1 << 22, 0), 0, "a shard count of 0 reads as 1");
+    }
 }

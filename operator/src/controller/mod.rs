@@ -2,6 +2,7 @@
 //! holding their tokens, and reconciles each bot into one bot-runner pod per shard.
 
 mod commands;
+mod guilds;
 pub mod reconcile;
 mod status;
 mod token;
@@ -81,6 +82,8 @@ pub struct Context {
     /// Most reconciles running at once; bounds memory and API load in a burst.
     pub concurrency: u16,
     failures: Mutex<HashMap<ObjectRef<Guarded>, u32>>,
+    /// With MongoDB: bots' guilds written from their pods' `/status` (the pods hold no URI).
+    guilds: Option<guilds::GuildSync>,
 }
 
 impl Context {
@@ -103,7 +106,15 @@ impl Context {
             status_interval,
             concurrency: 16,
             failures: Mutex::new(HashMap::new()),
+            guilds: None,
         }
+    }
+
+    /// Tracks bots' guilds in these records. Only the leader runs the controller, so only
+    /// the leader writes.
+    pub fn with_guild_tracking(mut self, db: mongodb::Database, collections: musicbot_db::Collections) -> Self {
+        self.guilds = Some(guilds::GuildSync::new(db, collections));
+        self
     }
 }
 

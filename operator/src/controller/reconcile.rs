@@ -54,6 +54,7 @@ async fn apply(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
         _ => Vec::new(),
     };
     let reports = bot_reports(&pods, ctx).await;
+    track_guilds(bot, &reports, ctx).await;
     let observed =
         Observed { token: &token, statefulset: statefulset.as_ref(), pods: &pods, reports: &reports, now: now() };
     let new_status = status::compute(bot, &observed);
@@ -141,6 +142,15 @@ async fn bot_reports(pods: &[Pod], ctx: &Context) -> Vec<PodReport> {
     futures::future::join_all(fetches).await.into_iter().flatten().collect()
 }
 
+/// Writes the guilds the pods report to MongoDB, within a bound: a database that does not
+/// answer delays the bot's status by seconds, not by the driver's 30 s server selection.
+async fn track_guilds(bot: &MusicBot, reports: &[PodReport], ctx: &Context) {
+    let Some(guilds) = &ctx.guilds else { return };
+    if tokio::time::timeout(Duration::from_secs(10), guilds.sync(&bot.spec.client_id, reports)).await.is_err() {
+        warn!("guild tracking: MongoDB did not answer within 10 s; retrying later");
+    }
+}
+
 fn join_host_port(ip: &str, port: u16) -> String {
     if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") }
 }
@@ -178,6 +188,9 @@ async fn cleanup(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
     };
     let _ = ctx.recorder.publish(&event, &bot.object_ref(&())).await;
     ctx.metrics.forget(&bot.namespace().unwrap_or_default(), &name);
+    if let Some(guilds) = &ctx.guilds {
+        guilds.forget(&bot.spec.client_id);
+    }
     Ok(Action::await_change())
 }
 

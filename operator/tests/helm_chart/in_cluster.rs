@@ -130,6 +130,7 @@ pub async fn operator_works_as(sa: &Client, admin: &Client, inst: &Installed, wa
         voice_connections: 1,
         gateway_connected: true,
         commands_deployed: true,
+        guild_ids: Vec::new(),
         last_error: None,
     };
     let report = StatusReport::of(ShardInfo::default(), vec![bot]);

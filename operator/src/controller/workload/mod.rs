@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 use musicbot_api::crd::{CaBundle, ImagePullPolicy, MusicBot, PodOverrides};
-use musicbot_api::env::{BotEnv, CA_MOUNT_DIR, LogFormat, MongoEnv, TOKEN_MOUNT_DIR};
+use musicbot_api::env::{BotEnv, CA_MOUNT_DIR, LogFormat, TOKEN_MOUNT_DIR};
 use musicbot_api::labels::{self, CONFIG_HASH_ANNOTATION, selector_labels};
 use std::collections::BTreeMap;
 
@@ -33,9 +33,6 @@ pub struct BotDefaults {
     pub http_port: u16,
     /// Discord API base URL handed to bot-runner (unset: Discord itself).
     pub discord_api_url: Option<String>,
-    /// The MongoDB URI's Secret key and where the records live (when not where bot-runner
-    /// looks by default), passed to bot-runner for guild tracking.
-    pub mongodb: Option<MongoEnv>,
     pub log_format: LogFormat,
     /// Private address ranges (CIDR) bots may fetch media from (`--bot-media-allow`).
     pub media_allow: Vec<String>,
@@ -67,7 +64,6 @@ impl Default for BotDefaults {
             },
             http_port: 8080,
             discord_api_url: None,
-            mongodb: None,
             log_format: LogFormat::Json,
             media_allow: Vec::new(),
             ca_bundle: None,
@@ -98,7 +94,6 @@ fn bot_env(bot: &MusicBot, defaults: &BotDefaults) -> Vec<EnvVar> {
         presence: spec.presence.clone(),
         discord_api_url: defaults.discord_api_url.clone(),
         media_allow: defaults.media_allow.clone(),
-        mongodb: defaults.mongodb.clone(),
     };
     let mut env = contract.env_vars();
     // Read-only root filesystem: yt-dlp and friends write under $HOME.

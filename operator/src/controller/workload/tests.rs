@@ -112,23 +112,46 @@ fn guilds_presence_and_settings_reach_the_environment() {
     assert_eq!(env["MUSICBOT_ACTIVITY_NAME"], "lofi");
 }
 
+/// Hostile: a bot pod is a Discord user's `/play` away from running yt-dlp on what they
+/// choose, so it holds its own token and no other credential (no MongoDB URI: that would
+/// read every bot's token). Everything the operator can configure is switched on here.
 #[test]
-fn bot_pods_look_for_their_record_where_the_sync_reads() {
-    let b = bot(json!({"clientId": "123456789012345678", "tokenSecretRef": {"name": "t"}}));
-    let names = |d: &BotDefaults| -> Vec<String> { bot_env(&b, d).into_iter().map(|e| e.name).collect() };
-    assert!(!names(&BotDefaults::default()).iter().any(|n| n.contains("MONGODB") || n.contains("COLLECTION")));
-    let mongodb = MongoEnv {
-        uri_secret: musicbot_api::env::SecretKey { name: "mongo".into(), key: "uri".into() },
-        database: None,
-        bots_collection: Some("Bots".into()),
-        guilds_collection: None,
+fn a_bot_pod_holds_no_credential_but_its_own_token() {
+    let b = bot(json!({
+        "clientId": "123456789012345678", "tokenSecretRef": {"name": "radio-token", "key": "token"},
+        "shards": 2, "guildIds": ["111111111111111111"],
+        "presence": {"status": "dnd", "activity": {"type": "playing", "name": "lofi"}},
+        "pod": {"caBundle": {"configMapName": "corp-ca"}}
+    }));
+    let defaults = BotDefaults {
+        discord_api_url: Some("http://10.0.0.1:5000".into()),
+        media_allow: vec!["10.0.0.0/8".into()],
+        ca_bundle: Some(CaBundle { config_map_name: "fleet-ca".into(), key: "ca.crt".into() }),
+        ..BotDefaults::default()
     };
-    let env = bot_env(&b, &BotDefaults { mongodb: Some(mongodb), ..BotDefaults::default() });
-    let get = |n: &str| env.iter().find(|e| e.name == n);
-    assert_eq!(get("MUSICBOT_BOTS_COLLECTION").unwrap().value.as_deref(), Some("Bots"));
-    assert!(get("MUSICBOT_GUILDS_COLLECTION").is_none());
-    let uri = get("MUSICBOT_MONGODB_URI").unwrap().value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
-    assert_eq!(uri.name, "mongo");
+    let sts = statefulset(&b, &defaults, "d");
+    let pod = pod_spec(&sts);
+    for c in pod.containers.iter().chain(pod.init_containers.iter().flatten()) {
+        assert!(c.env_from.is_none(), "{}: envFrom", c.name);
+        for e in c.env.iter().flatten() {
+            assert!(!e.name.contains("MONGO"), "{}: {}", c.name, e.name);
+            let from_secret = e.value_from.as_ref().and_then(|f| f.secret_key_ref.as_ref());
+            assert!(from_secret.is_none(), "{}: {} reads a Secret", c.name, e.name);
+            let value = e.value.as_deref().unwrap_or_default();
+            assert!(!value.starts_with("mongodb"), "{}: {} holds a MongoDB URI", c.name, e.name);
+        }
+    }
+    let secrets: Vec<&str> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| {
+            let projected = v.projected.as_ref().into_iter().flat_map(|p| p.sources.iter().flatten());
+            let named = v.secret.as_ref().and_then(|s| s.secret_name.as_deref());
+            named.into_iter().chain(projected.filter_map(|s| Some(s.secret.as_ref()?.name.as_str()))).next()
+        })
+        .collect();
+    assert_eq!(secrets, ["radio-token"], "the only Secret in the pod is the bot's own token");
 }
 
 #[test]
