@@ -398,3 +398,41 @@ async fn the_sweeper_deletes_failed_entries_past_their_retention() {
 async fn entry_count(db: &Database, guild: &str) -> u64 {
     db.collection::<Document>("ServerMusicBotDB").count_documents(doc! {"serverId": guild}).await.unwrap()
 }
+
+/// The chart hands the token over as a file from `assignments.existingSecret`, readable by
+/// the operator's group only (never an environment variable); without it the variable is
+/// absent and the endpoint stays off.
+#[test]
+fn the_chart_mounts_the_assignments_token_as_a_file() {
+    use common::chart::{find, render, validate};
+    use serde_json::{Value, json};
+    let operator = |docs: &[Value]| find(docs, "Deployment", "musicbot-operator")["spec"]["template"]["spec"].clone();
+    let token_env = |pod: &Value| {
+        pod["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "MUSICBOT_ASSIGNMENTS_TOKEN_FILE")
+            .cloned()
+    };
+    let off = operator(&render("musicbot-operator", "musicbot-system", &[]));
+    assert_eq!(token_env(&off), None);
+
+    let docs =
+        render("musicbot-operator", "musicbot-system", &["--set", "assignments.existingSecret=musicbot-assignments"]);
+    validate(&docs);
+    let on = operator(&docs);
+    let dir = "/var/run/secrets/musicbot/assignments-token";
+    assert_eq!(
+        token_env(&on),
+        Some(json!({"name": "MUSICBOT_ASSIGNMENTS_TOKEN_FILE", "value": format!("{dir}/token")}))
+    );
+    let mounts = on["containers"][0]["volumeMounts"].as_array().unwrap();
+    assert!(mounts.contains(&json!({"name": "assignments-token", "mountPath": dir, "readOnly": true})), "{mounts:?}");
+    let volumes = on["volumes"].as_array().unwrap();
+    let volume = json!({"name": "assignments-token", "secret": {"secretName": "musicbot-assignments",
+        "items": [{"key": "token", "path": "token"}], "defaultMode": 288}});
+    assert!(volumes.contains(&volume), "{volumes:?}");
+    let text = on.to_string();
+    assert!(!text.contains("secretKeyRef\":{\"key\":\"token\""), "the token also reaches the environment: {text}");
+}
