@@ -360,7 +360,12 @@ async fn two_replicas_claiming_one_guild_at_once_record_one_entry() {
     let twice = GuildEntry::new(G, bot, AssignmentStatus::Active);
     guilds.insert_one(twice.clone()).await.unwrap();
     let refused = guilds.insert_one(twice).await;
-    assert!(refused.is_err(), "a second (serverId, musicBotId) entry was accepted");
+    // ...with the duplicate-key code (11000) the claim takes for "the pair is taken".
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match refused.map_err(|e| *e.kind) {
+        Err(ErrorKind::Write(WriteFailure::WriteError(w))) => assert_eq!(w.code, 11000, "{w:?}"),
+        other => panic!("a second (serverId, musicBotId) entry was not refused as a duplicate key: {other:?}"),
+    }
     assert_eq!(entry(&db, G, bot).await.len(), 1);
     for stop in stops {
         stop.cancel();
