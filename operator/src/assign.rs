@@ -1,21 +1,129 @@
 //! Guild assignment on the operator: `POST /assignments {"guildId": "..."}` picks the
 //! least-loaded active bot not yet in the guild (see `musicbot_db::assignment`), and a
-//! sweeper turns unused invites FAILED once they time out.
+//! sweeper turns unused invites FAILED once they time out and deletes FAILED entries past
+//! their retention.
+//!
+//! The endpoint writes to MongoDB for whoever calls it, so it takes a bearer token (none
+//! configured: it refuses with 503 rather than open up) and a rate limit shared by every
+//! caller of this replica.
 
-use crate::http::{AppState, Assignments};
+use crate::http::AppState;
 use crate::metrics::Metrics;
+use anyhow::Context as _;
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::Json;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use musicbot_db::{AssignError, Assigner};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::num::NonZeroU32;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+
+/// What `POST /assignments` needs: MongoDB (the assigner), the bearer token callers must
+/// present, and the rate limit. Either of the first two missing: 503.
+#[derive(Clone)]
+pub struct Assignments {
+    assigner: Option<Assigner>,
+    token: Option<AssignmentsToken>,
+    limiter: Arc<DefaultDirectRateLimiter>,
+}
+
+impl Default for Assignments {
+    fn default() -> Self {
+        Self::new(None, None, RateLimit::default())
+    }
+}
+
+impl Assignments {
+    pub fn new(assigner: Option<Assigner>, token: Option<AssignmentsToken>, limit: RateLimit) -> Self {
+        Self { assigner, token, limiter: Arc::new(RateLimiter::direct(limit.quota())) }
+    }
+}
+
+/// Requests per second this replica answers, with bursts of up to `burst`; the rest get 429.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self { per_second: 5, burst: 20 }
+    }
+}
+
+impl RateLimit {
+    fn quota(self) -> Quota {
+        let nz = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        Quota::per_second(nz(self.per_second)).allow_burst(nz(self.burst))
+    }
+}
+
+/// The bearer token of `POST /assignments`, kept only as its SHA-256: comparing digests
+/// in constant time says nothing about the token's bytes or its length, and the process
+/// holds no copy of the secret to leak.
+#[derive(Clone)]
+pub struct AssignmentsToken([u8; 32]);
+
+impl std::fmt::Debug for AssignmentsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AssignmentsToken(<redacted>)")
+    }
+}
+
+/// Shorter tokens are refused: the rate limit slows guessing, a long random token makes it
+/// hopeless.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+impl AssignmentsToken {
+    /// The token is the file's content without surrounding whitespace (a trailing newline
+    /// from `echo` or an editor is not part of it).
+    pub fn new(token: &str) -> anyhow::Result<Self> {
+        let token = token.trim();
+        anyhow::ensure!(
+            token.len() >= MIN_TOKEN_LEN,
+            "the assignments token is {} bytes long; use at least {MIN_TOKEN_LEN} (e.g. `openssl rand -hex 32`)",
+            token.len()
+        );
+        anyhow::ensure!(
+            token.bytes().all(|b| b.is_ascii_graphic()),
+            "the assignments token must be printable ASCII without spaces (it travels in an HTTP header)"
+        );
+        Ok(Self(Sha256::digest(token.as_bytes()).into()))
+    }
+
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the assignments token file {}", path.display()))?;
+        Self::new(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// Whether `Authorization` carries `Bearer <this token>`.
+    fn admits(&self, authorization: Option<&HeaderValue>) -> bool {
+        let Some(presented) = authorization.and_then(|v| v.to_str().ok()).and_then(bearer) else {
+            return false;
+        };
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        digest.ct_eq(&self.0).into()
+    }
+}
+
+/// The credentials of `Bearer <credentials>`; the scheme is case-insensitive (RFC 9110).
+/// Hand-written: one split does not warrant axum-extra's typed headers.
+fn bearer(authorization: &str) -> Option<&str> {
+    let (scheme, credentials) = authorization.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| credentials.trim())
+}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -23,26 +131,46 @@ struct Request {
     guild_id: String,
 }
 
-/// `POST /assignments`: 201 with the chosen bot and its invite URL; 400 for a bad body or
-/// guild id, 404 when the fleet has no active bot, 409 when every active bot is already in
-/// (or invited to) the guild, 503 without MongoDB. Errors are JSON `{"error": "..."}`.
+fn error(status: StatusCode, msg: &str) -> Response {
+    (status, Json(json!({"error": msg}))).into_response()
+}
+
+/// `POST /assignments`: 201 with the chosen bot and its invite URL; 401 without the right
+/// bearer token, 429 over the rate limit, 400 for a bad body or guild id, 404 when the
+/// fleet has no active bot, 409 when every active bot is already in (or invited to) the
+/// guild, 503 without a configured token or MongoDB. Errors are JSON `{"error": "..."}`
+/// and never repeat what the caller sent as a credential.
 pub(crate) async fn create(
     State(s): State<Arc<AppState>>,
-    Extension(Assignments(assigner)): Extension<Assignments>,
+    Extension(assignments): Extension<Assignments>,
+    headers: HeaderMap,
     body: Bytes,
-) -> (StatusCode, Json<Value>) {
-    let Some(assigner) = &assigner else {
-        let msg = "guild assignment needs MongoDB: set --mongodb-uri";
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": msg})));
+) -> Response {
+    let Some(token) = &assignments.token else {
+        s.metrics.sync.assignment("disabled");
+        return error(StatusCode::SERVICE_UNAVAILABLE, "guild assignment is off: set --assignments-token-file");
+    };
+    if !token.admits(headers.get(header::AUTHORIZATION)) {
+        s.metrics.sync.assignment("unauthorized");
+        let mut resp = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return resp;
+    }
+    if assignments.limiter.check().is_err() {
+        s.metrics.sync.assignment("rate_limited");
+        let mut resp = error(StatusCode::TOO_MANY_REQUESTS, "too many assignment requests; try again in a second");
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return resp;
+    }
+    let Some(assigner) = &assignments.assigner else {
+        s.metrics.sync.assignment("disabled");
+        return error(StatusCode::SERVICE_UNAVAILABLE, "guild assignment needs MongoDB: set --mongodb-uri");
     };
     let guild = match serde_json::from_slice::<Request>(&body) {
         Ok(r) => r.guild_id,
         Err(e) => {
             s.metrics.sync.assignment("invalid_request");
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"error": format!("expected {{\"guildId\": \"...\"}}: {e}")})),
-            );
+            return error(StatusCode::BAD_REQUEST, &format!("expected {{\"guildId\": \"...\"}}: {e}"));
         }
     };
     let (status, result, body) = match assigner.assign(&guild).await {
@@ -71,7 +199,7 @@ pub(crate) async fn create(
         }
     };
     s.metrics.sync.assignment(result);
-    (status, Json(body))
+    (status, Json(body)).into_response()
 }
 
 /// How often unused invites are looked for: a quarter of the timeout, between 1 and 30 s.
@@ -79,8 +207,9 @@ fn sweep_interval(invite_timeout: Duration) -> Duration {
     (invite_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(30))
 }
 
-/// Turns timed-out PENDING_INVITE entries FAILED until `shutdown` is cancelled (leader
-/// only: the write is idempotent, but one sweeper is enough).
+/// Turns timed-out PENDING_INVITE entries FAILED, and deletes FAILED entries past their
+/// retention, until `shutdown` is cancelled (leader only: the writes are idempotent, but
+/// one sweeper is enough).
 pub async fn expire_invites(assigner: Assigner, metrics: Arc<Metrics>, shutdown: CancellationToken) {
     let every = sweep_interval(assigner.invite_timeout());
     loop {
@@ -93,6 +222,14 @@ pub async fn expire_invites(assigner: Assigner, metrics: Arc<Metrics>, shutdown:
             Err(e) => {
                 metrics.sync.error("mongodb");
                 warn!("could not expire unused invites: {e}");
+            }
+        }
+        match assigner.purge_failed().await {
+            Ok(0) => {}
+            Ok(n) => info!(count = n, "deleted FAILED guild entries past their retention"),
+            Err(e) => {
+                metrics.sync.error("mongodb");
+                warn!("could not delete old FAILED guild entries: {e}");
             }
         }
         tokio::select! {

@@ -143,6 +143,23 @@ pub struct SyncArgs {
     /// Seconds an assigned bot's invite stays PENDING_INVITE before it becomes FAILED.
     #[arg(long, env = "MUSICBOT_INVITE_TIMEOUT_SECONDS", default_value_t = 3600)]
     pub invite_timeout_seconds: u64,
+
+    /// Seconds a FAILED guild entry (an invite never used) is kept before it is deleted.
+    #[arg(long, env = "MUSICBOT_FAILED_INVITE_RETENTION_SECONDS", default_value_t = 86400)]
+    pub failed_invite_retention_seconds: u64,
+
+    /// File holding the bearer token `POST /assignments` requires (at least 16 characters).
+    /// Without it the endpoint answers 503.
+    #[arg(long, env = "MUSICBOT_ASSIGNMENTS_TOKEN_FILE")]
+    pub assignments_token_file: Option<PathBuf>,
+
+    /// `POST /assignments` requests per second one replica answers; beyond it and the burst, 429.
+    #[arg(long, env = "MUSICBOT_ASSIGNMENTS_PER_SECOND", default_value_t = 5)]
+    pub assignments_per_second: u32,
+
+    /// Requests `POST /assignments` answers at once before the per-second rate applies.
+    #[arg(long, env = "MUSICBOT_ASSIGNMENTS_BURST", default_value_t = 20)]
+    pub assignments_burst: u32,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

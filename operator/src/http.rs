@@ -1,19 +1,39 @@
 //! The operator's HTTP server: probes, metrics, the seed-compatible `/bots` listing and
 //! guild assignment (`POST /assignments`).
+//!
+//! Served by hand on hyper's HTTP/1 connection rather than `axum::serve`, which has no
+//! header-read timeout: a client that opens connections and trickles headers (slowloris)
+//! would otherwise hold each one forever.
 
 use crate::metrics::Metrics;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json};
 use axum::routing::{get, post};
-use axum::{Extension, Router, serve};
+use axum::{Extension, Router};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 use musicbot_api::crd::MusicBot;
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tracing::{debug, warn};
+
+/// The largest request body taken: `POST /assignments` needs well under a hundred bytes.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// A request (its body read and its answer made) that takes longer gets 408.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection may take to send a request's headers. hyper arms the same timer
+/// while a kept-alive connection waits for its next request, so it is the idle timeout too.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Open requests get this long to finish once shutdown begins.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct AppState {
     pub client: Client,
@@ -24,9 +44,7 @@ pub struct AppState {
     pub ready: AtomicBool,
 }
 
-/// Guild assignment behind `POST /assignments`; None without MongoDB.
-#[derive(Clone, Default)]
-pub struct Assignments(pub Option<musicbot_db::Assigner>);
+pub use crate::assign::{Assignments, AssignmentsToken, RateLimit};
 
 /// The routes, with guild assignment answering 503 (no MongoDB).
 pub fn router(state: Arc<AppState>) -> Router {
@@ -41,6 +59,8 @@ pub fn router_with(state: Arc<AppState>, assignments: Assignments) -> Router {
         .route("/bots", get(bots))
         .route("/assignments", post(crate::assign::create))
         .layer(Extension(assignments))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .with_state(state)
 }
 
@@ -57,7 +77,48 @@ pub async fn serve_router(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve(listener, router).with_graceful_shutdown(shutdown).await
+    serve_router_with(listener, router, HEADER_READ_TIMEOUT, shutdown).await
+}
+
+/// Serves `router` over HTTP/1 (all that probes, Prometheus and curl speak) until
+/// `shutdown`, then gives open requests [`DRAIN_TIMEOUT`] to finish.
+pub async fn serve_router_with(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    header_read_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, most likely: pause rather than spin, as axum does.
+                    warn!("accepting a connection: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let conn = http1.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router.clone()));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                debug!("HTTP connection ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(DRAIN_TIMEOUT) => warn!("HTTP requests still open at shutdown were cut off"),
+    }
+    Ok(())
 }
 
 async fn health(State(s): State<Arc<AppState>>) -> impl IntoResponse {

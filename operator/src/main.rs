@@ -34,9 +34,21 @@ async fn main() -> anyhow::Result<()> {
 async fn run(config: Config) -> anyhow::Result<()> {
     musicbot_runtime::init_logs(log_format(config.log_format), &config.log_filter);
     let records = open_records(&config).await?;
-    let assigner = records
-        .as_ref()
-        .map(|r| Assigner::new(&r.db, &r.collections, Duration::from_secs(config.sync.invite_timeout_seconds.max(1))));
+    let assigner = records.as_ref().map(|r| {
+        Assigner::new(&r.db, &r.collections, Duration::from_secs(config.sync.invite_timeout_seconds.max(1)))
+            .with_failed_retention(Duration::from_secs(config.sync.failed_invite_retention_seconds))
+    });
+    if let Some(assigner) = &assigner {
+        // Without the unique index two replicas could record one guild twice; the operator
+        // still runs (a seed database may hold duplicates that refuse the index), and says so.
+        if let Err(e) = assigner.ensure_indexes().await {
+            warn!("could not create the indexes of the guild entries (duplicate entries?): {e}");
+        }
+    }
+    let assignments_token = match &config.sync.assignments_token_file {
+        Some(path) => Some(http::AssignmentsToken::from_file(path)?),
+        None => None,
+    };
 
     // Reads the configuration only; nothing is dialled yet.
     let client = Client::try_default().await.context("reading the Kubernetes client configuration")?;
@@ -49,7 +61,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         started: Instant::now(),
         ready: Default::default(),
     });
-    let server = serve(&config, state.clone(), assigner.clone(), &shutdown).await?;
+    let assignments = http::Assignments::new(
+        assigner.clone(),
+        assignments_token,
+        http::RateLimit { per_second: config.sync.assignments_per_second, burst: config.sync.assignments_burst },
+    );
+    let server = serve(&config, state.clone(), assignments, &shutdown).await?;
 
     // /health answers from here on, /ready only once connected: a pod waiting for its API
     // server is alive, and is neither killed by its liveness probe nor crash-looping.
@@ -91,14 +108,14 @@ async fn open_records(config: &Config) -> anyhow::Result<Option<Records>> {
 async fn serve(
     config: &Config,
     state: Arc<AppState>,
-    assigner: Option<Assigner>,
+    assignments: http::Assignments,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<JoinHandle<std::io::Result<()>>> {
     let listener = tokio::net::TcpListener::bind(&config.http_addr)
         .await
         .with_context(|| format!("binding {}", config.http_addr))?;
     info!(addr = %listener.local_addr()?, "serving /health /ready /metrics /bots");
-    let routes = http::router_with(state, http::Assignments(assigner));
+    let routes = http::router_with(state, assignments);
     Ok(tokio::spawn(http::serve_router(listener, routes, shutdown.clone().cancelled_owned())))
 }
 

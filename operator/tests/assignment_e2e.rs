@@ -1,7 +1,8 @@
 //! Guild assignment against SecantusDB through the operator's HTTP router: the least-loaded
 //! active bot not yet in the guild is picked, its entry walks PENDING_INVITE → ACTIVE when
 //! the bot joins (as bot-runner reports it, through `GuildTracker::joined`), and an unused
-//! invite becomes FAILED after the timeout, freeing the slot.
+//! invite becomes FAILED after the timeout, freeing the slot. The hostile part: no token,
+//! a wrong one, a flood, a slow or oversized request, two replicas racing for one guild.
 
 mod common;
 
@@ -13,7 +14,7 @@ use http_body_util::BodyExt;
 use mongodb::Database;
 use mongodb::bson::{Document, doc, oid::ObjectId};
 use musicbot_db::{Assigner, AssignmentStatus, Collections, GuildEntry, GuildTracker};
-use musicbot_operator::http::{AppState, Assignments, router, router_with};
+use musicbot_operator::http::{AppState, Assignments, AssignmentsToken, RateLimit, router_with};
 use musicbot_operator::metrics::Metrics;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +22,14 @@ use testkit::MongoServer;
 use tower::ServiceExt;
 
 const G: &str = "940000000000000001";
+const TOKEN: &str = "assignments-test-token-0123456789";
+
+fn token() -> Option<AssignmentsToken> {
+    Some(AssignmentsToken::new(TOKEN).unwrap())
+}
+
+/// High enough that only the rate-limit test meets the limit.
+const UNLIMITED: RateLimit = RateLimit { per_second: 10_000, burst: 10_000 };
 
 fn base_state(metrics: Arc<Metrics>) -> Arc<AppState> {
     // Assignment never talks to Kubernetes; the client only fills the state.
@@ -29,14 +38,20 @@ fn base_state(metrics: Arc<Metrics>) -> Arc<AppState> {
 }
 
 fn app_state(db: &Database, timeout: Duration, metrics: Arc<Metrics>) -> Router {
-    router_with(base_state(metrics), Assignments(Some(Assigner::new(db, &Collections::default(), timeout))))
+    let assigner = Assigner::new(db, &Collections::default(), timeout);
+    router_with(base_state(metrics), Assignments::new(Some(assigner), token(), UNLIMITED))
 }
 
 async fn post(app: &Router, body: &str) -> (StatusCode, serde_json::Value) {
-    let req = Request::post("/assignments")
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap();
+    post_as(app, Some(&format!("Bearer {TOKEN}")), body).await
+}
+
+async fn post_as(app: &Router, authorization: Option<&str>, body: &str) -> (StatusCode, serde_json::Value) {
+    let mut req = Request::post("/assignments").header("content-type", "application/json");
+    if let Some(a) = authorization {
+        req = req.header("authorization", a);
+    }
+    let req = req.body(Body::from(body.to_string())).unwrap();
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
@@ -144,8 +159,285 @@ async fn the_least_loaded_bot_is_invited_and_its_entry_walks_to_active_or_failed
 
 #[tokio::test]
 async fn without_mongodb_the_endpoint_says_so() {
-    let app = router(base_state(Arc::new(Metrics::default())));
+    let app = router_with(base_state(Arc::new(Metrics::default())), Assignments::new(None, token(), UNLIMITED));
     let (code, err) = post(&app, &format!(r#"{{"guildId": "{G}"}}"#)).await;
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
     assert!(err["error"].as_str().unwrap().contains("mongodb-uri"));
+}
+
+async fn entries_of(db: &Database) -> u64 {
+    db.collection::<Document>("ServerMusicBotDB").count_documents(doc! {}).await.unwrap()
+}
+
+/// Hostile: a caller without the token writes nothing, and is told nothing it sent.
+#[tokio::test]
+async fn without_the_bearer_token_nothing_is_assigned() {
+    let server = MongoServer::shared().await;
+    let db = server.client().await.unwrap().database(&MongoServer::database_name("assign_auth"));
+    add_bot(&db, "A", "950000000000000011", true).await;
+    let body = format!(r#"{{"guildId": "{G}"}}"#);
+    let metrics = Arc::new(Metrics::default());
+    let assigner = || Some(Assigner::new(&db, &Collections::default(), Duration::from_secs(60)));
+
+    // No token configured: refused, never open.
+    let off = router_with(base_state(metrics.clone()), Assignments::new(assigner(), None, UNLIMITED));
+    let (code, err) = post(&off, &body).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{err}");
+    assert!(err["error"].as_str().unwrap().contains("--assignments-token-file"), "{err}");
+
+    let app = router_with(base_state(metrics.clone()), Assignments::new(assigner(), token(), UNLIMITED));
+    let guess = "guessed-token-0123456789-abcdef";
+    for authorization in [
+        None,
+        Some(format!("Bearer {guess}")),
+        Some(format!("Bearer {TOKEN}x")),
+        Some(format!("Bearer {}", &TOKEN[..TOKEN.len() - 1])),
+        Some(format!("Basic {TOKEN}")),
+        Some(TOKEN.to_string()),
+        Some("Bearer ".to_string()),
+    ] {
+        let (code, err) = post_as(&app, authorization.as_deref(), &body).await;
+        assert_eq!(code, StatusCode::UNAUTHORIZED, "{authorization:?}: {err}");
+        let text = err.to_string();
+        assert!(
+            !text.contains(guess) && !text.contains("assignments-test"),
+            "the answer echoes the credential: {text}"
+        );
+    }
+    assert_eq!(entries_of(&db).await, 0, "a refused request wrote an entry");
+
+    // The scheme is case-insensitive; the token is not.
+    let (code, ok) = post_as(&app, Some(&format!("bearer {TOKEN}")), &body).await;
+    assert_eq!(code, StatusCode::CREATED, "{ok}");
+    assert_eq!(entries_of(&db).await, 1);
+    let text = metrics.encode();
+    assert_eq!(metric_value(&text, r#"musicbot_operator_assignments_total{result="unauthorized"}"#), 7.0, "{text}");
+}
+
+#[test]
+fn a_short_or_unprintable_token_is_refused_at_start() {
+    assert!(AssignmentsToken::new("short").is_err());
+    assert!(AssignmentsToken::new("with a space in the middle").is_err());
+    assert!(AssignmentsToken::new(&format!("{TOKEN}\n")).is_ok(), "a trailing newline is not part of it");
+    assert_eq!(format!("{:?}", token().unwrap()), "AssignmentsToken(<redacted>)");
+}
+
+/// Hostile: a flood is answered 429 beyond the burst, before MongoDB is asked anything.
+#[tokio::test]
+async fn a_flood_beyond_the_burst_gets_429() {
+    let server = MongoServer::shared().await;
+    let db = server.client().await.unwrap().database(&MongoServer::database_name("assign_flood"));
+    let assigner = Assigner::new(&db, &Collections::default(), Duration::from_secs(60));
+    let limit = RateLimit { per_second: 1, burst: 3 };
+    let app = router_with(base_state(Arc::new(Metrics::default())), Assignments::new(Some(assigner), token(), limit));
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        codes.push(post(&app, r#"{"guildId": "1"}"#).await.0);
+    }
+    let limited = codes.iter().filter(|c| **c == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!(&codes[..3], [StatusCode::BAD_REQUEST; 3], "{codes:?}");
+    assert!(limited >= 2, "{codes:?}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(post(&app, r#"{"guildId": "1"}"#).await.0, StatusCode::BAD_REQUEST, "the limit refills");
+}
+
+async fn serve(app: Router, header_timeout: Duration) -> (u16, tokio_util::sync::CancellationToken) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(musicbot_operator::http::serve_router_with(
+        listener,
+        app,
+        header_timeout,
+        stop.clone().cancelled_owned(),
+    ));
+    (port, stop)
+}
+
+/// Reads until the server closes the connection; how long that took.
+async fn time_to_close(stream: &mut tokio::net::TcpStream) -> Duration {
+    use tokio::io::AsyncReadExt;
+    let start = Instant::now();
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server kept the connection open for 10 s");
+    start.elapsed()
+}
+
+/// Hostile: a client trickling headers (slowloris) or sitting on an idle connection is cut
+/// off at the header-read timeout; a body over the limit gets 413 unread.
+#[tokio::test]
+async fn slow_headers_idle_connections_and_large_bodies_are_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let app = router_with(base_state(Arc::new(Metrics::default())), Assignments::new(None, token(), UNLIMITED));
+    let (port, stop) = serve(app, Duration::from_secs(1)).await;
+
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    slow.write_all(b"POST /assignments HTTP/1.1\r\nHost: operator\r\nContent-Ty").await.unwrap();
+    let took = time_to_close(&mut slow).await;
+    assert!(took < Duration::from_secs(3), "a partial header held the connection {took:?}");
+
+    let mut idle = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: operator\r\n\r\n").await.unwrap();
+    let took = time_to_close(&mut idle).await;
+    assert!(took < Duration::from_secs(3), "an idle kept-alive connection stayed {took:?}");
+
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/assignments");
+    let big = format!(r#"{{"guildId": "{G}", "pad": "{}"}}"#, "x".repeat(musicbot_operator::http::MAX_BODY_BYTES));
+    let resp = http.post(&url).bearer_auth(TOKEN).body(big.clone()).send().await.unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::PAYLOAD_TOO_LARGE);
+    // Without a Content-Length (chunked), the limit holds while the body streams in.
+    let chunks = futures::stream::iter(
+        big.into_bytes().chunks(1024).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>(),
+    );
+    let resp = http.post(&url).bearer_auth(TOKEN).body(reqwest::Body::wrap_stream(chunks)).send().await.unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::PAYLOAD_TOO_LARGE);
+    // A request within the limit still gets through.
+    let resp = http.post(&url).bearer_auth(TOKEN).body(format!(r#"{{"guildId": "{G}"}}"#)).send().await.unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE, "no MongoDB here");
+    stop.cancel();
+}
+
+/// Hostile: two operator replicas (each its own server and MongoDB client) asked for the
+/// same guild at the same instant record one entry: the unique index on (serverId,
+/// musicBotId) refuses the second insert, and that replica answers 409.
+#[tokio::test]
+async fn two_replicas_claiming_one_guild_at_once_record_one_entry() {
+    let server = MongoServer::shared().await;
+    let name = MongoServer::database_name("assign_race");
+    let mut ports = Vec::new();
+    let mut stops = Vec::new();
+    for _ in 0..2 {
+        let db = server.client().await.unwrap().database(&name);
+        let assigner = Assigner::new(&db, &Collections::default(), Duration::from_secs(600));
+        assigner.ensure_indexes().await.unwrap();
+        assigner.ensure_indexes().await.unwrap(); // idempotent
+        let app =
+            router_with(base_state(Arc::new(Metrics::default())), Assignments::new(Some(assigner), token(), UNLIMITED));
+        let (port, stop) = serve(app, Duration::from_secs(5)).await;
+        ports.push(port);
+        stops.push(stop);
+    }
+    let db = server.client().await.unwrap().database(&name);
+    let bot = add_bot(&db, "only", "950000000000000021", true).await;
+    let http = reqwest::Client::new();
+    let ask = |port: u16, guild: String| {
+        let http = http.clone();
+        async move {
+            let resp = http
+                .post(format!("http://127.0.0.1:{port}/assignments"))
+                .bearer_auth(TOKEN)
+                .body(format!(r#"{{"guildId": "{guild}"}}"#))
+                .send()
+                .await
+                .unwrap();
+            resp.status().as_u16()
+        }
+    };
+    for n in 0..8u64 {
+        let guild = (960000000000000000u64 + n).to_string();
+        let (a, b) = tokio::join!(ask(ports[0], guild.clone()), ask(ports[1], guild.clone()));
+        let mut codes = [a, b];
+        codes.sort();
+        assert_eq!(codes, [201, 409], "guild {guild}");
+        let found = entry(&db, &guild, bot).await;
+        assert_eq!(found.len(), 1, "guild {guild}: {found:?}");
+        assert_eq!(found[0].status, AssignmentStatus::PendingInvite);
+    }
+    // SecantusDB runs one upsert at a time, so the pair above would stay single there even
+    // without the index; MongoDB does not promise that. The index itself refuses a second
+    // entry for a pair, whoever writes it.
+    let guilds = db.collection::<GuildEntry>("ServerMusicBotDB");
+    let twice = GuildEntry::new(G, bot, AssignmentStatus::Active);
+    guilds.insert_one(twice.clone()).await.unwrap();
+    let refused = guilds.insert_one(twice).await;
+    // ...with the duplicate-key code (11000) the claim takes for "the pair is taken".
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match refused.map_err(|e| *e.kind) {
+        Err(ErrorKind::Write(WriteFailure::WriteError(w))) => assert_eq!(w.code, 11000, "{w:?}"),
+        other => panic!("a second (serverId, musicBotId) entry was not refused as a duplicate key: {other:?}"),
+    }
+    assert_eq!(entry(&db, G, bot).await.len(), 1);
+    for stop in stops {
+        stop.cancel();
+    }
+}
+
+/// FAILED entries are kept a day by default, then the sweeper deletes them.
+#[tokio::test]
+async fn the_sweeper_deletes_failed_entries_past_their_retention() {
+    let server = MongoServer::shared().await;
+    let db = server.client().await.unwrap().database(&MongoServer::database_name("assign_purge"));
+    let guilds = db.collection::<GuildEntry>("ServerMusicBotDB");
+    let bot = add_bot(&db, "A", "950000000000000031", true).await;
+    let days_ago = |d: i64| Some(mongodb::bson::DateTime::from_chrono(chrono::Utc::now() - chrono::Duration::days(d)));
+    let entry = |guild: &str, status, failed_at| GuildEntry { failed_at, ..GuildEntry::new(guild, bot, status) };
+    guilds
+        .insert_many([
+            entry("1", AssignmentStatus::Failed, days_ago(2)),
+            entry("2", AssignmentStatus::Failed, days_ago(0)),
+            entry("3", AssignmentStatus::Active, days_ago(2)),
+        ])
+        .await
+        .unwrap();
+    let assigner = Assigner::new(&db, &Collections::default(), Duration::from_secs(60))
+        .with_failed_retention(Duration::from_secs(24 * 3600));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let sweeper =
+        tokio::spawn(musicbot_operator::assign::expire_invites(assigner, Arc::new(Metrics::default()), stop.clone()));
+    eventually("the old FAILED entry deleted", || async { entry_count(&db, "1").await.eq(&0).then_some(()) }).await;
+    assert_eq!((entry_count(&db, "2").await, entry_count(&db, "3").await), (1, 1), "only the old FAILED one goes");
+    stop.cancel();
+    sweeper.await.unwrap();
+}
+
+async fn entry_count(db: &Database, guild: &str) -> u64 {
+    db.collection::<Document>("ServerMusicBotDB").count_documents(doc! {"serverId": guild}).await.unwrap()
+}
+
+/// The chart hands the token over as a file from `assignments.existingSecret`, readable by
+/// the operator's group only (never an environment variable); without it the variable is
+/// absent and the endpoint stays off.
+#[test]
+fn the_chart_mounts_the_assignments_token_as_a_file() {
+    use common::chart::{find, render, validate};
+    use serde_json::{Value, json};
+    let operator = |docs: &[Value]| find(docs, "Deployment", "musicbot-operator")["spec"]["template"]["spec"].clone();
+    let token_env = |pod: &Value| {
+        pod["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "MUSICBOT_ASSIGNMENTS_TOKEN_FILE")
+            .cloned()
+    };
+    let off = operator(&render("musicbot-operator", "musicbot-system", &[]));
+    assert_eq!(token_env(&off), None);
+
+    let docs =
+        render("musicbot-operator", "musicbot-system", &["--set", "assignments.existingSecret=musicbot-assignments"]);
+    validate(&docs);
+    let on = operator(&docs);
+    let dir = "/var/run/secrets/musicbot/assignments-token";
+    assert_eq!(
+        token_env(&on),
+        Some(json!({"name": "MUSICBOT_ASSIGNMENTS_TOKEN_FILE", "value": format!("{dir}/token")}))
+    );
+    let mounts = on["containers"][0]["volumeMounts"].as_array().unwrap();
+    assert!(mounts.contains(&json!({"name": "assignments-token", "mountPath": dir, "readOnly": true})), "{mounts:?}");
+    let volumes = on["volumes"].as_array().unwrap();
+    let volume = json!({"name": "assignments-token", "secret": {"secretName": "musicbot-assignments",
+        "items": [{"key": "token", "path": "token"}], "defaultMode": 288}});
+    assert!(volumes.contains(&volume), "{volumes:?}");
+    let text = on.to_string();
+    assert!(!text.contains("secretKeyRef\":{\"key\":\"token\""), "the token also reaches the environment: {text}");
 }

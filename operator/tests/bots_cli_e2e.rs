@@ -20,6 +20,7 @@ use testkit::MongoServer;
 const FIRST: &str = "910000000000000001";
 const SECOND: &str = "910000000000000002";
 const GUILD: &str = "930000000000000001";
+const ASSIGNMENTS_TOKEN: &str = "cli-assignments-token-0123456789";
 
 struct Env<'a> {
     uri: String,
@@ -66,6 +67,7 @@ impl Drop for Operator {
 async fn post(port: u16, body: &str) -> (u16, serde_json::Value) {
     let resp = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/assignments"))
+        .bearer_auth(ASSIGNMENTS_TOKEN)
         .header("content-type", "application/json")
         .body(body.to_string())
         .send()
@@ -148,10 +150,13 @@ async fn the_bots_cli_and_the_operator_process_with_sync_and_assignment() {
     let port = testkit::net::free_port();
     let log_path = dir.path().join("operator.log");
     let log = std::fs::File::create(&log_path).unwrap();
+    let assignments_token_file = dir.path().join("assignments-token");
+    std::fs::write(&assignments_token_file, format!("{ASSIGNMENTS_TOKEN}\n")).unwrap();
     let child = env
         .command(&["--watch-namespace", &ns, "--sync-namespace", &ns, "--log-format", "json"])
         .args(["--http-addr", &format!("127.0.0.1:{port}"), "--invite-timeout-seconds", "6"])
         .env("KUBECONFIG", cluster.kubeconfig_path())
+        .env("MUSICBOT_ASSIGNMENTS_TOKEN_FILE", &assignments_token_file)
         .env("RUST_LOG", "debug,hyper=info,tower=info,rustls=info,h2=info,mongodb=info")
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -216,7 +221,7 @@ async fn the_bots_cli_and_the_operator_process_with_sync_and_assignment() {
     assert!(log.contains("plaintext") || log.contains("synced"), "the operator logged nothing useful:\n{log}");
     let events = Api::<Event>::namespaced(client.clone(), &ns).list(&ListParams::default()).await.unwrap();
     let events = serde_json::to_string(&events.items).unwrap();
-    for secret in ["first-cli-secret", "second-cli-secret"] {
+    for secret in ["first-cli-secret", "second-cli-secret", ASSIGNMENTS_TOKEN] {
         for (what, haystack) in [("log", &log), ("Events", &events), ("HTTP", &answers), ("CLI", &outputs)] {
             assert!(!haystack.contains(secret), "the token is in the {what}");
         }

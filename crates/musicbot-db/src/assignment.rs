@@ -52,19 +52,59 @@ pub struct Assigner {
     db: Database,
     collections: Collections,
     invite_timeout: Duration,
+    failed_retention: Duration,
 }
 
 const MAX_INVITE_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+/// How long a FAILED entry is kept (for whoever looks into why an invite went unused)
+/// before [`Assigner::purge_failed`] deletes it.
+pub const DEFAULT_FAILED_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// The server error code of a write that would break a unique index.
+const DUPLICATE_KEY: i32 = 11000;
 
 impl Assigner {
     /// `invite_timeout` is capped at a year, which keeps the date arithmetic in range.
     pub fn new(db: &Database, collections: &Collections, invite_timeout: Duration) -> Self {
         let invite_timeout = invite_timeout.min(MAX_INVITE_TIMEOUT);
-        Self { db: db.clone(), collections: collections.clone(), invite_timeout }
+        Self {
+            db: db.clone(),
+            collections: collections.clone(),
+            invite_timeout,
+            failed_retention: DEFAULT_FAILED_RETENTION,
+        }
+    }
+
+    /// FAILED entries older than `retention` are deleted by [`Assigner::purge_failed`]
+    /// (capped at a year, as the invite timeout is).
+    pub fn with_failed_retention(mut self, retention: Duration) -> Self {
+        self.failed_retention = retention.min(MAX_INVITE_TIMEOUT);
+        self
     }
 
     fn timeout(&self) -> chrono::Duration {
         chrono::Duration::from_std(self.invite_timeout).unwrap_or(chrono::Duration::days(365))
+    }
+
+    /// Creates the indexes of `ServerMusicBotDB` (idempotent: an index that exists with the
+    /// same keys and options is left as it is). The unique one on (serverId, musicBotId)
+    /// makes "one entry per guild and bot" the database's rule, so two replicas claiming
+    /// the same pair at once cannot both insert; the others serve the filters of
+    /// assignment, the sweeper and guild tracking.
+    pub async fn ensure_indexes(&self) -> mongodb::error::Result<()> {
+        let index = |keys: Document, unique: bool| {
+            let options = mongodb::options::IndexOptions::builder().unique(unique.then_some(true)).build();
+            mongodb::IndexModel::builder().keys(keys).options(options).build()
+        };
+        self.guilds()
+            .create_indexes([
+                index(doc! {SERVER_ID: 1, MUSIC_BOT_ID: 1}, true),
+                index(doc! {MUSIC_BOT_ID: 1, STATUS: 1}, false),
+                index(doc! {STATUS: 1, INVITED_AT: 1}, false),
+                index(doc! {STATUS: 1, FAILED_AT: 1}, false),
+            ])
+            .await?;
+        Ok(())
     }
 
     pub fn invite_timeout(&self) -> Duration {
@@ -172,8 +212,24 @@ impl Assigner {
             .guilds()
             .update_one(doc! {SERVER_ID: guild, MUSIC_BOT_ID: bot}, doc! {"$setOnInsert": fresh})
             .upsert(true)
-            .await?;
-        Ok(inserted.upserted_id.is_some())
+            .await;
+        match inserted {
+            Ok(r) => Ok(r.upserted_id.is_some()),
+            // Another replica inserted the pair between our filter and our insert; the
+            // unique index refused ours: the pair is taken.
+            Err(e) if is_duplicate_key(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes FAILED entries whose `failedAt` is older than the retention: an unused
+    /// invite's record is kept a while to be looked into, not for ever. Returns how many.
+    pub async fn purge_failed(&self) -> mongodb::error::Result<u64> {
+        let retention = chrono::Duration::from_std(self.failed_retention).unwrap_or(chrono::Duration::days(365));
+        let cutoff = bson_time(Utc::now() - retention);
+        let result =
+            self.guilds().delete_many(doc! {STATUS: AssignmentStatus::Failed, FAILED_AT: {"$lt": cutoff}}).await?;
+        Ok(result.deleted_count)
     }
 
     /// PENDING_INVITE entries older than the invite timeout become FAILED. Entries from
@@ -226,6 +282,15 @@ fn candidates<'a>(
 /// `{"$in": ...}` of the statuses that hold a slot.
 fn holds_a_slot() -> Vec<Bson> {
     AssignmentStatus::HOLDS_A_SLOT.map(Bson::from).to_vec()
+}
+
+fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match e.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == DUPLICATE_KEY,
+        ErrorKind::Command(c) => c.code == DUPLICATE_KEY,
+        _ => false,
+    }
 }
 
 fn bson_time(t: DateTime<Utc>) -> bson::DateTime {
