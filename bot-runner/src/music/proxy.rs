@@ -25,8 +25,10 @@ pub struct MediaProxy {
 }
 
 impl MediaProxy {
-    /// Binds 127.0.0.1 on a free port and serves on the current tokio runtime.
-    pub fn start(policy: Arc<MediaPolicy>, limits: FetchLimits) -> std::io::Result<Self> {
+    /// Binds 127.0.0.1 on a free port and serves on the current tokio runtime. A proxied
+    /// connection lasts `lifetime` at most: yt-dlp is killed at the resolve timeout, and a
+    /// server that never closes must not hold the proxy's side open after it.
+    pub fn start(policy: Arc<MediaPolicy>, limits: FetchLimits, lifetime: Duration) -> std::io::Result<Self> {
         let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
         listener.set_nonblocking(true)?;
         let listener = TcpListener::from_std(listener)?;
@@ -37,7 +39,7 @@ impl MediaProxy {
                     Ok((client, _)) => {
                         let policy = policy.clone();
                         tokio::spawn(async move {
-                            if let Err(e) = handle(client, &policy, limits).await {
+                            if let Err(e) = handle(client, &policy, limits, lifetime).await {
                                 tracing::debug!(error = %e, "yt-dlp proxy connection ended");
                             }
                         });
@@ -148,7 +150,12 @@ async fn answer(client: &mut TcpStream, status: &str) -> std::io::Result<()> {
     client.write_all(reply.as_bytes()).await
 }
 
-async fn handle(mut client: TcpStream, policy: &MediaPolicy, limits: FetchLimits) -> std::io::Result<()> {
+async fn handle(
+    mut client: TcpStream,
+    policy: &MediaPolicy,
+    limits: FetchLimits,
+    lifetime: Duration,
+) -> std::io::Result<()> {
     let Some((head, early)) = read_head(&mut client, limits).await? else {
         return answer(&mut client, "400 Bad Request").await;
     };
@@ -170,8 +177,10 @@ async fn handle(mut client: TcpStream, policy: &MediaPolicy, limits: FetchLimits
         Target::Forward { head, .. } => upstream.write_all(&head).await?,
     }
     upstream.write_all(&early).await?;
-    tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
-    Ok(())
+    match tokio::time::timeout(lifetime, tokio::io::copy_bidirectional(&mut client, &mut upstream)).await {
+        Ok(copied) => copied.map(|_| ()),
+        Err(_) => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -228,14 +237,39 @@ mod tests {
             let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut got)).await;
             String::from_utf8_lossy(&got).into_owned()
         };
-        let strict = MediaProxy::start(Arc::new(MediaPolicy::default()), limits).unwrap();
+        let lifetime = Duration::from_secs(30);
+        let strict = MediaProxy::start(Arc::new(MediaPolicy::default()), limits, lifetime).unwrap();
         for host in ["localhost", "127.0.0.1", "[::ffff:127.0.0.1]"] {
             let got = ask(MediaProxy { addr: strict.addr }, host).await;
             assert!(got.starts_with("HTTP/1.1 403"), "{host}: {got:?}");
         }
         let open = MediaPolicy::new(vec!["127.0.0.0/8".parse().unwrap()], Vec::new());
-        let open = MediaProxy::start(Arc::new(open), limits).unwrap();
+        let open = MediaProxy::start(Arc::new(open), limits, lifetime).unwrap();
         let got = ask(open, "127.0.0.1").await;
         assert_eq!(got, "HTTP/1.1 200 Connection Established\r\n\r\nhello");
+    }
+
+    /// Hostile: a server that accepts and never closes does not hold a proxied connection
+    /// past its lifetime, even once yt-dlp has gone.
+    #[tokio::test]
+    async fn a_silent_server_does_not_hold_a_connection_past_its_lifetime() {
+        let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = silent.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = silent.accept().await {
+                held.push(s);
+            }
+        });
+        let limits = FetchLimits { connect: Duration::from_secs(2), read: Duration::from_secs(2) };
+        let open = MediaPolicy::new(vec!["127.0.0.0/8".parse().unwrap()], Vec::new());
+        let proxy = MediaProxy::start(Arc::new(open), limits, Duration::from_secs(1)).unwrap();
+        let mut c = TcpStream::connect(proxy.addr).await.unwrap();
+        c.write_all(format!("GET http://127.0.0.1:{port}/page HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+        let start = std::time::Instant::now();
+        let mut got = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut got)).await;
+        assert!(closed.is_ok(), "the proxy kept the connection open");
+        assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
     }
 }

@@ -119,7 +119,7 @@ impl Sources {
     pub fn new(ytdlp: &str, policy: MediaPolicy, limits: Limits) -> Self {
         let policy = Arc::new(policy);
         let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "bot-runner".into());
-        let proxy = match super::proxy::MediaProxy::start(policy.clone(), limits.fetch) {
+        let proxy = match super::proxy::MediaProxy::start(policy.clone(), limits.fetch, limits.resolve) {
             Ok(proxy) => proxy.url(),
             Err(e) => {
                 // Fail closed: a proxy port nothing listens on, so yt-dlp reaches nothing.
