@@ -30,13 +30,57 @@ pub fn router(fleet: Arc<Fleet>, metrics: Arc<Metrics>) -> Router {
         .with_state(App { fleet, metrics })
 }
 
+/// How long a client may take to send a request's headers, and how long a kept-alive
+/// connection may sit idle before its next request (hyper runs the same timer while it
+/// waits for the next request's head): a slow client cannot hold connections open.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a request may take: the longest `/ready` hold and some time to answer.
+pub const REQUEST_TIMEOUT: Duration = MAX_READY_WAIT.saturating_add(Duration::from_secs(10));
+/// No endpoint reads a body; a larger one is refused with 413 before any handler runs.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// How long shutdown waits for requests in flight.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub async fn serve(
     listener: tokio::net::TcpListener,
     fleet: Arc<Fleet>,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(fleet, metrics)).with_graceful_shutdown(shutdown).await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    use tower_http::limit::RequestBodyLimitLayer;
+    use tower_http::timeout::TimeoutLayer;
+
+    let app = router(fleet, metrics)
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT));
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off rather than spin.
+                    tracing::warn!(error = %e, "accepting an HTTP connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let conn = http1.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            // A client that went away or timed out: nothing to do about it.
+            let _ = conn.await;
+        });
+    }
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
+    Ok(())
 }
 
 async fn health(State(app): State<App>) -> Response {
@@ -131,6 +175,48 @@ mod tests {
         assert!(wait_until_ready(Duration::from_secs(9), || async { calls.fetch_add(1, Ordering::SeqCst) == 0 }).await);
         assert!(!wait_until_ready(Duration::ZERO, || async { calls.fetch_add(1, Ordering::SeqCst) > 100 }).await);
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    /// Hostile: a client that trickles a header, sits on an idle connection or posts a
+    /// large body does not hold the server.
+    #[tokio::test]
+    async fn slow_idle_and_oversized_requests_are_cut_off() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let fleet = Fleet::new(Vec::new(), Duration::from_secs(60));
+        tokio::spawn(serve(listener, fleet, Arc::new(Metrics::default()), std::future::pending()));
+        // Reads until the server closes the connection, or gives up after `within`.
+        async fn closed_within(conn: &mut tokio::net::TcpStream, within: Duration) -> Option<(Duration, Vec<u8>)> {
+            let start = std::time::Instant::now();
+            let mut got = Vec::new();
+            let read = async {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = conn.read(&mut buf).await {
+                    got.extend_from_slice(&buf[..n]);
+                }
+            };
+            tokio::time::timeout(within, read).await.ok()?;
+            Some((start.elapsed(), got))
+        }
+        let limit = HEADER_READ_TIMEOUT + Duration::from_secs(5);
+
+        let mut partial = tokio::net::TcpStream::connect(addr).await.unwrap();
+        partial.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+        let (took, _) = closed_within(&mut partial, limit).await.expect("a partial header is cut off");
+        assert!(took >= HEADER_READ_TIMEOUT - Duration::from_millis(500), "{took:?}");
+
+        let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+        idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let (_, answer) = closed_within(&mut idle, limit).await.expect("an idle connection is closed");
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+        let big = vec![b'x'; MAX_BODY_BYTES + 1];
+        let resp = http.post(format!("http://{addr}/health")).body(big).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let small = http.get(format!("http://{addr}/health")).send().await.unwrap();
+        assert_eq!(small.status(), StatusCode::OK, "the server still answers");
     }
 
     #[test]

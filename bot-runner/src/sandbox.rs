@@ -42,8 +42,11 @@ pub struct SandboxArgs {
 }
 
 /// The program and leading arguments songbird is given in place of yt-dlp.
-pub fn songbird_args(ytdlp: &str, timeout: Duration) -> Vec<String> {
-    [SUBCOMMAND, "--timeout", &timeout.as_secs().max(1).to_string(), "--", ytdlp, "--ignore-config"]
+/// `proxy` is where yt-dlp's own requests go (`crate::music::proxy`), so the page it
+/// extracts from is held to the media policy too.
+pub fn songbird_args(ytdlp: &str, timeout: Duration, proxy: &str) -> Vec<String> {
+    let timeout = timeout.as_secs().max(1).to_string();
+    [SUBCOMMAND, "--timeout", &timeout, "--", ytdlp, "--ignore-config", "--proxy", proxy]
         .iter()
         .map(|s| s.to_string())
         .collect()
@@ -161,8 +164,20 @@ mod tests {
 
     #[test]
     fn songbird_runs_yt_dlp_through_the_sandbox_with_its_config_ignored() {
-        let args = songbird_args("/opt/yt-dlp/bin/yt-dlp", Duration::from_secs(30));
-        assert_eq!(args, ["ytdlp-sandbox", "--timeout", "30", "--", "/opt/yt-dlp/bin/yt-dlp", "--ignore-config"]);
+        let args = songbird_args("/opt/yt-dlp/bin/yt-dlp", Duration::from_secs(30), "http://127.0.0.1:4000");
+        assert_eq!(
+            args,
+            [
+                "ytdlp-sandbox",
+                "--timeout",
+                "30",
+                "--",
+                "/opt/yt-dlp/bin/yt-dlp",
+                "--ignore-config",
+                "--proxy",
+                "http://127.0.0.1:4000"
+            ]
+        );
     }
 
     #[test]

@@ -24,6 +24,11 @@ pub struct Config {
     #[arg(long, env = "MUSICBOT_BOT_IMAGE", default_value = "ghcr.io/musicbot-operator/bot-runner:0.1.0")]
     pub bot_image: String,
 
+    /// Repositories (without tag, comma-separated) a MusicBot's spec.pod.image may come
+    /// from besides --bot-image's. A bot naming another image is not started.
+    #[arg(long, env = "MUSICBOT_BOT_IMAGE_REPOSITORIES", value_delimiter = ',')]
+    pub bot_image_repositories: Vec<String>,
+
     /// imagePullPolicy of bot pods (default: Kubernetes' own default).
     #[arg(long, env = "MUSICBOT_BOT_IMAGE_PULL_POLICY", value_parser = parse_pull_policy)]
     pub bot_image_pull_policy: Option<ImagePullPolicy>,

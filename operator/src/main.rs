@@ -269,6 +269,7 @@ async fn finish(server: JoinHandle<std::io::Result<()>>) -> anyhow::Result<()> {
 fn bot_defaults(config: &Config) -> BotDefaults {
     let mut d = BotDefaults {
         image: config.bot_image.clone(),
+        image_repositories: config.bot_image_repositories.clone(),
         image_pull_policy: config.bot_image_pull_policy,
         http_port: config.bot_http_port,
         discord_api_url: (config.discord_api_url != "https://discord.com/api/v10")

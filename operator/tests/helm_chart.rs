@@ -16,6 +16,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role};
 use kube::api::{Api, ListParams};
 use musicbot_api::crd::MusicBot;
 use musicbot_operator::config::Config;
+use musicbot_operator::controller::BotDefaults;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use testkit::{Helm, KubeCluster};
@@ -197,6 +198,7 @@ fn the_default_values_render_valid_manifests_with_least_privilege() {
     assert_eq!(env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name");
     assert_eq!(env_value(&env, "MUSICBOT_BOT_IMAGE"), Some(default_of("bot_image").as_str()), "chart and flag agree");
     assert_eq!(env_value(&env, "MUSICBOT_HTTP_ADDR"), Some("0.0.0.0:8080"));
+    assert_eq!(env_value(&env, "MUSICBOT_BOT_IMAGE_REPOSITORIES"), Some("ghcr.io/musicbot-operator/bot-runner"));
     for off in ["MUSICBOT_WATCH_NAMESPACE", "MUSICBOT_MONGODB_URI", "MUSICBOT_BOT_MONGODB_URI_SECRET"] {
         assert!(!env.contains_key(off), "{off} is set by default");
     }
@@ -264,6 +266,8 @@ fn every_optional_part_renders_valid_manifests() {
             "CustomResourceDefinition/musicbots.musicbot.dev",
             "Deployment/musicbot-operator",
             "NetworkPolicy/musicbot-operator",
+            "NetworkPolicy/musicbot-operator-bots",
+            "NetworkPolicy/musicbot-operator-bots",
             "PodDisruptionBudget/musicbot-operator",
             "Role/musicbot-operator",
             "Role/musicbot-operator-leader-election",
@@ -367,6 +371,65 @@ fn every_optional_part_renders_valid_manifests() {
         .flat_map(|rule| rule["ports"].as_array().unwrap().iter().filter_map(|p| p["port"].as_i64()))
         .collect();
     assert_eq!(egress_ports, BTreeSet::from([53, 443, 6443, 8080, 27017]), "DNS, API, bot pods, extraTo");
+
+    assert_eq!(
+        env_value(&env, "MUSICBOT_BOT_IMAGE_REPOSITORIES"),
+        Some("ghcr.io/musicbot-operator/bot-runner,registry.example/team/bot-runner"),
+        "the admission policy's list"
+    );
+    bot_network_policies(&docs, deployment);
+}
+
+/// Hostile (by rendering: the test node's CNI does not enforce NetworkPolicies): the bot
+/// pods the operator builds are selected, their HTTP port admits the operator's pods and
+/// the listed peers only, and their egress reaches no private range but allowTo.
+fn bot_network_policies(docs: &[Value], deployment: &Value) {
+    let policies: Vec<&Value> =
+        docs.iter().filter(|d| kind_and_name(d) == "NetworkPolicy/musicbot-operator-bots").collect();
+    let namespaces: BTreeSet<&str> = policies.iter().map(|p| p["metadata"]["namespace"].as_str().unwrap()).collect();
+    assert_eq!(namespaces, BTreeSet::from(["music", "radio"]), "watchNamespace, the sync namespace and the list");
+
+    let spec: musicbot_api::crd::MusicBotSpec =
+        serde_json::from_value(json!({"clientId": "123456789012345678", "tokenSecretRef": {"name": "t"}})).unwrap();
+    let mut bot = MusicBot::new("radio", spec);
+    bot.metadata.namespace = Some("music".into());
+    bot.metadata.uid = Some("uid".into());
+    let sts = musicbot_operator::controller::statefulset(&bot, &BotDefaults::default(), "digest");
+    let sts = serde_json::to_value(sts).unwrap();
+    let bot_labels = &sts["spec"]["template"]["metadata"]["labels"];
+    let bot_port = &sts["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"];
+    let operator_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    for policy in policies {
+        let spec = &policy["spec"];
+        assert!(selects(&spec["podSelector"]["matchLabels"], bot_labels), "{spec}");
+        assert!(!selects(&spec["podSelector"]["matchLabels"], operator_labels));
+        assert_eq!(spec["policyTypes"], json!(["Ingress", "Egress"]));
+        let ingress = spec["ingress"].as_array().unwrap();
+        assert_eq!(ingress.len(), 1, "one rule: {spec}");
+        assert_eq!(ingress[0]["ports"], json!([{"port": bot_port, "protocol": "TCP"}]));
+        let from = ingress[0]["from"].as_array().unwrap();
+        assert_eq!(from[0]["namespaceSelector"]["matchLabels"], json!({"kubernetes.io/metadata.name": NS}));
+        assert!(selects(&from[0]["podSelector"]["matchLabels"], operator_labels), "{from:?}");
+        assert!(!selects(&from[0]["podSelector"]["matchLabels"], bot_labels), "bots do not reach each other");
+        assert_eq!(
+            from[1],
+            json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}})
+        );
+        assert_eq!(from.len(), 2);
+
+        let egress = spec["egress"].as_array().unwrap();
+        assert_eq!(egress[0]["ports"], json!([{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]));
+        assert_eq!(egress.len(), 2, "{spec}");
+        let blocks: Vec<&Value> = egress[1]["to"].as_array().unwrap().iter().map(|t| &t["ipBlock"]).collect();
+        assert_eq!(blocks[0]["cidr"], "0.0.0.0/0");
+        assert_eq!(
+            blocks[0]["except"],
+            json!(["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"])
+        );
+        assert_eq!(blocks[1], &json!({"cidr": "::/0", "except": ["fc00::/7", "fe80::/10"]}));
+        assert_eq!(blocks[2], &json!({"cidr": "10.20.0.5/32"}), "allowTo");
+        assert!(egress[1].get("ports").is_none(), "any port of a public address (voice is UDP)");
+    }
 }
 
 /// Only extraVolumes / extraVolumeMounts, without the chart's own volume: the lists stand
@@ -416,6 +479,7 @@ fn the_values_schema_rejects_mistakes() {
         ("mongodb.existingSecret=Mongo_URI", "/mongodb/existingSecret"),
         ("networkPolicy.egress.kubernetesApi.ports={0}", "/networkPolicy/egress/kubernetesApi/ports"),
         ("serviceMonitr.enabled=true", "serviceMonitr"),
+        ("botNetworkPolicy.egress.allowTo={media}", "/botNetworkPolicy/egress/allowTo/0"),
         ("extraVolumes[0].name=token-key", "/extraVolumes/0/name"),
         ("extraVolumeMounts[0].name=ca", "/extraVolumeMounts/0"),
     ] {
@@ -428,6 +492,11 @@ fn the_values_schema_rejects_mistakes() {
     let args = ["template", "x", chart.as_str(), "--kube-version", KUBE_VERSION, "--set", set];
     let err = format!("{:#}", helm.run(&args).expect_err("a sync namespace outside watchNamespace was accepted"));
     assert!(err.contains("mongodb.syncNamespace (elsewhere) must be watchNamespace (music)"), "{err}");
+    // A bot NetworkPolicy needs to know where bots run.
+    let args =
+        ["template", "x", chart.as_str(), "--kube-version", KUBE_VERSION, "--set", "botNetworkPolicy.enabled=true"];
+    let err = format!("{:#}", helm.run(&args).expect_err("a bot NetworkPolicy without namespaces was accepted"));
+    assert!(err.contains("botNetworkPolicy.enabled needs the bots' namespaces"), "{err}");
 }
 
 /// The test API server's version. Built from Go modules without version stamps, it reports

@@ -181,6 +181,68 @@ async fn a_missing_or_bad_token_is_reported_and_fixing_the_secret_starts_the_bot
     assert!(count < 60.0, "{count} reconciles for a few changes: a hot loop?\n{text}");
 }
 
+/// Hostile: a MusicBot editor names a miner as the bot's image.
+#[tokio::test]
+async fn an_image_from_another_repository_is_refused_and_a_fixed_one_runs() {
+    let (cluster, client) = cluster().await;
+    let ns = cluster.namespace(&client, "image").await.unwrap();
+    let defaults = BotDefaults {
+        image: "ghcr.io/acme/bot-runner:1".into(),
+        image_repositories: vec!["registry.internal/music/bot-runner".into()],
+        ..BotDefaults::default()
+    };
+    let _op = start_operator(&client, &ns, defaults);
+    create_secret(&client, &ns, "radio-token", "token", &token_for(CLIENT_ID, "img")).await;
+    let mut miner = spec();
+    miner["pod"] = json!({"image": "registry.example/miner:1"});
+    create_bot(&client, &ns, "radio", miner).await;
+
+    let bots: Api<MusicBot> = Api::namespaced(client.clone(), &ns);
+    let ready_reason = || async {
+        let c = bots.get("radio").await.unwrap().status?.conditions.into_iter().find(|c| c.type_ == "Ready")?;
+        Some((c.reason, c.message))
+    };
+    let refused = |want: &'static str| {
+        let ready_reason = &ready_reason;
+        async move { ready_reason().await.filter(|(r, _)| r == want) }
+    };
+    let (_, message) = eventually("Ready=ImageNotAllowed", || refused("ImageNotAllowed")).await;
+    assert!(message.contains("ghcr.io/acme/bot-runner, registry.internal/music/bot-runner"), "{message}");
+    assert_eq!(phase(&client, &ns, "radio").await, Some(Phase::Failed));
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let note = eventually("an ImageNotAllowed Warning Event", || async {
+        events.list(&ListParams::default()).await.unwrap().items.into_iter().find_map(|e| {
+            let ours = e.regarding.as_ref()?.name.as_deref() == Some("radio");
+            (ours && e.reason.as_deref() == Some("ImageNotAllowed") && e.type_.as_deref() == Some("Warning"))
+                .then_some(e.note?)
+        })
+    })
+    .await;
+    assert!(note.contains("allowed: ghcr.io/acme/bot-runner, registry.internal/music/bot-runner"), "{note}");
+    let stsets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    assert!(stsets.get_opt("radio").await.unwrap().is_none(), "no StatefulSet for a refused image");
+
+    // A listed repository: the bot runs that image.
+    let set_image = |image: &'static str| {
+        let bots = bots.clone();
+        async move {
+            let patch = json!({"spec": {"pod": {"image": image}}});
+            bots.patch("radio", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+        }
+    };
+    set_image("registry.internal/music/bot-runner:2").await;
+    let image_of = |sts: &StatefulSet| {
+        sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].image.clone().unwrap()
+    };
+    assert_eq!(image_of(&statefulset(&client, &ns, "radio").await), "registry.internal/music/bot-runner:2");
+    eventually("pod radio-0", || pod_hash(&client, &ns, "radio-0")).await;
+
+    // Back to the miner: Failed again, and the StatefulSet keeps the image it had.
+    set_image("registry.example/miner:1").await;
+    eventually("Ready=ImageNotAllowed again", || refused("ImageNotAllowed")).await;
+    assert_eq!(image_of(&stsets.get("radio").await.unwrap()), "registry.internal/music/bot-runner:2");
+}
+
 #[tokio::test]
 async fn deleting_a_musicbot_runs_the_finalizer_and_collects_its_children() {
     let (cluster, client) = cluster().await;

@@ -5,6 +5,7 @@ mod events;
 pub mod guard;
 pub mod idle;
 pub mod player;
+pub mod proxy;
 pub mod queue;
 pub mod source;
 

@@ -119,10 +119,18 @@ impl Sources {
     pub fn new(ytdlp: &str, policy: MediaPolicy, limits: Limits) -> Self {
         let policy = Arc::new(policy);
         let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "bot-runner".into());
+        let proxy = match super::proxy::MediaProxy::start(policy.clone(), limits.fetch, limits.resolve) {
+            Ok(proxy) => proxy.url(),
+            Err(e) => {
+                // Fail closed: a proxy port nothing listens on, so yt-dlp reaches nothing.
+                tracing::error!(error = %e, "cannot start the yt-dlp proxy; pages will not play");
+                "http://127.0.0.1:1".into()
+            }
+        };
         Self {
             http: guard::client(policy.clone(), limits.fetch),
             ytdl_program: Box::leak(exe.into_boxed_str()),
-            ytdl_args: crate::sandbox::songbird_args(ytdlp, limits.resolve),
+            ytdl_args: crate::sandbox::songbird_args(ytdlp, limits.resolve, &proxy),
             policy,
             limits,
             in_flight: Arc::new(Semaphore::new(limits.per_process)),

@@ -303,3 +303,49 @@ async fn twenty_hostile_plays_at_once_are_all_answered_and_the_music_elsewhere_g
     assert!(peak < POD_LIMIT, "bot-runner peaked at {} MiB, over the pod's limit", peak >> 20);
     Ok(())
 }
+
+/// A server on loopback that counts the connections made to it and answers none.
+async fn counting_server() -> anyhow::Result<(std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    Ok((addr, hits))
+}
+
+#[tokio::test]
+async fn yt_dlp_cannot_reach_a_page_whose_name_resolves_internally() -> anyhow::Result<()> {
+    // `localhost` is a name, so /play hands it to yt-dlp; only the proxy between yt-dlp and
+    // the network resolves it and sees loopback.
+    let (internal, hits) = counting_server().await?;
+    let sim = world().start().await?;
+    let mut bot = BotProcess::start(&sim, Launch::bot(APP).env("MUSICBOT_MEDIA_ALLOW", "192.0.2.1/32")).await?;
+    bot.wait_ready().await?;
+    let b = sim.bot(&bot.token);
+    let i = b.inject_interaction(play(&format!("http://localhost:{}/page", internal.port())))?;
+    let text = sim.wait_reply(i.id, WAIT).await?.text();
+    assert!(text.contains("couldn't") || text.contains("public addresses"), "{text:?}");
+    assert!(!text.contains("403") && !text.contains("127.0.0.1"), "the reply echoes the refusal: {text:?}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "yt-dlp reached the internal server");
+    Ok(())
+}
+
+#[tokio::test]
+async fn yt_dlp_plays_a_page_by_name_where_its_range_is_allowed() -> anyhow::Result<()> {
+    // The default launch allows loopback (MUSICBOT_MEDIA_ALLOW=127.0.0.0/8): the proxy lets
+    // the same kind of request through, and the page's tone plays.
+    let Scene { sim, tones, bot } = Scene::start(Launch::bot(APP)).await?;
+    let b = sim.bot(&bot.token);
+    let page = tones.page(660, 6).replace("127.0.0.1", "localhost");
+    let reply = sim.wait_reply(b.inject_interaction(play(&page))?.id, WAIT).await?;
+    assert_eq!(reply.text(), "Playing **6**", "{reply:?}");
+    let heard = b.wait_for_audio(GUILD, 2.0, WAIT).await?;
+    assert!(near(heard.dominant_hz, 660.0), "{heard:?}");
+    Ok(())
+}

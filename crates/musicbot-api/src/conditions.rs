@@ -93,6 +93,8 @@ names! {
         ShardsNotReady,
         Suspended,
         TokenNotResolved,
+        /// `spec.pod.image` is not from a repository the operator allows: no pod is made.
+        ImageNotAllowed,
         ImagePullFailed,
         CrashLoopBackOff,
         Unschedulable,

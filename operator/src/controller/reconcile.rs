@@ -40,12 +40,18 @@ pub async fn reconcile(bot: Arc<MusicBot>, ctx: Arc<Context>) -> Result<Action, 
 
 async fn apply(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
     let token = resolve_token(bot, ctx).await?;
-    // Without a usable token there is nothing to run; an existing StatefulSet is left as
-    // it is (its pod still has the last good token) until the Secret is fixed.
-    let statefulset = match &token {
-        Ok(digest) => Some(apply_statefulset(bot, digest, ctx).await?),
-        Err(problem) => {
+    let image = workload::check_image(bot, &ctx.defaults).err();
+    // Without a usable token or with an image that may not run there is nothing to run;
+    // an existing StatefulSet is left as it is (its pod still has the last good token and
+    // image) until the Secret or the spec is fixed.
+    let statefulset = match (&token, &image) {
+        (Ok(digest), None) => Some(apply_statefulset(bot, digest, ctx).await?),
+        (Err(problem), _) => {
             warn!(reason = %problem.reason(), "token not resolved: {problem}");
+            None
+        }
+        (Ok(_), Some(refused)) => {
+            warn!(reason = %Reason::ImageNotAllowed, "{refused}");
             None
         }
     };
@@ -55,8 +61,14 @@ async fn apply(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
     };
     let reports = bot_reports(&pods, ctx).await;
     track_guilds(bot, &reports, ctx).await;
-    let observed =
-        Observed { token: &token, statefulset: statefulset.as_ref(), pods: &pods, reports: &reports, now: now() };
+    let observed = Observed {
+        token: &token,
+        image: image.as_ref(),
+        statefulset: statefulset.as_ref(),
+        pods: &pods,
+        reports: &reports,
+        now: now(),
+    };
     let new_status = status::compute(bot, &observed);
     publish_notices(bot, bot.status.as_ref(), &new_status, ctx).await;
     write_status(bot, &new_status, ctx).await?;

@@ -5,6 +5,7 @@ mod notices;
 mod pods;
 
 use super::token::TokenProblem;
+use super::workload::ImageNotAllowed;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -24,6 +25,8 @@ pub(crate) struct PodReport {
 /// Everything reconcile learned from the cluster and the bot's pods.
 pub(crate) struct Observed<'a> {
     pub token: &'a Result<String, TokenProblem>,
+    /// Set when the bot's image may not run, so its StatefulSet was left as it was.
+    pub image: Option<&'a ImageNotAllowed>,
     pub statefulset: Option<&'a StatefulSet>,
     /// The bot's pods (selected by the StatefulSet's selector labels).
     pub pods: &'a [Pod],
@@ -52,7 +55,7 @@ pub(crate) fn compute(bot: &MusicBot, seen: &Observed) -> MusicBotStatus {
         seen.statefulset.and_then(|s| s.status.as_ref()).and_then(|s| s.ready_replicas).unwrap_or(0).max(0) as u32;
     let crash_looping = old.condition(ConditionType::Ready).is_some_and(|c| c.reason == Reason::CrashLoopBackOff);
     let problems = if bot.spec.suspended { Vec::new() } else { pod_problems(seen.pods, crash_looping) };
-    let phase = phase(bot, seen.token, ready, &problems);
+    let phase = phase(bot, seen, ready, &problems);
 
     let mut verdicts = vec![
         (ConditionType::TokenResolved, token_verdict(seen.token)),
@@ -78,14 +81,17 @@ pub(crate) fn compute(bot: &MusicBot, seen: &Observed) -> MusicBotStatus {
         guilds: sum(|r| r.guilds),
         users: sum(|r| r.users),
         voice_connections: sum(|r| r.voice_connections),
-        pod_name: (seen.statefulset.is_some() && phase != Phase::Suspended && seen.token.is_ok())
-            .then(|| format!("{}-0", bot.metadata.name.clone().unwrap_or_default())),
+        pod_name: (seen.statefulset.is_some()
+            && phase != Phase::Suspended
+            && seen.token.is_ok()
+            && seen.image.is_none())
+        .then(|| format!("{}-0", bot.metadata.name.clone().unwrap_or_default())),
         ready_shards: seen.statefulset.map(|_| ready),
     }
 }
 
-fn phase(bot: &MusicBot, token: &Result<String, TokenProblem>, ready: u32, problems: &[PodProblem]) -> Phase {
-    if token.is_err() {
+fn phase(bot: &MusicBot, seen: &Observed, ready: u32, problems: &[PodProblem]) -> Phase {
+    if seen.token.is_err() || seen.image.is_some() {
         Phase::Failed
     } else if bot.spec.suspended {
         Phase::Suspended
@@ -116,6 +122,9 @@ fn ready_verdict(phase: Phase, seen: &Observed, ready: u32, shards: u32, problem
             Verdict::new(Some(true), Reason::AllShardsReady, format!("{ready}/{shards} shards ready"))
         }
         (Phase::Suspended, _) => Verdict::new(Some(false), Reason::Suspended, "spec.suspended is true"),
+        (Phase::Failed, _) if let Some(image) = seen.image => {
+            Verdict::new(Some(false), Reason::ImageNotAllowed, image.to_string())
+        }
         (Phase::Failed, _) if seen.token.is_err() => {
             Verdict::new(Some(false), Reason::TokenNotResolved, "the bot cannot start until its token resolves")
         }

@@ -26,6 +26,7 @@ impl Notice {
 pub(crate) fn notices(old: Option<&MusicBotStatus>, new: &MusicBotStatus) -> Vec<Notice> {
     let mut out = Vec::new();
     out.extend(token_notice(old, new));
+    out.extend(image_notice(old, new));
     out.extend(phase_notice(old.and_then(|s| s.phase), new));
     out.extend(pod_problem_notice(old, new));
     out.extend(gateway_notice(old, new));
@@ -46,6 +47,15 @@ fn token_notice(old: Option<&MusicBotStatus>, new: &MusicBotStatus) -> Option<No
     } else {
         None
     }
+}
+
+/// Once when the image is refused (the message names the allowed repositories), not on
+/// every reconcile while it stays refused.
+fn image_notice(old: Option<&MusicBotStatus>, new: &MusicBotStatus) -> Option<Notice> {
+    let ready = new.condition(ConditionType::Ready).filter(|c| c.reason == Reason::ImageNotAllowed)?;
+    cond(old, ConditionType::Ready)
+        .is_none_or(|o| o.reason != ready.reason || o.message != ready.message)
+        .then(|| Notice::warning(Reason::ImageNotAllowed, ready.message.clone()))
 }
 
 fn phase_notice(old_phase: Option<Phase>, new: &MusicBotStatus) -> Option<Notice> {

@@ -36,8 +36,10 @@ fn t(s: i64) -> Time {
 #[test]
 fn a_missing_secret_fails_the_bot_with_a_reason() {
     let token = Err(TokenProblem::SecretNotFound("t".into()));
-    let s =
-        compute(&bot(None, false), &Observed { token: &token, statefulset: None, pods: &[], reports: &[], now: t(1) });
+    let s = compute(
+        &bot(None, false),
+        &Observed { token: &token, image: None, statefulset: None, pods: &[], reports: &[], now: t(1) },
+    );
     assert_eq!(s.phase, Some(Phase::Failed));
     let c = cond(&s, ConditionType::TokenResolved);
     assert_eq!(says(c), (ConditionStatus::False, Reason::SecretNotFound));
@@ -52,7 +54,7 @@ fn phase_follows_ready_shards_and_counts_sum_reports() {
     let token = Ok("d".to_string());
     let pending = compute(
         &bot(None, false),
-        &Observed { token: &token, statefulset: Some(&sts(0)), pods: &[], reports: &[], now: t(1) },
+        &Observed { token: &token, image: None, statefulset: Some(&sts(0)), pods: &[], reports: &[], now: t(1) },
     );
     assert_eq!(pending.phase, Some(Phase::Pending));
     assert_eq!(cond(&pending, ConditionType::GatewayConnected).status, ConditionStatus::Unknown);
@@ -69,7 +71,7 @@ fn phase_follows_ready_shards_and_counts_sum_reports() {
     }];
     let running = compute(
         &bot(Some(pending.clone()), false),
-        &Observed { token: &token, statefulset: Some(&sts(1)), pods: &[], reports: &reports, now: t(2) },
+        &Observed { token: &token, image: None, statefulset: Some(&sts(1)), pods: &[], reports: &reports, now: t(2) },
     );
     assert_eq!(running.phase, Some(Phase::Running));
     assert_eq!((running.guilds, running.users, running.voice_connections), (Some(5), Some(1250), Some(2)));
@@ -82,7 +84,7 @@ fn phase_follows_ready_shards_and_counts_sum_reports() {
     // A steady state publishes nothing.
     let again = compute(
         &bot(Some(running.clone()), false),
-        &Observed { token: &token, statefulset: Some(&sts(1)), pods: &[], reports: &reports, now: t(3) },
+        &Observed { token: &token, image: None, statefulset: Some(&sts(1)), pods: &[], reports: &reports, now: t(3) },
     );
     assert_eq!(again, running);
     assert!(notices(Some(&running), &again).is_empty());
@@ -93,13 +95,13 @@ fn suspension_and_resumption_are_reported() {
     let token = Ok("d".to_string());
     let suspended = compute(
         &bot(None, true),
-        &Observed { token: &token, statefulset: Some(&sts(0)), pods: &[], reports: &[], now: t(0) },
+        &Observed { token: &token, image: None, statefulset: Some(&sts(0)), pods: &[], reports: &[], now: t(0) },
     );
     assert_eq!(suspended.phase, Some(Phase::Suspended));
     assert_eq!(cond(&suspended, ConditionType::Ready).reason, Reason::Suspended);
     let resumed = compute(
         &bot(Some(suspended.clone()), false),
-        &Observed { token: &token, statefulset: Some(&sts(0)), pods: &[], reports: &[], now: t(0) },
+        &Observed { token: &token, image: None, statefulset: Some(&sts(0)), pods: &[], reports: &[], now: t(0) },
     );
     let reasons: Vec<_> = notices(Some(&suspended), &resumed).into_iter().map(|n| n.reason).collect();
     assert_eq!(reasons, [Reason::Resumed]);
@@ -108,12 +110,14 @@ fn suspension_and_resumption_are_reported() {
 #[test]
 fn a_fixed_token_is_announced() {
     let bad = Err(TokenProblem::Empty { secret: "t".into(), key: "token".into() });
-    let failed =
-        compute(&bot(None, false), &Observed { token: &bad, statefulset: None, pods: &[], reports: &[], now: t(0) });
+    let failed = compute(
+        &bot(None, false),
+        &Observed { token: &bad, image: None, statefulset: None, pods: &[], reports: &[], now: t(0) },
+    );
     let good = Ok("d".to_string());
     let fixed = compute(
         &bot(Some(failed.clone()), false),
-        &Observed { token: &good, statefulset: Some(&sts(0)), pods: &[], reports: &[], now: t(0) },
+        &Observed { token: &good, image: None, statefulset: Some(&sts(0)), pods: &[], reports: &[], now: t(0) },
     );
     assert!(notices(Some(&failed), &fixed).iter().any(|n| n.reason == Reason::TokenResolved && !n.warning));
 }
@@ -122,7 +126,7 @@ fn a_fixed_token_is_announced() {
 fn synced_follows_the_sync_annotations_and_is_absent_without_them() {
     use musicbot_api::labels::{SYNC_ERROR, SYNCED_AT, SYNCED_FROM};
     let token = Ok("d".to_string());
-    let seen = |now: Time| Observed { token: &token, statefulset: None, pods: &[], reports: &[], now };
+    let seen = |now: Time| Observed { token: &token, image: None, statefulset: None, pods: &[], reports: &[], now };
     let hand_made = compute(&bot(None, false), &seen(t(0)));
     assert!(hand_made.conditions.iter().all(|c| c.type_ != ConditionType::Synced));
 
@@ -171,7 +175,7 @@ fn waiting(reason: &str, message: &str, last: Option<serde_json::Value>) -> serd
 
 fn observe(b: &MusicBot, pods: &[Pod], reports: &[PodReport], now: Time) -> MusicBotStatus {
     let token = Ok("d".to_string());
-    compute(b, &Observed { token: &token, statefulset: Some(&sts(0)), pods, reports, now })
+    compute(b, &Observed { token: &token, image: None, statefulset: Some(&sts(0)), pods, reports, now })
 }
 
 #[test]
@@ -257,7 +261,7 @@ fn a_crash_loop_stays_one_problem_while_the_kubelet_restarts_the_container() {
     let token = Ok("d".to_string());
     let s = compute(
         &bot(Some(last), false),
-        &Observed { token: &token, statefulset: Some(&sts(1)), pods: &[ready], reports: &[], now: t(3) },
+        &Observed { token: &token, image: None, statefulset: Some(&sts(1)), pods: &[ready], reports: &[], now: t(3) },
     );
     assert_eq!(s.phase, Some(Phase::Running));
 }
@@ -301,8 +305,10 @@ fn one_broken_shard_of_two_degrades_the_bot_and_names_the_pod() {
     b.spec.shards = 2;
     let token = Ok("d".to_string());
     let broken = pod("radio-1", waiting("CreateContainerConfigError", "configmap \"corp-ca\" not found", None));
-    let s =
-        compute(&b, &Observed { token: &token, statefulset: Some(&sts(1)), pods: &[broken], reports: &[], now: t(0) });
+    let s = compute(
+        &b,
+        &Observed { token: &token, image: None, statefulset: Some(&sts(1)), pods: &[broken], reports: &[], now: t(0) },
+    );
     assert_eq!(s.phase, Some(Phase::Degraded));
     let ready = cond(&s, ConditionType::Ready);
     assert_eq!(ready.reason, Reason::ContainerConfigError);
@@ -353,4 +359,23 @@ fn quotes_are_clipped_on_a_character_boundary() {
     let clipped = clip(&long);
     assert_eq!(clipped.chars().count(), QUOTE_LIMIT + 1);
     assert!(clipped.ends_with('…'));
+}
+
+#[test]
+fn a_refused_image_fails_the_bot_once_with_the_allowed_repositories() {
+    let token = Ok("d".to_string());
+    let refused =
+        ImageNotAllowed { image: "registry.example/miner:1".into(), allowed: vec!["ghcr.io/acme/bot-runner".into()] };
+    let seen = |now| Observed { token: &token, image: Some(&refused), statefulset: None, pods: &[], reports: &[], now };
+    let failed = compute(&bot(None, false), &seen(t(1)));
+    assert_eq!(failed.phase, Some(Phase::Failed));
+    let ready = cond(&failed, ConditionType::Ready);
+    assert_eq!(says(ready), (ConditionStatus::False, Reason::ImageNotAllowed));
+    assert!(ready.message.contains("allowed: ghcr.io/acme/bot-runner"), "{}", ready.message);
+    assert_eq!(failed.pod_name, None);
+    let n = notices(None, &failed);
+    assert!(n.iter().any(|n| n.warning && n.reason == Reason::ImageNotAllowed && n.note == ready.message), "{n:?}");
+    // Still refused on the next reconcile: no second Event.
+    let again = compute(&bot(Some(failed.clone()), false), &seen(t(2)));
+    assert!(notices(Some(&failed), &again).is_empty());
 }

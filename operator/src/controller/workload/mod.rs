@@ -16,6 +16,9 @@ use musicbot_api::env::{BotEnv, CA_MOUNT_DIR, LogFormat, TOKEN_MOUNT_DIR};
 use musicbot_api::labels::{self, CONFIG_HASH_ANNOTATION, selector_labels};
 use std::collections::BTreeMap;
 
+mod image;
+pub(crate) use image::{ImageNotAllowed, check as check_image};
+
 /// How long the startup probe's `/ready` request waits for the gateway (bot-runner holds
 /// it that long), within the probe's timeout.
 const STARTUP_PROBE_PATH: &str = "/ready?wait=9";
@@ -27,6 +30,8 @@ const HTTP_PORT_NAME: &str = "http";
 #[derive(Clone, Debug)]
 pub struct BotDefaults {
     pub image: String,
+    /// Repositories bot images may come from besides `image`'s (`--bot-image-repositories`).
+    pub image_repositories: Vec<String>,
     pub image_pull_policy: Option<ImagePullPolicy>,
     pub resources: ResourceRequirements,
     /// Port bot-runner serves /health, /ready, /metrics and /status on.
@@ -56,6 +61,7 @@ impl Default for BotDefaults {
     fn default() -> Self {
         Self {
             image: "ghcr.io/musicbot-operator/bot-runner:latest".into(),
+            image_repositories: Vec::new(),
             image_pull_policy: None,
             resources: ResourceRequirements {
                 requests: Some(quantities([("cpu", "50m"), ("memory", "48Mi")])),
