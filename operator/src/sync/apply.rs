@@ -228,6 +228,30 @@ impl KubeSide {
     }
 }
 
+impl KubeSide {
+    /// A Warning Event on a synced MusicBot whose deletion is held, where `kubectl describe`
+    /// shows it.
+    pub(crate) async fn held(&self, name: &str, note: &str) {
+        let regarding = ObjectReference {
+            api_version: Some(MusicBot::api_version(&()).into_owned()),
+            kind: Some(MusicBot::kind(&()).into_owned()),
+            name: Some(name.into()),
+            namespace: Some(self.namespace.clone()),
+            ..Default::default()
+        };
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "MassDeletionHeld".into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Sync".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &regarding).await {
+            debug!("could not publish Event MassDeletionHeld: {e}");
+        }
+    }
+}
+
 fn only(uid: Option<String>) -> DeleteParams {
     DeleteParams { preconditions: Some(Preconditions { uid, resource_version: None }), ..DeleteParams::background() }
 }

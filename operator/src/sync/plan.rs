@@ -279,6 +279,13 @@ pub(crate) fn decide(mirror: &Mirror, collection: &str, name: &str, applied: Opt
     }
 }
 
+/// Whether deleting `deleting` synced MusicBots out of `fleet` is a mass deletion, held until
+/// an override: more than `max_percent` of the fleet, or all of it. One bot at a time always
+/// goes, or removing the last record of a one-bot fleet would need the override too.
+pub(crate) fn is_mass_deletion(deleting: usize, fleet: usize, max_percent: u8) -> bool {
+    deleting > 1 && (deleting >= fleet || deleting * 100 > fleet * usize::from(max_percent))
+}
+
 /// MusicBot names a change of record `key` may affect: its old and new client ids, and any
 /// MusicBot that came from it.
 pub(crate) fn affected<'a>(
@@ -402,6 +409,18 @@ mod tests {
         assert!(why.contains("isActive"), "{why}");
         let marked = Applied { invalid: Some(why), ..applied };
         assert_eq!(decide(&m, "MusicBotDB", &name, Some(&marked)), None, "marked once");
+    }
+
+    #[test]
+    fn a_large_share_of_the_fleet_is_a_mass_deletion() {
+        assert!(!is_mass_deletion(0, 10, 50));
+        assert!(!is_mass_deletion(1, 10, 50), "a small deletion goes");
+        assert!(!is_mass_deletion(5, 10, 50), "exactly the share goes");
+        assert!(is_mass_deletion(6, 10, 50));
+        assert!(is_mass_deletion(10, 10, 100), "all of them is held whatever the share");
+        assert!(is_mass_deletion(2, 2, 50));
+        assert!(!is_mass_deletion(1, 1, 50), "the one bot of a fleet of one goes");
+        assert!(is_mass_deletion(2, 100, 0), "0 %: anything but one at a time is held");
     }
 
     #[test]
