@@ -360,6 +360,14 @@ mod tests {
         } else {
             panic!("a token of another application must not parse");
         }
+        // `enc:` before a plaintext token: it does not decrypt, and is not quoted either.
+        let prefixed = format!("enc:{}", token(A, "very-secret-tail"));
+        for c in [None, Some(&c)] {
+            let Parsed::Bad { problem, .. } = parse(&doc! {"_id": oid(1), "clientId": A, "token": &prefixed}, c) else {
+                panic!("an `enc:` value that is no ciphertext must not parse")
+            };
+            assert!(!problem.to_string().contains("very-secret-tail"), "{problem}");
+        }
     }
 
     #[test]
