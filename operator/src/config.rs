@@ -145,7 +145,7 @@ pub struct SyncArgs {
     #[arg(long, env = "MUSICBOT_SYNC_STATE_COLLECTION", default_value = "MusicBotOperatorSync")]
     pub sync_state_collection: String,
 
-    /// Deleting more than this percentage of the synced MusicBots at once (or all of them, e.g.
+    /// Deleting or deactivating more than this percentage of the synced MusicBots at once (or all of them, e.g.
     /// an emptied or renamed collection) is held until --sync-allow-mass-delete.
     #[arg(long, env = "MUSICBOT_SYNC_MAX_DELETE_PERCENT", default_value_t = 50,
           value_parser = clap::value_parser!(u8).range(0..=100))]

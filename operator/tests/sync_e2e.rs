@@ -425,6 +425,23 @@ async fn a_wiped_or_misnamed_collection_deletes_nothing_until_allowed() {
     bots(&db).delete_one(doc! {"clientId": &ids[0]}).await.unwrap();
     eventually("1 of 10 deleted", count(9)).await;
     assert_eq!(sync.metric("musicbot_operator_sync_deletions_held"), 0.0);
+
+    // Every record deactivated at once stops the fleet as surely: held the same way. With
+    // the deletion a moment ago, 4 more of the 10 may stop; the other 5 are held.
+    let suspended = || async {
+        let list = Api::<MusicBot>::namespaced(client.clone(), &ns).list(&ListParams::default()).await.unwrap();
+        list.items.iter().filter(|b| b.spec.suspended).count()
+    };
+    bots(&db).update_many(doc! {}, doc! {"$set": {"isActive": false}}).await.unwrap();
+    eventually("5 held", || async { (sync.metric("musicbot_operator_sync_deletions_held") == 5.0).then_some(()) })
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(suspended().await, 4, "a mass deactivation stopped the fleet");
+    // Active again: nothing is held, nothing suspended.
+    bots(&db).update_many(doc! {}, doc! {"$set": {"isActive": true}}).await.unwrap();
+    eventually("all running again", || async { (suspended().await == 0).then_some(()) }).await;
+    eventually("none held", || async { (sync.metric("musicbot_operator_sync_deletions_held") == 0.0).then_some(()) })
+        .await;
     sync.stop().await;
 
     // The settings name a collection that does not exist: its resync would delete all 9.

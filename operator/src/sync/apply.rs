@@ -85,6 +85,7 @@ impl KubeSide {
                 hash: annotations.get(SYNC_HASH).cloned().unwrap_or_default(),
                 invalid: annotations.get(SYNC_ERROR).cloned(),
                 secret: managed_secrets.contains(&desired::secret_name(&name)),
+                suspended: bot.spec.suspended,
             };
             applied.insert(name, entry);
         }
@@ -111,6 +112,7 @@ impl KubeSide {
                     hash: want.hash.clone(),
                     invalid: None,
                     secret: true,
+                    suspended: want.suspended,
                 }))
             }
             Step::MarkInvalid(why) => {
@@ -120,6 +122,7 @@ impl KubeSide {
                     hash: String::new(),
                     invalid: None,
                     secret: true,
+                    suspended: false,
                 });
                 applied.invalid = Some(why);
                 Ok(Outcome::Applied(applied))

@@ -88,7 +88,7 @@ impl SyncMetrics {
         registry.register("sync_up", "1 while the sync follows MongoDB (change stream open or polling)", m.up.clone());
         registry.register(
             "sync_deletions_held",
-            "Synced MusicBots whose record is gone but whose deletion is held as a mass deletion",
+            "Synced MusicBots whose record is gone or deactivated, held as a mass deletion",
             m.deletions_held.clone(),
         );
         registry.register("assignments", "Guild assignment requests by result", m.assignments.clone());

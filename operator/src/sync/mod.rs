@@ -22,7 +22,7 @@ use mongodb::bson::{Bson, Document, doc};
 use mongodb::{Collection, Database};
 use musicbot_db::{Collections, TokenCipher};
 use plan::{Applied, Mirror, Parsed, Problem, SkipReason, Step};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -203,8 +203,10 @@ struct Syncer {
     plaintext_warned: HashSet<String>,
     /// Synced MusicBots whose record is gone but whose deletion is held (a mass deletion).
     held: BTreeSet<String>,
-    /// When the latest deletions were made, within [`DELETION_WINDOW`].
-    recent_deletes: VecDeque<Instant>,
+    /// MusicBots deleted or deactivated within [`DELETION_WINDOW`]: when, and whether
+    /// deleted (which took the bot out of `applied`). By name, so a bot deactivated and then
+    /// deleted counts once.
+    recent_deletes: HashMap<String, (Instant, bool)>,
     max_delete_percent: u8,
     allow_mass_delete: bool,
     metrics: Arc<Metrics>,
@@ -232,7 +234,7 @@ impl Syncer {
             reported: HashMap::new(),
             plaintext_warned: HashSet::new(),
             held: BTreeSet::new(),
-            recent_deletes: VecDeque::new(),
+            recent_deletes: HashMap::new(),
             max_delete_percent: settings.max_delete_percent.min(100),
             allow_mass_delete: settings.allow_mass_delete,
             metrics,
@@ -339,21 +341,30 @@ impl Syncer {
         self.metrics.sync.set_records(self.applied.len(), plaintext);
     }
 
-    /// Takes the deletions out of `steps` when they are too many at once (see
-    /// [`plan::is_mass_deletion`]), and reports what is held.
+    /// Takes the deletions (and deactivations, which stop a bot as surely) out of `steps`
+    /// when they are too many at once (see [`plan::is_mass_deletion`]), and reports what is
+    /// held.
     async fn hold_mass_deletion(&mut self, steps: Vec<Planned>) -> Vec<Planned> {
-        while self.recent_deletes.front().is_some_and(|t| t.elapsed() > DELETION_WINDOW) {
-            self.recent_deletes.pop_front();
-        }
-        let deleting = steps.iter().filter(|p| p.step == Step::Delete).count();
-        let recent = self.recent_deletes.len();
-        // The fleet as it was before the recent deletions.
-        let fleet = self.applied.len() + recent;
+        self.recent_deletes.retain(|_, (t, _)| t.elapsed() <= DELETION_WINDOW);
+        let removes = |p: &Planned| match &p.step {
+            Step::Delete => true,
+            Step::Apply(want) => want.suspended && p.current.as_ref().is_some_and(|c| !c.suspended),
+            Step::MarkInvalid(_) => false,
+        };
+        let removing: BTreeSet<&str> = steps.iter().filter(|p| removes(p)).map(|p| p.name.as_str()).collect();
+        let deleting = removing.len();
+        let recent = self.recent_deletes.keys().filter(|n| !removing.contains(n.as_str())).count();
+        // The fleet as it was before the recent deletions (deactivated bots are still in it).
+        let gone = self.recent_deletes.iter().filter(|(n, (_, deleted))| *deleted && !self.applied.contains_key(*n));
+        let fleet = self.applied.len() + gone.count();
         let hold = deleting > 0
             && !self.allow_mass_delete
             && plan::is_mass_deletion(recent + deleting, fleet, self.max_delete_percent);
-        let (held, steps): (Vec<Planned>, Vec<Planned>) =
-            steps.into_iter().partition(|p| hold && p.step == Step::Delete);
+        let (held, steps): (Vec<Planned>, Vec<Planned>) = steps.into_iter().partition(|p| hold && removes(p));
+        // Counted when tried: one that fails still counts, erring on holding.
+        for p in steps.iter().filter(|p| removes(p)) {
+            self.recent_deletes.insert(p.name.clone(), (Instant::now(), p.step == Step::Delete));
+        }
         let held: BTreeSet<String> = held.into_iter().map(|p| p.name).collect();
         if held != self.held {
             self.report_held(&held, recent + deleting, fleet).await;
@@ -375,13 +386,14 @@ impl Syncer {
             deleting,
             fleet,
             max_percent = percent,
-            "the records of {deleting} of {fleet} synced MusicBots are gone: holding their deletion as a mass \
-             deletion (an emptied or renamed collection?); restore the records, or restart with \
-             --sync-allow-mass-delete to delete them"
+            "the records of {deleting} of {fleet} synced MusicBots are gone or deactivated: holding that as a \
+             mass deletion (an emptied or renamed collection?); restore the records, or restart with \
+             --sync-allow-mass-delete to let it go"
         );
         let note = format!(
-            "its record is gone from {}, as are those of {deleting} of {fleet} synced MusicBots (more than \
-             {percent} %): the deletion is held; restore the records, or let it go with --sync-allow-mass-delete",
+            "its record is gone from {} or deactivated, as are those of {deleting} of {fleet} synced MusicBots \
+             (more than {percent} %): its deletion or suspension is held; restore the records, or let it go \
+             with --sync-allow-mass-delete",
             self.collection
         );
         for name in held.difference(&self.held) {
@@ -421,7 +433,6 @@ impl Syncer {
             Ok(Outcome::Deleted) => {
                 self.metrics.sync.write(op);
                 info!(musicbot = %name, "record gone: deleted its MusicBot and Secret");
-                self.recent_deletes.push_back(Instant::now());
                 self.applied.remove(&name);
                 self.dirty.remove(&name);
             }

@@ -239,6 +239,8 @@ pub(crate) struct Applied {
     pub(crate) invalid: Option<String>,
     /// Whether its token Secret exists.
     pub(crate) secret: bool,
+    /// Its `spec.suspended`: a deactivated record's bot runs no pod.
+    pub(crate) suspended: bool,
 }
 
 /// One thing to do for one MusicBot name.
@@ -390,7 +392,13 @@ mod tests {
         let m = Mirror::from_records([good(1, A, "t")]);
         let name = desired::bot_name(A);
         let Some(Step::Apply(d)) = decide(&m, "MusicBotDB", &name, None) else { panic!("a new record is applied") };
-        let applied = Applied { record_key: oid(1).to_hex(), hash: d.hash.clone(), invalid: None, secret: true };
+        let applied = Applied {
+            record_key: oid(1).to_hex(),
+            hash: d.hash.clone(),
+            invalid: None,
+            secret: true,
+            suspended: false,
+        };
         assert_eq!(decide(&m, "MusicBotDB", &name, Some(&applied)), None, "unchanged: no write");
         let no_secret = Applied { secret: false, ..applied.clone() };
         assert!(
@@ -408,7 +416,8 @@ mod tests {
     #[test]
     fn an_invalid_edit_keeps_the_last_good_version_running() {
         let name = desired::bot_name(A);
-        let applied = Applied { record_key: oid(1).to_hex(), hash: "h".into(), invalid: None, secret: true };
+        let applied =
+            Applied { record_key: oid(1).to_hex(), hash: "h".into(), invalid: None, secret: true, suspended: false };
         let bad = parse(&doc! {"_id": oid(1), "clientId": A, "token": "t", "isActive": "no"}, None);
         let m = Mirror::from_records([(oid(1).to_hex(), bad)]);
         let Some(Step::MarkInvalid(why)) = decide(&m, "MusicBotDB", &name, Some(&applied)) else {
@@ -437,7 +446,7 @@ mod tests {
         let (_, new) = good(1, B, "t");
         let applied = BTreeMap::from([(
             desired::bot_name(A),
-            Applied { record_key: key.clone(), hash: "h".into(), invalid: None, secret: true },
+            Applied { record_key: key.clone(), hash: "h".into(), invalid: None, secret: true, suspended: false },
         )]);
         let names = affected(&key, Some(&old), Some(&new), applied.iter());
         assert_eq!(names, BTreeSet::from([desired::bot_name(A), desired::bot_name(B)]));
