@@ -145,6 +145,16 @@ pub struct SyncArgs {
     #[arg(long, env = "MUSICBOT_SYNC_STATE_COLLECTION", default_value = "MusicBotOperatorSync")]
     pub sync_state_collection: String,
 
+    /// Deleting or deactivating more than this percentage of the synced MusicBots at once (or all of them, e.g.
+    /// an emptied or renamed collection) is held until --sync-allow-mass-delete.
+    #[arg(long, env = "MUSICBOT_SYNC_MAX_DELETE_PERCENT", default_value_t = 50,
+          value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub sync_max_delete_percent: u8,
+
+    /// Let held mass deletions go through (set it, restart, then unset it).
+    #[arg(long, env = "MUSICBOT_SYNC_ALLOW_MASS_DELETE")]
+    pub sync_allow_mass_delete: bool,
+
     /// Seconds an assigned bot's invite stays PENDING_INVITE before it becomes FAILED.
     #[arg(long, env = "MUSICBOT_INVITE_TIMEOUT_SECONDS", default_value_t = 3600)]
     pub invite_timeout_seconds: u64,

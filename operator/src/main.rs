@@ -239,6 +239,8 @@ fn sync_settings(config: &Config, collections: musicbot_db::Collections) -> sync
         poll_interval: Duration::from_secs(config.sync.sync_poll_interval_seconds.max(1)),
         resync_interval: Duration::from_secs(config.sync.sync_resync_interval_seconds.max(10)),
         instance: Some(config.identity()),
+        max_delete_percent: config.sync.sync_max_delete_percent,
+        allow_mass_delete: config.sync.sync_allow_mass_delete,
     }
 }
 

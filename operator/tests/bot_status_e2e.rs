@@ -254,3 +254,91 @@ async fn image_pull_failures_crash_loops_and_unschedulable_pods_show_in_status_a
         .sum();
     assert_eq!(errors, 0.0);
 }
+
+/// *Hostile*: a pod answering `/status` with a redirect (say, to an address only the
+/// operator reaches) or with a huge answer: the redirect is not followed, the huge answer is
+/// cut and ignored; neither makes it into the status. A normal answer then does.
+#[tokio::test]
+async fn a_status_answer_that_redirects_or_is_huge_is_ignored() {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    let (cluster, client) = cluster().await;
+    let ns = cluster.namespace(&client, "status-hostile").await.unwrap();
+    // Where the redirect points: it would report 99 guilds.
+    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target_url = format!("http://{}/status", target.local_addr().unwrap());
+    let target_hits = Arc::new(AtomicUsize::new(0));
+    let hits = target_hits.clone();
+    tokio::spawn(async move {
+        let app = axum::Router::new().route(
+            "/status",
+            get(move || async move {
+                hits.fetch_add(1, SeqCst);
+                Json(StatusReport { guilds: 99, ..Default::default() })
+            }),
+        );
+        axum::serve(target, app).await.unwrap();
+    });
+    // The pod's own endpoint: mode 0 redirects, 1 answers 2 MiB, 2 answers normally.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (mode, pod_hits) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (m, hits) = (mode.clone(), pod_hits.clone());
+    tokio::spawn(async move {
+        let app = axum::Router::new().route(
+            "/status",
+            get(move || {
+                let (m, hits, target_url) = (m.clone(), hits.clone(), target_url.clone());
+                async move {
+                    hits.fetch_add(1, SeqCst);
+                    match m.load(SeqCst) {
+                        0 => (StatusCode::FOUND, [(header::LOCATION, target_url)]).into_response(),
+                        1 => {
+                            let mut big =
+                                serde_json::to_value(StatusReport { guilds: 55, ..Default::default() }).unwrap();
+                            big["padding"] = json!("x".repeat(2 << 20));
+                            Json(big).into_response()
+                        }
+                        _ => Json(StatusReport { guilds: 7, ..Default::default() }).into_response(),
+                    }
+                }
+            }),
+        );
+        axum::serve(listener, app).await.unwrap();
+    });
+    let _op = start_operator(&client, &ns, BotDefaults { http_port: port, ..BotDefaults::default() });
+    create_secret(&client, &ns, "radio-token", "token", &token_for(CLIENT_ID, "st")).await;
+    create_bot(&client, &ns, "radio", json!({"clientId": CLIENT_ID, "tokenSecretRef": {"name": "radio-token"}})).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    eventually("pod radio-0", || async { pods.get_opt("radio-0").await.unwrap() }).await;
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let kubelet = json!({"status": {
+        "phase": "Running", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}],
+        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]
+    }});
+    pods.patch_status("radio-0", &PatchParams::default(), &Patch::Merge(kubelet)).await.unwrap();
+    let bots: Api<MusicBot> = Api::namespaced(client.clone(), &ns);
+    let guilds = || async { bots.get("radio").await.unwrap().status.and_then(|s| s.guilds) };
+    let asked = |n: usize| {
+        let hits = pod_hits.clone();
+        move || {
+            let hits = hits.clone();
+            async move { (hits.load(SeqCst) >= n).then_some(()) }
+        }
+    };
+
+    eventually("the operator asks (redirect)", asked(3)).await;
+    assert_eq!(target_hits.load(SeqCst), 0, "the operator followed the redirect");
+    assert_eq!(guilds().await, None);
+
+    mode.store(1, SeqCst);
+    let seen = pod_hits.load(SeqCst);
+    eventually("the operator asks (huge)", asked(seen + 3)).await;
+    assert_eq!(guilds().await, None, "a 2 MiB answer was read");
+
+    mode.store(2, SeqCst);
+    eventually("a normal answer counts", || async { (guilds().await == Some(7)).then_some(()) }).await;
+}

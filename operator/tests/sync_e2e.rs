@@ -388,3 +388,96 @@ async fn polling_follows_the_records_where_change_streams_are_not_used() {
     assert!(sync.metric(r#"musicbot_operator_sync_resyncs_total{reason="poll"}"#) >= 2.0);
     sync.stop().await;
 }
+
+async fn held_event_subjects(client: &Client, ns: &str) -> BTreeSet<String> {
+    let events = Api::<Event>::namespaced(client.clone(), ns).list(&ListParams::default()).await.unwrap();
+    events
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("MassDeletionHeld"))
+        .filter_map(|e| e.regarding?.name)
+        .collect()
+}
+
+/// *Hostile*: a collection emptied, or a misnamed one, must not wipe the fleet.
+#[tokio::test]
+async fn a_wiped_or_misnamed_collection_deletes_nothing_until_allowed() {
+    let (cluster, client) = cluster().await;
+    let ns = cluster.namespace(&client, "sync-wipe").await.unwrap();
+    let db = database(MongoServer::shared().await, "wipe").await;
+    let ids: Vec<String> = (0..10).map(|i| format!("6000000000000000{i:02}")).collect();
+    let all: BTreeSet<String> = ids.iter().map(|c| format!("bot-{c}")).collect();
+    let count = |n: usize| {
+        let (client, ns) = (client.clone(), ns.clone());
+        move || {
+            let (client, ns) = (client.clone(), ns.clone());
+            async move { (synced_names(&client, &ns).await.len() == n).then_some(()) }
+        }
+    };
+
+    let sync = start_sync(&client, &db, None, sync_settings(&ns, SyncMode::Watch));
+    eventually("the change stream open", || async { (sync.metric("musicbot_operator_sync_up") == 1.0).then_some(()) })
+        .await;
+    bots(&db).insert_many(ids.iter().map(|c| record(c, c, &token_for(c, "p")))).await.unwrap();
+    eventually("10 synced", count(10)).await;
+
+    // A small deletion (1 of 10) goes through.
+    bots(&db).delete_one(doc! {"clientId": &ids[0]}).await.unwrap();
+    eventually("1 of 10 deleted", count(9)).await;
+    assert_eq!(sync.metric("musicbot_operator_sync_deletions_held"), 0.0);
+
+    // Every record deactivated at once stops the fleet as surely: held the same way. With
+    // the deletion a moment ago, 4 more of the 10 may stop; the other 5 are held.
+    let suspended = || async {
+        let list = Api::<MusicBot>::namespaced(client.clone(), &ns).list(&ListParams::default()).await.unwrap();
+        list.items.iter().filter(|b| b.spec.suspended).count()
+    };
+    bots(&db).update_many(doc! {}, doc! {"$set": {"isActive": false}}).await.unwrap();
+    eventually("5 held", || async { (sync.metric("musicbot_operator_sync_deletions_held") == 5.0).then_some(()) })
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(suspended().await, 4, "a mass deactivation stopped the fleet");
+    // Active again: nothing is held, nothing suspended.
+    bots(&db).update_many(doc! {}, doc! {"$set": {"isActive": true}}).await.unwrap();
+    eventually("all running again", || async { (suspended().await == 0).then_some(()) }).await;
+    eventually("none held", || async { (sync.metric("musicbot_operator_sync_deletions_held") == 0.0).then_some(()) })
+        .await;
+    sync.stop().await;
+
+    // The settings name a collection that does not exist: its resync would delete all 9.
+    let mut misnamed = sync_settings(&ns, SyncMode::Watch);
+    misnamed.collections.bots = "MusicBotsDB".into();
+    let sync = start_sync(&client, &db, None, misnamed);
+    eventually("9 held", || async { (sync.metric("musicbot_operator_sync_deletions_held") == 9.0).then_some(()) })
+        .await;
+    assert_eq!(synced_names(&client, &ns).await.len(), 9, "a misnamed collection deleted bots");
+    let kept: BTreeSet<String> = all.iter().skip(1).cloned().collect();
+    eventually("an Event on each held MusicBot", || async {
+        (held_event_subjects(&client, &ns).await == kept).then_some(())
+    })
+    .await;
+    sync.stop().await;
+
+    // The collection emptied while the sync follows it: the deletes stop at the share
+    // (4 of 9 go, the 5th would pass 50 %), the rest is held.
+    let sync = start_sync(&client, &db, None, sync_settings(&ns, SyncMode::Watch));
+    eventually("the change stream open", || async { (sync.metric("musicbot_operator_sync_up") == 1.0).then_some(()) })
+        .await;
+    bots(&db).delete_many(doc! {}).await.unwrap();
+    eventually("5 held", || async { (sync.metric("musicbot_operator_sync_deletions_held") == 5.0).then_some(()) })
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(synced_names(&client, &ns).await.len(), 5, "an emptied collection wiped the fleet");
+    assert_eq!(sync.metric("musicbot_operator_sync_deletions_held"), 5.0);
+    sync.stop().await;
+
+    // The override: they go.
+    let mut allowed = sync_settings(&ns, SyncMode::Watch);
+    allowed.allow_mass_delete = true;
+    let sync = start_sync(&client, &db, None, allowed);
+    eventually("all deleted with the override", count(0)).await;
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns).list_metadata(&ListParams::default()).await.unwrap();
+    assert!(secrets.items.iter().all(|s| !s.name_any().starts_with("bot-6")), "their Secrets went too");
+    assert_eq!(sync.metric("musicbot_operator_sync_deletions_held"), 0.0);
+    sync.stop().await;
+}

@@ -127,3 +127,32 @@ async fn the_http_port_accepts_probes_while_the_bot_is_still_starting() -> anyho
     }
     Ok(())
 }
+
+/// *Hostile* (to the logs): `RUST_LOG=trace`, as someone debugging sets it, through a
+/// `/play`. serenity and reqwest log request URLs at debug and trace, and interaction
+/// webhooks carry the interaction's token in the URL; the gateway's IDENTIFY carries the
+/// bot token. Neither may reach the log.
+#[tokio::test]
+async fn trace_logs_keep_the_bot_and_interaction_tokens_out() -> anyhow::Result<()> {
+    let Scene { sim, tones, mut bot } = Scene::start(
+        Launch::bot(APP).env("RUST_LOG", "trace,serenity::http::client=trace,tungstenite::protocol=trace"),
+    )
+    .await?;
+    let b = sim.bot(&bot.token);
+    start_playing(&sim, &b, &tones).await?;
+    let (status, _) = bot.terminate().await?;
+    assert!(status.success(), "exit status {status}:\n{}", bot.logs());
+    let logs = bot.logs();
+    assert!(logs.contains("TRACE"), "not logging at trace:\n{logs}");
+    let secret = bot.token.split('.').next_back().unwrap().to_string();
+    assert!(!logs.contains(&bot.token) && !logs.contains(&secret), "the bot token reached the trace log");
+    let interactions = sim.interactions();
+    assert!(!interactions.is_empty());
+    for i in interactions {
+        for l in logs.lines().filter(|l| l.contains(&i.token)).take(40) {
+            eprintln!("LEAK {}", &l[..l.len().min(300)]);
+        }
+        assert!(!logs.contains(&i.token), "the interaction token of {} reached the trace log", i.command);
+    }
+    Ok(())
+}

@@ -91,8 +91,14 @@ impl TokenCipher {
     }
 }
 
+/// Names the scheme only when it looks like one (`v` and a few digits): what follows `enc:`
+/// may be the token itself (`enc:` put before a plaintext token), which an error, and so a
+/// log line, Event or `bots list`, must never quote.
 fn scheme_of(stored: &str) -> CipherError {
-    CipherError::UnknownScheme(stored.split(':').take(2).collect::<Vec<_>>().join(":"))
+    let version = stored.strip_prefix("enc:").and_then(|rest| rest.split(':').next()).unwrap_or("");
+    let looks_like_one = version.len() <= 4
+        && version.strip_prefix('v').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    CipherError::UnknownScheme(if looks_like_one { format!("enc:{version}") } else { "enc:…".into() })
 }
 
 pub fn is_encrypted(stored: &str) -> bool {
@@ -139,6 +145,18 @@ mod tests {
         assert_eq!(c.decrypt("123456789012345678", &tampered), Err(CipherError::Undecryptable));
         assert_eq!(c.decrypt("123456789012345678", "enc:v1:!!!"), Err(CipherError::Undecryptable));
         assert_eq!(c.decrypt("1", "enc:v9:abc"), Err(CipherError::UnknownScheme("enc:v9".into())));
+    }
+
+    #[test]
+    fn a_value_that_does_not_decrypt_is_never_quoted() {
+        let c = cipher();
+        for stored in ["enc:MTIz.secret-part.xyz", "enc:secret-part", "enc:v1secret-part:x", "enc:v12345:secret-part"] {
+            for e in [c.decrypt("1", stored).unwrap_err(), reveal(None, "1", stored).unwrap_err()] {
+                let text = e.to_string();
+                assert!(!text.contains("secret-part"), "{stored}: {text}");
+            }
+        }
+        assert_eq!(c.decrypt("1", "enc:MTIz.secret-part.xyz"), Err(CipherError::UnknownScheme("enc:…".into())));
     }
 
     #[test]

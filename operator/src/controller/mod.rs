@@ -101,7 +101,13 @@ impl Context {
             client,
             defaults,
             metrics,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("reqwest client"),
+            // No redirects: a bot pod (whoever runs in it) must not make the operator fetch
+            // another address, in the cluster or beyond it, nor hand a Discord call elsewhere.
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("reqwest client"),
             discord_api_url,
             status_interval,
             concurrency: 16,

@@ -142,7 +142,13 @@ async fn bot_reports(pods: &[Pod], ctx: &Context) -> Vec<PodReport> {
         .collect();
     let fetches = targets.iter().map(|(pod, url)| async move {
         let resp = ctx.http.get(url).timeout(Duration::from_secs(2)).send().await.ok()?;
-        let report = match resp.error_for_status().ok()?.json::<StatusReport>().await {
+        // A redirect is not followed (the client's policy) and is no answer either.
+        let resp = resp.error_for_status().ok().filter(|r| r.status().is_success())?;
+        let Some(body) = read_limited(resp, MAX_STATUS_BYTES).await else {
+            warn!(pod = %pod, limit = MAX_STATUS_BYTES, "a bot pod's /status answer is too large or broke off: ignored");
+            return None;
+        };
+        let report = match serde_json::from_slice::<StatusReport>(&body) {
             Ok(report) => report,
             Err(e) => {
                 warn!(pod = %pod, error = %e, "a bot pod's /status answer does not parse: is it running another version?");
@@ -161,6 +167,27 @@ async fn track_guilds(bot: &MusicBot, reports: &[PodReport], ctx: &Context) {
     if tokio::time::timeout(Duration::from_secs(10), guilds.sync(&bot.spec.client_id, reports)).await.is_err() {
         warn!("guild tracking: MongoDB did not answer within 10 s; retrying later");
     }
+}
+
+/// A real `/status` answer is a few KiB per bot; a pod answering more is not a bot-runner
+/// the operator should spend memory on.
+const MAX_STATUS_BYTES: usize = 1 << 20;
+
+/// The body, if it ends within `limit` bytes. Read chunk by chunk and dropped past the limit,
+/// so a huge (or endless) answer costs `limit` bytes of memory at most. Hand-written:
+/// reqwest has no body limit, and these few lines spare wrapping its body for http-body-util.
+async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Option<Vec<u8>> {
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return None;
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.ok()? {
+        if body.len() + chunk.len() > limit {
+            return None;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Some(body)
 }
 
 fn join_host_port(ip: &str, port: u16) -> String {

@@ -85,6 +85,7 @@ impl KubeSide {
                 hash: annotations.get(SYNC_HASH).cloned().unwrap_or_default(),
                 invalid: annotations.get(SYNC_ERROR).cloned(),
                 secret: managed_secrets.contains(&desired::secret_name(&name)),
+                suspended: bot.spec.suspended,
             };
             applied.insert(name, entry);
         }
@@ -111,6 +112,7 @@ impl KubeSide {
                     hash: want.hash.clone(),
                     invalid: None,
                     secret: true,
+                    suspended: want.suspended,
                 }))
             }
             Step::MarkInvalid(why) => {
@@ -120,6 +122,7 @@ impl KubeSide {
                     hash: String::new(),
                     invalid: None,
                     secret: true,
+                    suspended: false,
                 });
                 applied.invalid = Some(why);
                 Ok(Outcome::Applied(applied))
@@ -224,6 +227,30 @@ impl KubeSide {
         };
         if let Err(e) = self.recorder.publish(&event, &regarding).await {
             debug!("could not publish Event {reason}: {e}");
+        }
+    }
+}
+
+impl KubeSide {
+    /// A Warning Event on a synced MusicBot whose deletion is held, where `kubectl describe`
+    /// shows it.
+    pub(crate) async fn held(&self, name: &str, note: &str) {
+        let regarding = ObjectReference {
+            api_version: Some(MusicBot::api_version(&()).into_owned()),
+            kind: Some(MusicBot::kind(&()).into_owned()),
+            name: Some(name.into()),
+            namespace: Some(self.namespace.clone()),
+            ..Default::default()
+        };
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "MassDeletionHeld".into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Sync".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &regarding).await {
+            debug!("could not publish Event MassDeletionHeld: {e}");
         }
     }
 }

@@ -42,6 +42,7 @@ pub struct SyncMetrics {
     plaintext: Gauge,
     lag: Histogram,
     up: Gauge,
+    deletions_held: Gauge,
     assignments: Family<Outcome, Counter>,
     expired: Counter,
 }
@@ -59,6 +60,7 @@ impl SyncMetrics {
             plaintext: Gauge::default(),
             lag: Histogram::new(exponential_buckets(0.01, 2.0, 12)),
             up: Gauge::default(),
+            deletions_held: Gauge::default(),
             assignments: Family::default(),
             expired: Counter::default(),
         };
@@ -84,6 +86,11 @@ impl SyncMetrics {
             m.lag.clone(),
         );
         registry.register("sync_up", "1 while the sync follows MongoDB (change stream open or polling)", m.up.clone());
+        registry.register(
+            "sync_deletions_held",
+            "Synced MusicBots whose record is gone or deactivated, held as a mass deletion",
+            m.deletions_held.clone(),
+        );
         registry.register("assignments", "Guild assignment requests by result", m.assignments.clone());
         registry.register("assignments_expired", "Pending invites that timed out and became FAILED", m.expired.clone());
         for reason in SkipReason::ALL {
@@ -130,6 +137,10 @@ impl SyncMetrics {
 
     pub(crate) fn set_up(&self, up: bool) {
         self.up.set(i64::from(up));
+    }
+
+    pub(crate) fn set_deletions_held(&self, n: usize) {
+        self.deletions_held.set(n as i64);
     }
 
     pub(crate) fn assignment(&self, result: &str) {

@@ -32,6 +32,9 @@ use tracing::{info, warn};
 const CONCURRENCY: usize = 16;
 /// How often MusicBots whose last write failed are retried.
 const RETRY_EVERY: Duration = Duration::from_secs(5);
+/// Deletions this recent count towards a mass deletion, so a burst of change-stream deletes
+/// is held like one resync that deletes as many.
+const DELETION_WINDOW: Duration = Duration::from_secs(60);
 
 /// Why the sync reads the whole collection again: the `reason` label of the resync metric.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +91,11 @@ pub struct Settings {
     pub resync_interval: Duration,
     /// This replica, for Events.
     pub instance: Option<String>,
+    /// Deleting more than this share of the synced MusicBots at once (or all of them) is
+    /// held until `allow_mass_delete`.
+    pub max_delete_percent: u8,
+    /// The override: mass deletions go through.
+    pub allow_mass_delete: bool,
 }
 
 /// Runs the sync until `stop` is cancelled. Never returns early: MongoDB or Kubernetes
@@ -193,6 +201,14 @@ struct Syncer {
     /// What was last reported per record, so each problem is logged and evented once.
     reported: HashMap<String, String>,
     plaintext_warned: HashSet<String>,
+    /// Synced MusicBots whose record is gone but whose deletion is held (a mass deletion).
+    held: BTreeSet<String>,
+    /// MusicBots deleted or deactivated within [`DELETION_WINDOW`]: when, and whether
+    /// deleted (which took the bot out of `applied`). By name, so a bot deactivated and then
+    /// deleted counts once.
+    recent_deletes: HashMap<String, (Instant, bool)>,
+    max_delete_percent: u8,
+    allow_mass_delete: bool,
     metrics: Arc<Metrics>,
 }
 
@@ -217,6 +233,10 @@ impl Syncer {
             last_retry: Instant::now(),
             reported: HashMap::new(),
             plaintext_warned: HashSet::new(),
+            held: BTreeSet::new(),
+            recent_deletes: HashMap::new(),
+            max_delete_percent: settings.max_delete_percent.min(100),
+            allow_mass_delete: settings.allow_mass_delete,
             metrics,
         }
     }
@@ -295,8 +315,11 @@ impl Syncer {
 
     /// Brings the MusicBots `names` in line with the mirror: decides each one's step, carries
     /// the steps out concurrently, and keeps what came of them.
-    async fn converge(&mut self, names: BTreeSet<String>, from_listing: bool) {
+    async fn converge(&mut self, mut names: BTreeSet<String>, from_listing: bool) {
+        // Held deletions are decided again each time, so they count towards any new ones.
+        names.extend(self.held.iter().cloned());
         let steps: Vec<Planned> = names.into_iter().filter_map(|name| self.plan(name, from_listing)).collect();
+        let steps = self.hold_mass_deletion(steps).await;
         let kube = &self.kube;
         let results: Vec<_> = futures::stream::iter(steps)
             .map(|p| async move {
@@ -316,6 +339,66 @@ impl Syncer {
         }
         let plaintext = self.mirror.plaintext().len();
         self.metrics.sync.set_records(self.applied.len(), plaintext);
+    }
+
+    /// Takes the deletions (and deactivations, which stop a bot as surely) out of `steps`
+    /// when they are too many at once (see [`plan::is_mass_deletion`]), and reports what is
+    /// held.
+    async fn hold_mass_deletion(&mut self, steps: Vec<Planned>) -> Vec<Planned> {
+        self.recent_deletes.retain(|_, (t, _)| t.elapsed() <= DELETION_WINDOW);
+        let removes = |p: &Planned| match &p.step {
+            Step::Delete => true,
+            Step::Apply(want) => want.suspended && p.current.as_ref().is_some_and(|c| !c.suspended),
+            Step::MarkInvalid(_) => false,
+        };
+        let removing: BTreeSet<&str> = steps.iter().filter(|p| removes(p)).map(|p| p.name.as_str()).collect();
+        let deleting = removing.len();
+        let recent = self.recent_deletes.keys().filter(|n| !removing.contains(n.as_str())).count();
+        // The fleet as it was before the recent deletions (deactivated bots are still in it).
+        let gone = self.recent_deletes.iter().filter(|(n, (_, deleted))| *deleted && !self.applied.contains_key(*n));
+        let fleet = self.applied.len() + gone.count();
+        let hold = deleting > 0
+            && !self.allow_mass_delete
+            && plan::is_mass_deletion(recent + deleting, fleet, self.max_delete_percent);
+        let (held, steps): (Vec<Planned>, Vec<Planned>) = steps.into_iter().partition(|p| hold && removes(p));
+        // Counted when tried: one that fails still counts, erring on holding.
+        for p in steps.iter().filter(|p| removes(p)) {
+            self.recent_deletes.insert(p.name.clone(), (Instant::now(), p.step == Step::Delete));
+        }
+        let held: BTreeSet<String> = held.into_iter().map(|p| p.name).collect();
+        if held != self.held {
+            self.report_held(&held, recent + deleting, fleet).await;
+        }
+        self.held = held;
+        self.metrics.sync.set_deletions_held(self.held.len());
+        steps
+    }
+
+    /// Says once per change of the held set what is held and how to let it go.
+    async fn report_held(&self, held: &BTreeSet<String>, deleting: usize, fleet: usize) {
+        if held.is_empty() {
+            info!("no deletion is held any more");
+            return;
+        }
+        let percent = self.max_delete_percent;
+        warn!(
+            held = held.len(),
+            deleting,
+            fleet,
+            max_percent = percent,
+            "the records of {deleting} of {fleet} synced MusicBots are gone or deactivated: holding that as a \
+             mass deletion (an emptied or renamed collection?); restore the records, or restart with \
+             --sync-allow-mass-delete to let it go"
+        );
+        let note = format!(
+            "its record is gone from {} or deactivated, as are those of {deleting} of {fleet} synced MusicBots \
+             (more than {percent} %): its deletion or suspension is held; restore the records, or let it go \
+             with --sync-allow-mass-delete",
+            self.collection
+        );
+        for name in held.difference(&self.held) {
+            self.kube.held(name, &note).await;
+        }
     }
 
     /// The step for one MusicBot, if it needs one, and what is known of who owns its name.

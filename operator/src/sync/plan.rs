@@ -239,6 +239,8 @@ pub(crate) struct Applied {
     pub(crate) invalid: Option<String>,
     /// Whether its token Secret exists.
     pub(crate) secret: bool,
+    /// Its `spec.suspended`: a deactivated record's bot runs no pod.
+    pub(crate) suspended: bool,
 }
 
 /// One thing to do for one MusicBot name.
@@ -277,6 +279,13 @@ pub(crate) fn decide(mirror: &Mirror, collection: &str, name: &str, applied: Opt
         // The record is gone, or now names another application.
         _ => Some(Step::Delete),
     }
+}
+
+/// Whether deleting `deleting` synced MusicBots out of `fleet` is a mass deletion, held until
+/// an override: more than `max_percent` of the fleet, or all of it. One bot at a time always
+/// goes, or removing the last record of a one-bot fleet would need the override too.
+pub(crate) fn is_mass_deletion(deleting: usize, fleet: usize, max_percent: u8) -> bool {
+    deleting > 1 && (deleting >= fleet || deleting * 100 > fleet * usize::from(max_percent))
 }
 
 /// MusicBot names a change of record `key` may affect: its old and new client ids, and any
@@ -353,6 +362,14 @@ mod tests {
         } else {
             panic!("a token of another application must not parse");
         }
+        // `enc:` before a plaintext token: it does not decrypt, and is not quoted either.
+        let prefixed = format!("enc:{}", token(A, "very-secret-tail"));
+        for c in [None, Some(&c)] {
+            let Parsed::Bad { problem, .. } = parse(&doc! {"_id": oid(1), "clientId": A, "token": &prefixed}, c) else {
+                panic!("an `enc:` value that is no ciphertext must not parse")
+            };
+            assert!(!problem.to_string().contains("very-secret-tail"), "{problem}");
+        }
     }
 
     #[test]
@@ -375,7 +392,13 @@ mod tests {
         let m = Mirror::from_records([good(1, A, "t")]);
         let name = desired::bot_name(A);
         let Some(Step::Apply(d)) = decide(&m, "MusicBotDB", &name, None) else { panic!("a new record is applied") };
-        let applied = Applied { record_key: oid(1).to_hex(), hash: d.hash.clone(), invalid: None, secret: true };
+        let applied = Applied {
+            record_key: oid(1).to_hex(),
+            hash: d.hash.clone(),
+            invalid: None,
+            secret: true,
+            suspended: false,
+        };
         assert_eq!(decide(&m, "MusicBotDB", &name, Some(&applied)), None, "unchanged: no write");
         let no_secret = Applied { secret: false, ..applied.clone() };
         assert!(
@@ -393,7 +416,8 @@ mod tests {
     #[test]
     fn an_invalid_edit_keeps_the_last_good_version_running() {
         let name = desired::bot_name(A);
-        let applied = Applied { record_key: oid(1).to_hex(), hash: "h".into(), invalid: None, secret: true };
+        let applied =
+            Applied { record_key: oid(1).to_hex(), hash: "h".into(), invalid: None, secret: true, suspended: false };
         let bad = parse(&doc! {"_id": oid(1), "clientId": A, "token": "t", "isActive": "no"}, None);
         let m = Mirror::from_records([(oid(1).to_hex(), bad)]);
         let Some(Step::MarkInvalid(why)) = decide(&m, "MusicBotDB", &name, Some(&applied)) else {
@@ -405,12 +429,24 @@ mod tests {
     }
 
     #[test]
+    fn a_large_share_of_the_fleet_is_a_mass_deletion() {
+        assert!(!is_mass_deletion(0, 10, 50));
+        assert!(!is_mass_deletion(1, 10, 50), "a small deletion goes");
+        assert!(!is_mass_deletion(5, 10, 50), "exactly the share goes");
+        assert!(is_mass_deletion(6, 10, 50));
+        assert!(is_mass_deletion(10, 10, 100), "all of them is held whatever the share");
+        assert!(is_mass_deletion(2, 2, 50));
+        assert!(!is_mass_deletion(1, 1, 50), "the one bot of a fleet of one goes");
+        assert!(is_mass_deletion(2, 100, 0), "0 %: anything but one at a time is held");
+    }
+
+    #[test]
     fn a_changed_client_id_moves_the_musicbot() {
         let (key, old) = good(1, A, "t");
         let (_, new) = good(1, B, "t");
         let applied = BTreeMap::from([(
             desired::bot_name(A),
-            Applied { record_key: key.clone(), hash: "h".into(), invalid: None, secret: true },
+            Applied { record_key: key.clone(), hash: "h".into(), invalid: None, secret: true, suspended: false },
         )]);
         let names = affected(&key, Some(&old), Some(&new), applied.iter());
         assert_eq!(names, BTreeSet::from([desired::bot_name(A), desired::bot_name(B)]));

@@ -157,6 +157,8 @@ pub fn sync_settings(ns: &str, mode: musicbot_operator::config::SyncMode) -> mus
         poll_interval: Duration::from_secs(1),
         resync_interval: Duration::from_secs(600),
         instance: Some("test".into()),
+        max_delete_percent: 50,
+        allow_mass_delete: false,
     }
 }
 
