@@ -40,12 +40,7 @@ async fn guilds_users_and_voice_connections_come_from_the_bots_status_endpoint()
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     eventually("pod radio-0", || async { pods.get_opt("radio-0").await.unwrap() }).await;
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let kubelet = json!({"status": {
-        "phase": "Running", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}],
-        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]
-    }});
-    pods.patch_status("radio-0", &PatchParams::default(), &Patch::Merge(kubelet)).await.unwrap();
+    mark_ready_at_loopback(&pods, "radio-0").await;
 
     let bots: Api<MusicBot> = Api::namespaced(client.clone(), &ns);
     let status = eventually("status with counts", || async {
@@ -314,12 +309,7 @@ async fn a_status_answer_that_redirects_or_is_huge_is_ignored() {
     create_bot(&client, &ns, "radio", json!({"clientId": CLIENT_ID, "tokenSecretRef": {"name": "radio-token"}})).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     eventually("pod radio-0", || async { pods.get_opt("radio-0").await.unwrap() }).await;
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let kubelet = json!({"status": {
-        "phase": "Running", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}],
-        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]
-    }});
-    pods.patch_status("radio-0", &PatchParams::default(), &Patch::Merge(kubelet)).await.unwrap();
+    mark_ready_at_loopback(&pods, "radio-0").await;
     let bots: Api<MusicBot> = Api::namespaced(client.clone(), &ns);
     let guilds = || async { bots.get("radio").await.unwrap().status.and_then(|s| s.guilds) };
     let asked = |n: usize| {

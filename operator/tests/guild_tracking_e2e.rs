@@ -11,7 +11,7 @@ use common::*;
 use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use mongodb::Database;
 use mongodb::bson::{Document, doc, oid::ObjectId};
 use musicbot_api::crd::MusicBot;
@@ -106,12 +106,7 @@ async fn the_operator_records_the_guilds_a_pod_reports_and_the_pod_holds_no_mong
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     eventually("pod radio-0", || async { pods.get_opt("radio-0").await.unwrap() }).await;
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let kubelet = json!({"status": {
-        "phase": "Running", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}],
-        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]
-    }});
-    pods.patch_status("radio-0", &PatchParams::default(), &Patch::Merge(kubelet)).await.unwrap();
+    mark_ready_at_loopback(&pods, "radio-0").await;
     let bots: Api<MusicBot> = Api::namespaced(client.clone(), &ns);
     eventually("the operator read the not-READY answer", || async {
         let s = bots.get("radio").await.unwrap().status?;

@@ -84,6 +84,18 @@ pub async fn create_secret(client: &Client, ns: &str, name: &str, key: &str, val
     Api::<Secret>::namespaced(client.clone(), ns).create(&PostParams::default(), &secret).await.unwrap();
 }
 
+/// These clusters have no kubelet (pods that really run are in `node_e2e/`), so a test that
+/// needs a bot pod "running" writes the status a kubelet would: Running and Ready at
+/// 127.0.0.1, where the test serves the pod's `/status`.
+pub async fn mark_ready_at_loopback(pods: &Api<k8s_openapi::api::core::v1::Pod>, name: &str) {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let kubelet = json!({"status": {
+        "phase": "Running", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}],
+        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]
+    }});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(kubelet)).await.unwrap();
+}
+
 pub async fn create_bot(client: &Client, ns: &str, name: &str, spec: serde_json::Value) -> MusicBot {
     let bot: MusicBot = serde_json::from_value(json!({
         "apiVersion": "musicbot.dev/v1alpha1", "kind": "MusicBot",

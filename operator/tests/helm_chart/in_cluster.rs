@@ -2,7 +2,7 @@
 //! ServiceAccount: what it must be able to do, and what it must be refused.
 
 use crate::common::chart::*;
-use crate::common::{CLIENT_ID, create_bot, create_secret, eventually, token_for, within};
+use crate::common::{CLIENT_ID, create_bot, create_secret, eventually, mark_ready_at_loopback, token_for, within};
 use axum::Json;
 use axum::routing::get;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -87,18 +87,6 @@ pub async fn check_installed(admin: &Client, inst: &Installed) {
         (pods.list(&selector).await.unwrap().items.len() == 2).then_some(())
     })
     .await;
-}
-
-/// This cluster has no kubelet, and what this file tests is the chart's RBAC (can the
-/// operator's identity read pods and their status?), so the test writes the status a kubelet
-/// would. Pods that really run are in `node_e2e/`.
-async fn mark_ready_at_loopback(pods: &Api<Pod>, name: &str) {
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let kubelet = json!({"status": {
-        "phase": "Running", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}],
-        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]
-    }});
-    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(kubelet)).await.unwrap();
 }
 
 async fn event_reasons(admin: &Client, ns: &str, name: &str) -> Vec<String> {
