@@ -8,6 +8,7 @@ use common::*;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
+use musicbot_api::crd::MusicBot;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -126,6 +127,17 @@ async fn two_replicas_one_leader_and_a_takeover() {
     .await;
     eventually("StatefulSet two, made by the new leader", || async { stsets.get_opt("two").await.unwrap() }).await;
     assert_eq!(replicas[standby].metric("musicbot_operator_leader").await, 1.0);
+    // A token of another application: refused, with an Event that must not quote it.
+    let other_app = token_for("999999999999999999", "s3cr3t-of-another-app");
+    create_secret(&client, &ns, "wrong-token", "token", &other_app).await;
+    let wrong = serde_json::json!({"clientId": CLIENT_ID, "tokenSecretRef": {"name": "wrong-token"}});
+    create_bot(&client, &ns, "wrong", wrong).await;
+    let event_api = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns);
+    let events = eventually("the Event about the refused token", || async {
+        let events = event_api.list(&Default::default()).await.unwrap();
+        events.items.iter().any(|e| e.reason.as_deref() == Some("TokenNotResolved")).then_some(events)
+    })
+    .await;
 
     // Secrets: nothing any replica logged or served contains the token or its parts.
     let (_, bots_body) = replicas[standby].get("/bots").await.unwrap();
@@ -146,6 +158,23 @@ async fn two_replicas_one_leader_and_a_takeover() {
     }
     for body in [bots_body, metrics_body] {
         assert!(!body.contains(secret_part), "an HTTP answer contains the token");
+    }
+    // Nor does anything the operator wrote to the API: MusicBots (status, annotations),
+    // StatefulSets (annotations, pod templates) and Events, including the refused token's.
+    let bots = Api::<MusicBot>::namespaced(client.clone(), &ns).list(&Default::default()).await.unwrap();
+    let workloads = stsets.list(&Default::default()).await.unwrap();
+    let written = [
+        serde_json::to_string(&bots.items).unwrap(),
+        serde_json::to_string(&workloads.items).unwrap(),
+        serde_json::to_string(&events.items).unwrap(),
+    ];
+    let tokens = [token.as_str(), other_app.as_str()];
+    for what in written {
+        for t in tokens {
+            let (secret, encoded) =
+                (t.rsplit('.').next().unwrap(), base64::Engine::encode(&base64::engine::general_purpose::STANDARD, t));
+            assert!(!what.contains(secret) && !what.contains(&encoded), "a token reached the API: {what}");
+        }
     }
     drop(replicas.drain(..));
 }
