@@ -437,11 +437,18 @@ async fn a_wiped_or_misnamed_collection_deletes_nothing_until_allowed() {
         .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(suspended().await, 4, "a mass deactivation stopped the fleet");
+    // Each held MusicBot says so (the controller makes it their Synced condition).
+    let marked_held = || async {
+        let list = Api::<MusicBot>::namespaced(client.clone(), &ns).list(&ListParams::default()).await.unwrap();
+        list.items.iter().filter(|b| b.annotations().contains_key(musicbot_api::labels::SYNC_HELD)).count()
+    };
+    eventually("5 marked held", || async { (marked_held().await == 5).then_some(()) }).await;
     // Active again: nothing is held, nothing suspended.
     bots(&db).update_many(doc! {}, doc! {"$set": {"isActive": true}}).await.unwrap();
     eventually("all running again", || async { (suspended().await == 0).then_some(()) }).await;
     eventually("none held", || async { (sync.metric("musicbot_operator_sync_deletions_held") == 0.0).then_some(()) })
         .await;
+    eventually("none marked held", || async { (marked_held().await == 0).then_some(()) }).await;
     sync.stop().await;
 
     // The settings name a collection that does not exist: its resync would delete all 9.

@@ -109,6 +109,8 @@ names! {
         // Synced
         Synced,
         RecordInvalid,
+        /// The record is gone or deactivated, but the sync holds that as a mass deletion.
+        MassDeletionHeld,
         // Events only
         Running,
         Degraded,

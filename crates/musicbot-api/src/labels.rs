@@ -32,6 +32,9 @@ pub const SYNCED_AT: &str = "musicbot.dev/synced-at";
 pub const SYNC_HASH: &str = "musicbot.dev/sync-hash";
 /// Set while the record is invalid: the last good version keeps running.
 pub const SYNC_ERROR: &str = "musicbot.dev/sync-error";
+/// Set while the sync holds this MusicBot's deletion or suspension as part of a mass
+/// deletion (an emptied or renamed collection?): why, and how to let it go.
+pub const SYNC_HELD: &str = "musicbot.dev/sync-held";
 
 /// Labels selecting one bot's pods. The StatefulSet's selector is immutable: keep it minimal.
 pub fn selector_labels(bot: &str) -> BTreeMap<String, String> {

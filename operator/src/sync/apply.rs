@@ -8,7 +8,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use musicbot_api::crd::MusicBot;
-use musicbot_api::labels::{RECORD_LABEL, SYNC_ERROR, SYNC_HASH};
+use musicbot_api::labels::{RECORD_LABEL, SYNC_ERROR, SYNC_HASH, SYNC_HELD};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use tracing::debug;
@@ -171,8 +171,13 @@ impl KubeSide {
     }
 
     async fn set_sync_error(&self, name: &str, why: Option<&str>) -> Result<(), kube::Error> {
+        self.set_annotation(name, SYNC_ERROR, why).await
+    }
+
+    /// Sets (or, with None, removes) one annotation of a synced MusicBot.
+    async fn set_annotation(&self, name: &str, key: &str, value: Option<&str>) -> Result<(), kube::Error> {
         let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
-        let patch = json!({"metadata": {"annotations": {SYNC_ERROR: why}}});
+        let patch = json!({"metadata": {"annotations": {key: value}}});
         self.bots.patch(name, &params, &Patch::Merge(&patch)).await.map(|_| ())
     }
 
@@ -251,6 +256,17 @@ impl KubeSide {
         };
         if let Err(e) = self.recorder.publish(&event, &regarding).await {
             debug!("could not publish Event MassDeletionHeld: {e}");
+        }
+        // The controller turns this into the MusicBot's Synced condition.
+        if let Err(e) = self.set_annotation(name, SYNC_HELD, Some(note)).await {
+            debug!("could not mark {name} as held: {e}");
+        }
+    }
+
+    /// A held MusicBot whose record came back: its Synced condition clears.
+    pub(crate) async fn released(&self, name: &str) {
+        if let Err(e) = ignore_gone(self.set_annotation(name, SYNC_HELD, None).await) {
+            debug!("could not clear the hold on {name}: {e}");
         }
     }
 }

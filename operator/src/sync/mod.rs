@@ -376,6 +376,9 @@ impl Syncer {
 
     /// Says once per change of the held set what is held and how to let it go.
     async fn report_held(&self, held: &BTreeSet<String>, deleting: usize, fleet: usize) {
+        for name in self.held.difference(held) {
+            self.kube.released(name).await;
+        }
         if held.is_empty() {
             info!("no deletion is held any more");
             return;

@@ -195,10 +195,13 @@ fn gateway_detail(reports: &[PodReport]) -> String {
 /// record is currently invalid (its last good version keeps running). None when the
 /// MusicBot was not made by the sync.
 fn synced(bot: &MusicBot) -> Option<Verdict> {
-    use musicbot_api::labels::{SYNC_ERROR, SYNCED_AT, SYNCED_FROM};
+    use musicbot_api::labels::{SYNC_ERROR, SYNC_HELD, SYNCED_AT, SYNCED_FROM};
     let annotations = bot.metadata.annotations.as_ref()?;
     let from = annotations.get(SYNCED_FROM)?;
     let at = annotations.get(SYNCED_AT).map(String::as_str).unwrap_or("an unknown time");
+    if let Some(why) = annotations.get(SYNC_HELD) {
+        return Some(Verdict::new(Some(false), Reason::MassDeletionHeld, why.clone()));
+    }
     Some(match annotations.get(SYNC_ERROR) {
         Some(why) => Verdict::new(
             Some(false),

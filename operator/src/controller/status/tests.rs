@@ -152,6 +152,15 @@ fn synced_follows_the_sync_annotations_and_is_absent_without_them() {
     let c = cond(&invalid, ConditionType::Synced);
     assert_eq!((says(c), &c.last_transition_time), ((ConditionStatus::False, Reason::RecordInvalid), &t(3)));
     assert!(c.message.contains("isActive"), "{}", c.message);
+
+    // Its record gone with most others: the sync holds the deletion, and says so here.
+    synced_bot.status = Some(invalid);
+    let note = "its record is gone from MusicBotDB ...: its deletion or suspension is held";
+    synced_bot.metadata.annotations.as_mut().unwrap().insert(musicbot_api::labels::SYNC_HELD.into(), note.into());
+    let held = compute(&synced_bot, &seen(t(4)));
+    let c = cond(&held, ConditionType::Synced);
+    assert_eq!(says(c), (ConditionStatus::False, Reason::MassDeletionHeld));
+    assert_eq!(c.message, note);
 }
 
 fn pod(name: &str, status: serde_json::Value) -> Pod {
