@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod crd;
+mod digest;
 pub mod http;
 pub mod leader;
 pub mod metrics;

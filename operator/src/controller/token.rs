@@ -69,12 +69,7 @@ pub(super) fn resolve(
 }
 
 fn digest(token: &str, salt: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(salt.as_bytes());
-    h.update([0]);
-    h.update(token.as_bytes());
-    super::workload::hex(&h.finalize()[..8])
+    crate::digest::short(&[salt.as_bytes(), &[0], token.as_bytes()])
 }
 
 #[cfg(test)]

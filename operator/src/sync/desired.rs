@@ -157,14 +157,11 @@ impl Desired {
 /// A short digest; the token enters it only mixed with the other fields, and tokens carry
 /// enough entropy that 64 bits of SHA-256 reveal nothing usable.
 fn digest(parts: &[&str]) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(b"sync-v1");
+    let mut chunks: Vec<&[u8]> = vec![b"sync-v1"];
     for p in parts {
-        h.update([0]);
-        h.update(p.as_bytes());
+        chunks.extend([&[0u8][..], p.as_bytes()]);
     }
-    crate::controller::workload::hex(&h.finalize()[..8])
+    crate::digest::short(&chunks)
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {

@@ -113,15 +113,7 @@ fn bot_env(bot: &MusicBot, defaults: &BotDefaults) -> Vec<EnvVar> {
 /// A short digest of everything that should restart the bot when it changes. The token
 /// enters only as `token_digest` (itself a salted hash), so the annotation reveals nothing.
 fn config_hash(env: &[EnvVar], token_digest: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(serde_json::to_vec(env).expect("json"));
-    h.update(token_digest.as_bytes());
-    hex(&h.finalize()[..8])
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::digest::short(&[&serde_json::to_vec(env).expect("json"), token_digest.as_bytes()])
 }
 
 /// The StatefulSet running `bot`: one pod per shard, none while suspended.
