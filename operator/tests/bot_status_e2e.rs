@@ -20,8 +20,6 @@ use serde_json::json;
 async fn guilds_users_and_voice_connections_come_from_the_bots_status_endpoint() {
     let (cluster, client) = cluster().await;
     let ns = cluster.namespace(&client, "status").await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
     let report = StatusReport {
         guilds: 7,
         users: 420,
@@ -30,16 +28,8 @@ async fn guilds_users_and_voice_connections_come_from_the_bots_status_endpoint()
         commands_deployed: true,
         ..Default::default()
     };
-    tokio::spawn(async move {
-        let app = axum::Router::new().route("/status", get(move || async move { Json(report.clone()) }));
-        axum::serve(listener, app).await.unwrap();
-    });
-    let _op = start_operator(&client, &ns, BotDefaults { http_port: port, ..BotDefaults::default() });
-    create_secret(&client, &ns, "radio-token", "token", &token_for(CLIENT_ID, "st")).await;
-    create_bot(&client, &ns, "radio", json!({"clientId": CLIENT_ID, "tokenSecretRef": {"name": "radio-token"}})).await;
-
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    eventually("pod radio-0", || async { pods.get_opt("radio-0").await.unwrap() }).await;
+    let port = status_server(report).await;
+    let (_op, pods) = radio_with_a_pod(&client, &ns, port, "st").await;
     mark_ready_at_loopback(&pods, "radio-0").await;
 
     let bots: Api<MusicBot> = Api::namespaced(client.clone(), &ns);
@@ -71,6 +61,17 @@ async fn status_server(report: StatusReport) -> u16 {
     port
 }
 
+/// The operator on `ns`, asking pods' `/status` on `port`, and a MusicBot "radio" whose pod
+/// radio-0 exists (not yet running: the tests play kubelet).
+async fn radio_with_a_pod(client: &kube::Client, ns: &str, port: u16, secret: &str) -> (Operator, Api<Pod>) {
+    let op = start_operator(client, ns, BotDefaults { http_port: port, ..BotDefaults::default() });
+    create_secret(client, ns, "radio-token", "token", &token_for(CLIENT_ID, secret)).await;
+    create_bot(client, ns, "radio", json!({"clientId": CLIENT_ID, "tokenSecretRef": {"name": "radio-token"}})).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    eventually("pod radio-0", || async { pods.get_opt("radio-0").await.unwrap() }).await;
+    (op, pods)
+}
+
 /// What bot-runner answers while its one bot is not connected to the gateway.
 fn not_connected(error: &str) -> StatusReport {
     let bot = BotReport { name: "radio".into(), last_error: Some(error.into()), ..Default::default() };
@@ -86,12 +87,7 @@ async fn a_running_pod_that_is_not_ready_says_why_on_status_and_the_musicbot_sho
     let (cluster, client) = cluster().await;
     let ns = cluster.namespace(&client, "notready").await.unwrap();
     let port = status_server(not_connected("Gateway connection failed: connection refused")).await;
-    let _op = start_operator(&client, &ns, BotDefaults { http_port: port, ..BotDefaults::default() });
-    create_secret(&client, &ns, "radio-token", "token", &token_for(CLIENT_ID, "nr")).await;
-    create_bot(&client, &ns, "radio", json!({"clientId": CLIENT_ID, "tokenSecretRef": {"name": "radio-token"}})).await;
-
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    eventually("pod radio-0", || async { pods.get_opt("radio-0").await.unwrap() }).await;
+    let (_op, pods) = radio_with_a_pod(&client, &ns, port, "nr").await;
     // Running and answering, but its startup probe has not passed: not Ready.
     let kubelet = json!({"status": {
         "phase": "Running", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}],
@@ -152,11 +148,7 @@ async fn image_pull_failures_crash_loops_and_unschedulable_pods_show_in_status_a
     let ns = cluster.namespace(&client, "podproblems").await.unwrap();
     // Only a container that runs answers: at 127.0.0.1, not at the crashing pod's 127.0.0.9.
     let port = status_server(not_connected("starting again after a crash")).await;
-    let op = start_operator(&client, &ns, BotDefaults { http_port: port, ..BotDefaults::default() });
-    create_secret(&client, &ns, "radio-token", "token", &token_for(CLIENT_ID, "pp")).await;
-    create_bot(&client, &ns, "radio", json!({"clientId": CLIENT_ID, "tokenSecretRef": {"name": "radio-token"}})).await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    eventually("pod radio-0", || async { pods.get_opt("radio-0").await.unwrap() }).await;
+    let (op, pods) = radio_with_a_pod(&client, &ns, port, "pp").await;
     let write = |status: serde_json::Value| {
         let pods = pods.clone();
         async move {
@@ -304,11 +296,7 @@ async fn a_status_answer_that_redirects_or_is_huge_is_ignored() {
         );
         axum::serve(listener, app).await.unwrap();
     });
-    let _op = start_operator(&client, &ns, BotDefaults { http_port: port, ..BotDefaults::default() });
-    create_secret(&client, &ns, "radio-token", "token", &token_for(CLIENT_ID, "st")).await;
-    create_bot(&client, &ns, "radio", json!({"clientId": CLIENT_ID, "tokenSecretRef": {"name": "radio-token"}})).await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    eventually("pod radio-0", || async { pods.get_opt("radio-0").await.unwrap() }).await;
+    let (_op, pods) = radio_with_a_pod(&client, &ns, port, "st").await;
     mark_ready_at_loopback(&pods, "radio-0").await;
     let bots: Api<MusicBot> = Api::namespaced(client.clone(), &ns);
     let guilds = || async { bots.get("radio").await.unwrap().status.and_then(|s| s.guilds) };
