@@ -111,16 +111,8 @@ pub struct MongoArgs {
     pub token_key_file: Option<PathBuf>,
 }
 
-/// How the sync learns about changes.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SyncMode {
-    /// Change streams; polling when the server has none.
-    Auto,
-    /// Change streams only.
-    Watch,
-    /// A full read every --sync-poll-interval-seconds.
-    Poll,
-}
+/// How the sync learns about changes (shared with bot-runner's fleet mode).
+pub use musicbot_db::follow::Mode as SyncMode;
 
 /// The MongoDB sync and guild assignment (active when --mongodb-uri is set).
 #[derive(Args, Debug, Clone)]
@@ -129,31 +121,9 @@ pub struct SyncArgs {
     #[arg(long, env = "MUSICBOT_SYNC_NAMESPACE")]
     pub sync_namespace: Option<String>,
 
-    /// How the sync follows MongoDB.
-    #[arg(long, env = "MUSICBOT_SYNC_MODE", value_enum, default_value_t = SyncMode::Auto)]
-    pub sync_mode: SyncMode,
-
-    /// Seconds between reads of the whole collection when polling.
-    #[arg(long, env = "MUSICBOT_SYNC_POLL_INTERVAL_SECONDS", default_value_t = 10)]
-    pub sync_poll_interval_seconds: u64,
-
-    /// Seconds between full resyncs while following a change stream (repairs objects deleted by hand).
-    #[arg(long, env = "MUSICBOT_SYNC_RESYNC_INTERVAL_SECONDS", default_value_t = 600)]
-    pub sync_resync_interval_seconds: u64,
-
-    /// Collection (in the records' database) where the sync keeps its change-stream resume token.
-    #[arg(long, env = "MUSICBOT_SYNC_STATE_COLLECTION", default_value = "MusicBotOperatorSync")]
-    pub sync_state_collection: String,
-
-    /// Deleting or deactivating more than this percentage of the synced MusicBots at once (or all of them, e.g.
-    /// an emptied or renamed collection) is held until --sync-allow-mass-delete.
-    #[arg(long, env = "MUSICBOT_SYNC_MAX_DELETE_PERCENT", default_value_t = 50,
-          value_parser = clap::value_parser!(u8).range(0..=100))]
-    pub sync_max_delete_percent: u8,
-
-    /// Let held mass deletions go through (set it, restart, then unset it).
-    #[arg(long, env = "MUSICBOT_SYNC_ALLOW_MASS_DELETE")]
-    pub sync_allow_mass_delete: bool,
+    /// How the records are followed (the flags fleet mode takes too).
+    #[command(flatten)]
+    pub follow: musicbot_db::connect::FollowArgs,
 
     /// Seconds an assigned bot's invite stays PENDING_INVITE before it becomes FAILED.
     #[arg(long, env = "MUSICBOT_INVITE_TIMEOUT_SECONDS", default_value_t = 3600)]

@@ -234,13 +234,13 @@ fn sync_settings(config: &Config, collections: musicbot_db::Collections) -> sync
     sync::Settings {
         namespace: config.sync_namespace(),
         collections,
-        state_collection: config.sync.sync_state_collection.clone(),
-        mode: config.sync.sync_mode,
-        poll_interval: Duration::from_secs(config.sync.sync_poll_interval_seconds.max(1)),
-        resync_interval: Duration::from_secs(config.sync.sync_resync_interval_seconds.max(10)),
+        state_collection: config.sync.follow.sync_state_collection.clone(),
+        mode: config.sync.follow.sync_mode,
+        poll_interval: Duration::from_secs(config.sync.follow.sync_poll_interval_seconds.max(1)),
+        resync_interval: Duration::from_secs(config.sync.follow.sync_resync_interval_seconds.max(10)),
         instance: Some(config.identity()),
-        max_delete_percent: config.sync.sync_max_delete_percent,
-        allow_mass_delete: config.sync.sync_allow_mass_delete,
+        max_delete_percent: config.sync.follow.sync_max_delete_percent,
+        allow_mass_delete: config.sync.follow.sync_allow_mass_delete,
     }
 }
 

@@ -38,6 +38,53 @@ pub struct RecordsArgs {
     pub guilds_collection: String,
 }
 
+/// How the records are followed live: the operator's sync and bot-runner's fleet mode take
+/// the same flags.
+#[cfg(feature = "cli")]
+#[derive(clap::Args, Debug, Clone)]
+pub struct FollowArgs {
+    /// How changes to the records are learnt.
+    #[arg(long, env = "MUSICBOT_SYNC_MODE", value_enum, default_value_t = crate::follow::Mode::Auto)]
+    pub sync_mode: crate::follow::Mode,
+
+    /// Seconds between reads of the whole collection when polling.
+    #[arg(long, env = "MUSICBOT_SYNC_POLL_INTERVAL_SECONDS", default_value_t = 10)]
+    pub sync_poll_interval_seconds: u64,
+
+    /// Seconds between full resyncs while following a change stream (repairs what was changed by hand).
+    #[arg(long, env = "MUSICBOT_SYNC_RESYNC_INTERVAL_SECONDS", default_value_t = 600)]
+    pub sync_resync_interval_seconds: u64,
+
+    /// Collection (in the records' database) where the change-stream resume token is kept.
+    #[arg(long, env = "MUSICBOT_SYNC_STATE_COLLECTION", default_value = "MusicBotOperatorSync")]
+    pub sync_state_collection: String,
+
+    /// Deleting or deactivating more than this percentage of the bots at once (or all of them, e.g. an emptied or
+    /// renamed collection) is held until --sync-allow-mass-delete.
+    #[arg(long, env = "MUSICBOT_SYNC_MAX_DELETE_PERCENT", default_value_t = 50,
+          value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub sync_max_delete_percent: u8,
+
+    /// Let held mass deletions go through (set it, restart, then unset it).
+    #[arg(long, env = "MUSICBOT_SYNC_ALLOW_MASS_DELETE")]
+    pub sync_allow_mass_delete: bool,
+}
+
+#[cfg(feature = "cli")]
+impl FollowArgs {
+    pub fn settings(&self) -> crate::follow::Settings {
+        crate::follow::Settings {
+            mode: self.sync_mode,
+            poll_interval: Duration::from_secs(self.sync_poll_interval_seconds.max(1)),
+            resync_interval: Duration::from_secs(self.sync_resync_interval_seconds.max(10)),
+        }
+    }
+
+    pub fn guard(&self) -> crate::follow::DeletionGuard {
+        crate::follow::DeletionGuard::new(self.sync_max_delete_percent, self.sync_allow_mass_delete)
+    }
+}
+
 #[cfg(feature = "cli")]
 impl RecordsArgs {
     /// The URI, unless unset or blank.

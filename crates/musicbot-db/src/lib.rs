@@ -1,5 +1,5 @@
 //! The fleet's MongoDB data, shared by the operator (sync, assignment, CLI) and bot-runner
-//! (guild tracking, multi-bot mode, command scripts).
+//! (guild tracking, fleet mode, command scripts), and following the records live (`follow`).
 //!
 //! Collections and field names follow the seed's Prisma models, so an existing database
 //! works unchanged: `MusicBotDB` (one document per bot) and `ServerMusicBotDB` (which bot
@@ -8,6 +8,7 @@
 pub mod assignment;
 pub mod cipher;
 pub mod connect;
+pub mod follow;
 pub mod guild_entry;
 pub mod guilds;
 pub mod invite;

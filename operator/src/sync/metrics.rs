@@ -1,7 +1,6 @@
 //! Metrics of the MongoDB side of the operator: the sync and guild assignment.
 
-use super::ResyncReason;
-use super::plan::SkipReason;
+use musicbot_db::follow::{ResyncReason, SkipReason};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

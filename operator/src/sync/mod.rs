@@ -10,18 +10,16 @@ mod apply;
 mod desired;
 pub mod metrics;
 mod plan;
-mod resume;
-mod stream;
 
 use crate::config::SyncMode;
 use crate::metrics::Metrics;
 use apply::{Known, KubeSide, Outcome};
-use backon::{BackoffBuilder as _, ExponentialBackoff, ExponentialBuilder};
 use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::{Collection, Database};
+use musicbot_db::follow::{self, DeletionGuard, Follower, Mirror, Parsed, Removal, ResyncReason, SkipReason};
 use musicbot_db::{Collections, TokenCipher};
-use plan::{Applied, Mirror, Parsed, Problem, SkipReason, Step};
+use plan::{Applied, Problem, Step};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,50 +30,6 @@ use tracing::{info, warn};
 const CONCURRENCY: usize = 16;
 /// How often MusicBots whose last write failed are retried.
 const RETRY_EVERY: Duration = Duration::from_secs(5);
-/// Deletions this recent count towards a mass deletion, so a burst of change-stream deletes
-/// is held like one resync that deletes as many.
-const DELETION_WINDOW: Duration = Duration::from_secs(60);
-
-/// Why the sync reads the whole collection again: the `reason` label of the resync metric.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ResyncReason {
-    /// The sync (re)started following MongoDB.
-    Start,
-    /// The stored resume token was refused: changes after it may have been missed.
-    ResumeFailed,
-    /// The records collection was dropped or renamed.
-    Invalidated,
-    /// The safety net while following a change stream (`--sync-resync-interval-seconds`).
-    Periodic,
-    /// Every poll, where the server has no change streams.
-    Poll,
-}
-
-impl ResyncReason {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            ResyncReason::Start => "start",
-            ResyncReason::ResumeFailed => "resume_failed",
-            ResyncReason::Invalidated => "invalidated",
-            ResyncReason::Periodic => "periodic",
-            ResyncReason::Poll => "poll",
-        }
-    }
-
-    /// Resyncs that come all the time, not worth a line at `info` each.
-    fn is_routine(self) -> bool {
-        matches!(self, ResyncReason::Poll | ResyncReason::Periodic)
-    }
-}
-
-/// Waits between attempts to follow MongoDB again: 0.5 s doubling to 30 s, for ever.
-fn reconnect_backoff() -> ExponentialBackoff {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(500))
-        .with_max_delay(Duration::from_secs(30))
-        .without_max_times()
-        .build()
-}
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -115,53 +69,16 @@ pub async fn run(
         encryption = cipher.is_some(),
         "starting the MongoDB sync"
     );
-    let mut syncer = Syncer::new(client, &db, cipher, &settings, metrics.clone());
+    let mut syncer = Syncer::new(client, &db, cipher, &settings, metrics);
     let mut resume =
-        resume::ResumeStore::new(&db, &settings.state_collection, &settings.collections.bots, &settings.namespace);
-    let mut mode = settings.mode;
-    let mut needs_resync = Some(ResyncReason::Start);
-    let mut backoff = reconnect_backoff();
-    while !stop.is_cancelled() {
-        let ended = match mode {
-            SyncMode::Poll => stream::poll(&mut syncer, &settings, &stop).await,
-            SyncMode::Auto | SyncMode::Watch => {
-                stream::follow(&mut syncer, &mut resume, &mut needs_resync, &settings, &stop).await
-            }
-        };
-        metrics.sync.set_up(false);
-        match ended {
-            stream::Ended::Shutdown => break,
-            stream::Ended::Invalidated => backoff = reconnect_backoff(),
-            stream::Ended::Unsupported(why) if mode == SyncMode::Auto => {
-                warn!("change streams are unavailable ({why}); polling every {:?}", settings.poll_interval);
-                mode = SyncMode::Poll;
-            }
-            stream::Ended::Unsupported(why) => {
-                metrics.sync.error("mongodb");
-                let delay = backoff.next().unwrap_or(Duration::from_secs(30));
-                warn!(retry_in = ?delay, "change streams are unavailable ({why}) and --sync-mode is watch");
-                sleep_or_stop(delay, &stop).await;
-            }
-            stream::Ended::Failed(e) => {
-                metrics.sync.error(e.side());
-                let delay = backoff.next().unwrap_or(Duration::from_secs(30));
-                warn!(retry_in = ?delay, "sync interrupted: {e}");
-                sleep_or_stop(delay, &stop).await;
-            }
-        }
-        if matches!(mode, SyncMode::Poll) {
-            backoff = reconnect_backoff();
-        }
-    }
-    resume.flush().await;
+        follow::ResumeStore::new(&db, &settings.state_collection, &settings.collections.bots, &settings.namespace);
+    let follow = follow::Settings {
+        mode: settings.mode,
+        poll_interval: settings.poll_interval,
+        resync_interval: settings.resync_interval,
+    };
+    follow::run(&mut syncer, &mut resume, &follow, &stop).await;
     info!("the MongoDB sync stopped");
-}
-
-async fn sleep_or_stop(d: Duration, stop: &CancellationToken) {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => {}
-        _ = stop.cancelled() => {}
-    }
 }
 
 /// A failure that interrupts following MongoDB.
@@ -179,6 +96,38 @@ impl SyncError {
             SyncError::Mongo(_) => "mongodb",
             SyncError::Kube(_) => "kubernetes",
         }
+    }
+}
+
+impl Follower for Syncer {
+    type Error = SyncError;
+
+    fn records(&self) -> &Collection<Document> {
+        &self.records
+    }
+
+    async fn resync(&mut self, reason: ResyncReason) -> Result<(), SyncError> {
+        self.resync_all(reason).await
+    }
+
+    async fn on_change(&mut self, id: &Bson) -> Result<(), SyncError> {
+        self.record_changed(id).await
+    }
+
+    async fn tick(&mut self) {
+        self.retry_dirty().await;
+    }
+
+    fn set_up(&self, up: bool) {
+        self.metrics.sync.set_up(up);
+    }
+
+    fn event_handled(&self, lag: Option<Duration>) {
+        self.metrics.sync.stream_event(lag);
+    }
+
+    fn failed(&self, error: &SyncError) {
+        self.metrics.sync.error(error.side());
     }
 }
 
@@ -201,14 +150,8 @@ struct Syncer {
     /// What was last reported per record, so each problem is logged and evented once.
     reported: HashMap<String, String>,
     plaintext_warned: HashSet<String>,
-    /// Synced MusicBots whose record is gone but whose deletion is held (a mass deletion).
-    held: BTreeSet<String>,
-    /// MusicBots deleted or deactivated within [`DELETION_WINDOW`]: when, and whether
-    /// deleted (which took the bot out of `applied`). By name, so a bot deactivated and then
-    /// deleted counts once.
-    recent_deletes: HashMap<String, (Instant, bool)>,
-    max_delete_percent: u8,
-    allow_mass_delete: bool,
+    /// Holds the removal of too many MusicBots at once (by MusicBot name).
+    guard: DeletionGuard,
     metrics: Arc<Metrics>,
 }
 
@@ -233,26 +176,23 @@ impl Syncer {
             last_retry: Instant::now(),
             reported: HashMap::new(),
             plaintext_warned: HashSet::new(),
-            held: BTreeSet::new(),
-            recent_deletes: HashMap::new(),
-            max_delete_percent: settings.max_delete_percent.min(100),
-            allow_mass_delete: settings.allow_mass_delete,
+            guard: DeletionGuard::new(settings.max_delete_percent, settings.allow_mass_delete),
             metrics,
         }
     }
 
     fn parse(&self, doc: &Document) -> Parsed {
-        plan::parse(doc, self.cipher.as_deref())
+        follow::parse(doc, self.cipher.as_deref())
     }
 
     /// Reads every record and every synced object, and converges all of them.
     #[tracing::instrument(skip_all, fields(collection = %self.collection, reason = reason.as_str()))]
-    async fn resync(&mut self, reason: ResyncReason) -> Result<(), SyncError> {
+    async fn resync_all(&mut self, reason: ResyncReason) -> Result<(), SyncError> {
         let started = Instant::now();
         self.metrics.sync.resync(reason);
         let docs: Vec<Document> = self.records.find(doc! {}).await?.try_collect().await?;
         let mirror = Mirror::from_records(docs.iter().map(|d| {
-            let key = d.get("_id").map(plan::record_key).unwrap_or_else(|| "<no _id>".into());
+            let key = d.get("_id").map(follow::record_key).unwrap_or_else(|| "<no _id>".into());
             (key, self.parse(d))
         }));
         let listing = self.kube.list().await?;
@@ -290,10 +230,10 @@ impl Syncer {
 
     /// One record changed (inserted, updated, replaced or deleted): re-read it and converge
     /// the MusicBots it touches.
-    #[tracing::instrument(skip_all, fields(collection = %self.collection, record = %plan::record_key(id)))]
-    async fn on_change(&mut self, id: &Bson) -> Result<(), SyncError> {
+    #[tracing::instrument(skip_all, fields(collection = %self.collection, record = %follow::record_key(id)))]
+    async fn record_changed(&mut self, id: &Bson) -> Result<(), SyncError> {
         let found = self.records.find_one(doc! {"_id": id.clone()}).await?;
-        let key = plan::record_key(id);
+        let key = follow::record_key(id);
         let new = found.as_ref().map(|d| self.parse(d));
         let names = plan::affected(&key, self.mirror.get(&key), new.as_ref(), self.applied.iter());
         self.mirror.set(key, new);
@@ -317,7 +257,7 @@ impl Syncer {
     /// the steps out concurrently, and keeps what came of them.
     async fn converge(&mut self, mut names: BTreeSet<String>, from_listing: bool) {
         // Held deletions are decided again each time, so they count towards any new ones.
-        names.extend(self.held.iter().cloned());
+        names.extend(self.guard.held().iter().cloned());
         let steps: Vec<Planned> = names.into_iter().filter_map(|name| self.plan(name, from_listing)).collect();
         let steps = self.hold_mass_deletion(steps).await;
         let kube = &self.kube;
@@ -342,48 +282,37 @@ impl Syncer {
     }
 
     /// Takes the deletions (and deactivations, which stop a bot as surely) out of `steps`
-    /// when they are too many at once (see [`plan::is_mass_deletion`]), and reports what is
-    /// held.
+    /// when they are too many at once (see [`follow::guard`]), and reports what is held.
     async fn hold_mass_deletion(&mut self, steps: Vec<Planned>) -> Vec<Planned> {
-        self.recent_deletes.retain(|_, (t, _)| t.elapsed() <= DELETION_WINDOW);
-        let removes = |p: &Planned| match &p.step {
-            Step::Delete => true,
-            Step::Apply(want) => want.suspended && p.current.as_ref().is_some_and(|c| !c.suspended),
-            Step::MarkInvalid(_) => false,
+        let removal = |p: &Planned| match &p.step {
+            Step::Delete => Some(Removal::Delete),
+            Step::Apply(want) if want.suspended && p.current.as_ref().is_some_and(|c| !c.suspended) => {
+                Some(Removal::Deactivate)
+            }
+            Step::Apply(_) | Step::MarkInvalid(_) => None,
         };
-        let removing: BTreeSet<&str> = steps.iter().filter(|p| removes(p)).map(|p| p.name.as_str()).collect();
-        let deleting = removing.len();
-        let recent = self.recent_deletes.keys().filter(|n| !removing.contains(n.as_str())).count();
-        // The fleet as it was before the recent deletions (deactivated bots are still in it).
-        let gone = self.recent_deletes.iter().filter(|(n, (_, deleted))| *deleted && !self.applied.contains_key(*n));
-        let fleet = self.applied.len() + gone.count();
-        let hold = deleting > 0
-            && !self.allow_mass_delete
-            && plan::is_mass_deletion(recent + deleting, fleet, self.max_delete_percent);
-        let (held, steps): (Vec<Planned>, Vec<Planned>) = steps.into_iter().partition(|p| hold && removes(p));
-        // Counted when tried: one that fails still counts, erring on holding.
-        for p in steps.iter().filter(|p| removes(p)) {
-            self.recent_deletes.insert(p.name.clone(), (Instant::now(), p.step == Step::Delete));
+        let proposed: BTreeMap<String, Removal> =
+            steps.iter().filter_map(|p| Some((p.name.clone(), removal(p)?))).collect();
+        let previously = self.guard.held().clone();
+        let verdict = self.guard.check(&proposed, self.applied.len(), |n| self.applied.contains_key(n));
+        if verdict.changed {
+            self.report_held(&previously, &verdict).await;
         }
-        let held: BTreeSet<String> = held.into_iter().map(|p| p.name).collect();
-        if held != self.held {
-            self.report_held(&held, recent + deleting, fleet).await;
-        }
-        self.held = held;
-        self.metrics.sync.set_deletions_held(self.held.len());
-        steps
+        self.metrics.sync.set_deletions_held(verdict.held.len());
+        steps.into_iter().filter(|p| !verdict.held.contains(&p.name)).collect()
     }
 
     /// Says once per change of the held set what is held and how to let it go.
-    async fn report_held(&self, held: &BTreeSet<String>, deleting: usize, fleet: usize) {
-        for name in self.held.difference(held) {
+    async fn report_held(&self, previously: &BTreeSet<String>, verdict: &follow::Verdict) {
+        let (held, deleting, fleet) = (&verdict.held, verdict.removing, verdict.fleet);
+        for name in previously.difference(held) {
             self.kube.released(name).await;
         }
         if held.is_empty() {
             info!("no deletion is held any more");
             return;
         }
-        let percent = self.max_delete_percent;
+        let percent = self.guard.max_percent();
         warn!(
             held = held.len(),
             deleting,
@@ -399,7 +328,7 @@ impl Syncer {
              with --sync-allow-mass-delete",
             self.collection
         );
-        for name in held.difference(&self.held) {
+        for name in held.difference(previously) {
             self.kube.held(name, &note).await;
         }
     }
@@ -479,8 +408,12 @@ impl Syncer {
 
     /// Every record kept out of the cluster, by record key: its client id and why.
     fn problems(&self) -> BTreeMap<String, (Option<String>, Problem)> {
-        let mut current: BTreeMap<String, (Option<String>, Problem)> =
-            self.mirror.problems().into_iter().map(|(k, c, p)| (k.to_string(), (c.map(str::to_string), p))).collect();
+        let mut current: BTreeMap<String, (Option<String>, Problem)> = self
+            .mirror
+            .problems()
+            .into_iter()
+            .map(|(k, c, p)| (k.to_string(), (c.map(str::to_string), Problem::Content(p))))
+            .collect();
         for (name, (record, problem)) in &self.name_taken {
             current.insert(record.clone(), (Some(desired::client_of(name).to_string()), problem.clone()));
         }

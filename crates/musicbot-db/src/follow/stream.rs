@@ -6,7 +6,7 @@
 //! handled by re-reading the record and applying only differences.
 
 use super::resume::ResumeStore;
-use super::{ResyncReason, Settings, SyncError, Syncer};
+use super::{Follower, ResyncReason, Settings};
 use mongodb::bson::Document;
 use mongodb::change_stream::ChangeStream;
 use mongodb::change_stream::event::{ChangeStreamEvent, OperationType, ResumeToken};
@@ -19,13 +19,13 @@ use tracing::{info, warn};
 /// this bounds how late shutdown, retries and the periodic resync run when nothing changes.
 const MAX_AWAIT: Duration = Duration::from_millis(500);
 
-pub(crate) enum Ended {
+pub(super) enum Ended<E> {
     Shutdown,
     /// The collection was dropped or renamed: start over from a resync.
     Invalidated,
     /// The server has no change streams (a standalone mongod, some compatible servers).
-    Unsupported(String),
-    Failed(SyncError),
+    Unsupported(mongodb::error::Error),
+    Failed(E),
 }
 
 /// Error codes meaning "this server cannot do change streams".
@@ -48,31 +48,31 @@ fn is_unsupported(e: &mongodb::error::Error) -> bool {
 
 type Stream = ChangeStream<ChangeStreamEvent<Document>>;
 
-async fn open(syncer: &Syncer, token: Option<ResumeToken>) -> mongodb::error::Result<Stream> {
-    syncer.records.watch().max_await_time(MAX_AWAIT).resume_after(token).await
+async fn open<F: Follower>(follower: &F, token: Option<ResumeToken>) -> mongodb::error::Result<Stream> {
+    follower.records().watch().max_await_time(MAX_AWAIT).resume_after(token).await
 }
 
 /// Follows the change stream until shutdown, an error or an invalidation; first resyncs if
 /// `needs_resync` says so (and clears it once done).
-#[tracing::instrument(skip_all, fields(collection = %syncer.collection))]
-pub(crate) async fn follow(
-    syncer: &mut Syncer,
+#[tracing::instrument(skip_all, fields(collection = %follower.records().name()))]
+pub(super) async fn follow<F: Follower>(
+    follower: &mut F,
     resume: &mut ResumeStore,
     needs_resync: &mut Option<ResyncReason>,
     settings: &Settings,
     stop: &CancellationToken,
-) -> Ended {
-    let mut stream = match open_resumed(syncer, resume, needs_resync).await {
+) -> Ended<F::Error> {
+    let mut stream = match open_resumed(follower, resume, needs_resync).await {
         Ok(s) => s,
         Err(ended) => return ended,
     };
     if let Some(reason) = *needs_resync {
-        if let Err(e) = syncer.resync(reason).await {
+        if let Err(e) = follower.resync(reason).await {
             return Ended::Failed(e);
         }
         *needs_resync = None;
     }
-    syncer.metrics.sync.set_up(true);
+    follower.set_up(true);
     let mut last_resync = Instant::now();
     loop {
         if stop.is_cancelled() {
@@ -85,7 +85,7 @@ pub(crate) async fn follow(
         };
         let handled = match next {
             // The stream is not polled while the event is handled: its token stays the one after it.
-            Ok(Some(event)) => handle(syncer, resume, stream.resume_token(), event).await,
+            Ok(Some(event)) => handle(follower, resume, stream.resume_token(), event).await,
             Ok(None) => {
                 resume.advance_idle(stream.resume_token()).await;
                 Ok(())
@@ -98,10 +98,10 @@ pub(crate) async fn follow(
             }
             return ended;
         }
-        syncer.retry_dirty().await;
+        follower.tick().await;
         if last_resync.elapsed() >= settings.resync_interval {
             last_resync = Instant::now();
-            if let Err(e) = syncer.resync(ResyncReason::Periodic).await {
+            if let Err(e) = follower.resync(ResyncReason::Periodic).await {
                 return Ended::Failed(e);
             }
         }
@@ -111,50 +111,50 @@ pub(crate) async fn follow(
 /// Opens the stream from the stored token. A token the server refuses (too old, from
 /// another database, ...) is dropped for a new stream, with a resync so nothing between the
 /// token and now is missed.
-async fn open_resumed(
-    syncer: &Syncer,
+async fn open_resumed<F: Follower>(
+    follower: &F,
     resume: &mut ResumeStore,
     needs_resync: &mut Option<ResyncReason>,
-) -> Result<Stream, Ended> {
+) -> Result<Stream, Ended<F::Error>> {
     let token = resume.current().await.map_err(|e| Ended::Failed(e.into()))?;
     let resuming = token.is_some();
-    let refused = match open(syncer, token).await {
+    let refused = match open(follower, token).await {
         Ok(s) => {
             if resuming {
                 info!("change stream resumed from the stored token");
             }
             return Ok(s);
         }
-        Err(e) if is_unsupported(&e) => return Err(Ended::Unsupported(e.to_string())),
+        Err(e) if is_unsupported(&e) => return Err(Ended::Unsupported(e)),
         Err(e) if resuming && command_code(&e).is_some() => e,
         Err(e) => return Err(Ended::Failed(e.into())),
     };
-    match open(syncer, None).await {
+    match open(follower, None).await {
         Ok(s) => {
             warn!("could not resume the change stream ({refused}); starting a new one after a full resync");
             resume.clear().await;
             *needs_resync = Some(ResyncReason::ResumeFailed);
             Ok(s)
         }
-        Err(e) if is_unsupported(&e) => Err(Ended::Unsupported(e.to_string())),
+        Err(e) if is_unsupported(&e) => Err(Ended::Unsupported(e)),
         Err(e) => Err(Ended::Failed(e.into())),
     }
 }
 
-/// Handles one event: a record change is synced, then `token` (the one after the event) is
+/// Handles one event: a record change is acted on, then `token` (the one after the event) is
 /// stored; a dropped or renamed collection ends the stream with [`Ended::Invalidated`].
-async fn handle(
-    syncer: &mut Syncer,
+async fn handle<F: Follower>(
+    follower: &mut F,
     resume: &mut ResumeStore,
     token: Option<ResumeToken>,
     event: ChangeStreamEvent<Document>,
-) -> Result<(), Ended> {
+) -> Result<(), Ended<F::Error>> {
     match event.operation_type {
         OperationType::Insert | OperationType::Update | OperationType::Replace | OperationType::Delete => {
             let Some(id) = event.document_key.as_ref().and_then(|k| k.get("_id")) else { return Ok(()) };
             // On failure the token stays put: the event comes again after reopening.
-            syncer.on_change(id).await.map_err(Ended::Failed)?;
-            syncer.metrics.sync.stream_event(lag_of(&event));
+            follower.on_change(id).await.map_err(Ended::Failed)?;
+            follower.event_handled(lag_of(&event));
             resume.advance(token).await;
         }
         OperationType::Invalidate | OperationType::Drop | OperationType::Rename | OperationType::DropDatabase => {
@@ -179,16 +179,20 @@ fn lag_of(event: &ChangeStreamEvent<Document>) -> Option<Duration> {
 }
 
 /// Where change streams are unavailable: a full resync every poll interval.
-#[tracing::instrument(skip_all, fields(collection = %syncer.collection))]
-pub(crate) async fn poll(syncer: &mut Syncer, settings: &Settings, stop: &CancellationToken) -> Ended {
+#[tracing::instrument(skip_all, fields(collection = %follower.records().name()))]
+pub(super) async fn poll<F: Follower>(
+    follower: &mut F,
+    settings: &Settings,
+    stop: &CancellationToken,
+) -> Ended<F::Error> {
     loop {
         if stop.is_cancelled() {
             return Ended::Shutdown;
         }
-        if let Err(e) = syncer.resync(ResyncReason::Poll).await {
+        if let Err(e) = follower.resync(ResyncReason::Poll).await {
             return Ended::Failed(e);
         }
-        syncer.metrics.sync.set_up(true);
+        follower.set_up(true);
         tokio::select! {
             _ = tokio::time::sleep(settings.poll_interval) => {}
             _ = stop.cancelled() => {}

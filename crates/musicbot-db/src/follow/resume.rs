@@ -1,8 +1,9 @@
-//! The change stream's resume token, kept in MongoDB beside the records it is about, so an
-//! operator restart (or a new leader) continues where the last one stopped: nothing missed,
-//! nothing replayed.
+//! The change stream's resume token, kept in MongoDB beside the records it is about, so a
+//! reconnect (or an operator's new leader) continues where the last stream stopped: nothing
+//! missed, nothing replayed.
 //!
-//! One document per (collection, namespace) in the state collection:
+//! One document per (collection, scope) in the state collection — the scope is the sync's
+//! namespace, or `fleet` for bot-runner's fleet mode:
 //! `{_id: "MusicBotDB@music", resumeToken: {...}, updatedAt: Date}`.
 
 use mongodb::bson::{self, Document, doc};
@@ -14,7 +15,7 @@ use tracing::{debug, warn};
 /// How often a token that only moved because time passed (no events) is written.
 const IDLE_SAVE_EVERY: Duration = Duration::from_secs(60);
 
-pub(crate) struct ResumeStore {
+pub struct ResumeStore {
     coll: Collection<Document>,
     key: String,
     loaded: bool,
@@ -24,10 +25,10 @@ pub(crate) struct ResumeStore {
 }
 
 impl ResumeStore {
-    pub(crate) fn new(db: &Database, state_collection: &str, bots_collection: &str, namespace: &str) -> Self {
+    pub fn new(db: &Database, state_collection: &str, bots_collection: &str, scope: &str) -> Self {
         Self {
             coll: db.collection(state_collection),
-            key: format!("{bots_collection}@{namespace}"),
+            key: format!("{bots_collection}@{scope}"),
             loaded: false,
             current: None,
             saved: None,
@@ -71,7 +72,7 @@ impl ResumeStore {
     }
 
     /// Stores the current token now (at shutdown).
-    pub(crate) async fn flush(&mut self) {
+    pub async fn flush(&mut self) {
         self.write().await;
     }
 
