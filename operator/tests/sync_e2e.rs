@@ -426,23 +426,24 @@ async fn a_wiped_or_misnamed_collection_deletes_nothing_until_allowed() {
     eventually("1 of 10 deleted", count(9)).await;
     assert_eq!(sync.metric("musicbot_operator_sync_deletions_held"), 0.0);
 
-    // Every record deactivated at once stops the fleet as surely: held the same way. With
-    // the deletion a moment ago, 4 more of the 10 may stop; the other 5 are held.
+    // Every record deactivated at once stops the fleet as surely: held the same way. The
+    // changes arrive one by one and wait for the burst to settle, so all 9 are held (with
+    // the deletion a moment ago, 10 of 10).
     let suspended = || async {
         let list = Api::<MusicBot>::namespaced(client.clone(), &ns).list(&ListParams::default()).await.unwrap();
         list.items.iter().filter(|b| b.spec.suspended).count()
     };
     bots(&db).update_many(doc! {}, doc! {"$set": {"isActive": false}}).await.unwrap();
-    eventually("5 held", || async { (sync.metric("musicbot_operator_sync_deletions_held") == 5.0).then_some(()) })
+    eventually("9 held", || async { (sync.metric("musicbot_operator_sync_deletions_held") == 9.0).then_some(()) })
         .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(suspended().await, 4, "a mass deactivation stopped the fleet");
+    assert_eq!(suspended().await, 0, "a mass deactivation stopped part of the fleet");
     // Each held MusicBot says so (the controller makes it their Synced condition).
     let marked_held = || async {
         let list = Api::<MusicBot>::namespaced(client.clone(), &ns).list(&ListParams::default()).await.unwrap();
         list.items.iter().filter(|b| b.annotations().contains_key(musicbot_api::labels::SYNC_HELD)).count()
     };
-    eventually("5 marked held", || async { (marked_held().await == 5).then_some(()) }).await;
+    eventually("9 marked held", || async { (marked_held().await == 9).then_some(()) }).await;
     // Active again: nothing is held, nothing suspended.
     bots(&db).update_many(doc! {}, doc! {"$set": {"isActive": true}}).await.unwrap();
     eventually("all running again", || async { (suspended().await == 0).then_some(()) }).await;
@@ -465,17 +466,17 @@ async fn a_wiped_or_misnamed_collection_deletes_nothing_until_allowed() {
     .await;
     sync.stop().await;
 
-    // The collection emptied while the sync follows it: the deletes stop at the share
-    // (4 of 9 go, the 5th would pass 50 %), the rest is held.
+    // The collection emptied while the sync follows it: the deletes arrive one by one, wait
+    // for the burst to settle, and are held together: none goes.
     let sync = start_sync(&client, &db, None, sync_settings(&ns, SyncMode::Watch));
     eventually("the change stream open", || async { (sync.metric("musicbot_operator_sync_up") == 1.0).then_some(()) })
         .await;
     bots(&db).delete_many(doc! {}).await.unwrap();
-    eventually("5 held", || async { (sync.metric("musicbot_operator_sync_deletions_held") == 5.0).then_some(()) })
+    eventually("9 held", || async { (sync.metric("musicbot_operator_sync_deletions_held") == 9.0).then_some(()) })
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(synced_names(&client, &ns).await.len(), 5, "an emptied collection wiped the fleet");
-    assert_eq!(sync.metric("musicbot_operator_sync_deletions_held"), 5.0);
+    assert_eq!(synced_names(&client, &ns).await.len(), 9, "an emptied collection deleted bots");
+    assert_eq!(sync.metric("musicbot_operator_sync_deletions_held"), 9.0);
     sync.stop().await;
 
     // The override: they go.

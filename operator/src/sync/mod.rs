@@ -116,6 +116,10 @@ impl Follower for Syncer {
 
     async fn tick(&mut self) {
         self.retry_dirty().await;
+        if self.guard.settled() {
+            self.converge(BTreeSet::new(), false).await;
+            self.report().await;
+        }
     }
 
     fn set_up(&self, up: bool) {
@@ -257,7 +261,7 @@ impl Syncer {
     /// the steps out concurrently, and keeps what came of them.
     async fn converge(&mut self, mut names: BTreeSet<String>, from_listing: bool) {
         // Held deletions are decided again each time, so they count towards any new ones.
-        names.extend(self.guard.held().iter().cloned());
+        names.extend(self.guard.held().iter().chain(self.guard.waiting()).cloned());
         let steps: Vec<Planned> = names.into_iter().filter_map(|name| self.plan(name, from_listing)).collect();
         let steps = self.hold_mass_deletion(steps).await;
         let kube = &self.kube;
@@ -282,7 +286,8 @@ impl Syncer {
     }
 
     /// Takes the deletions (and deactivations, which stop a bot as surely) out of `steps`
-    /// when they are too many at once (see [`follow::guard`]), and reports what is held.
+    /// while their burst settles, and for good when they are too many at once (see
+    /// [`follow::guard`]), and reports what is held.
     async fn hold_mass_deletion(&mut self, steps: Vec<Planned>) -> Vec<Planned> {
         let removal = |p: &Planned| match &p.step {
             Step::Delete => Some(Removal::Delete),
@@ -299,7 +304,7 @@ impl Syncer {
             self.report_held(&previously, &verdict).await;
         }
         self.metrics.sync.set_deletions_held(verdict.held.len());
-        steps.into_iter().filter(|p| !verdict.held.contains(&p.name)).collect()
+        steps.into_iter().filter(|p| !verdict.held.contains(&p.name) && !verdict.waiting.contains(&p.name)).collect()
     }
 
     /// Says once per change of the held set what is held and how to let it go.
