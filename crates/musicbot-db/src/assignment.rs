@@ -311,6 +311,7 @@ mod tests {
             token: "x".into(),
             is_active: active,
             guild_count: 0,
+            presence: None,
         }
     }
 

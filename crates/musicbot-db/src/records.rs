@@ -2,7 +2,8 @@
 //! so a malformed record yields an error that names the field, and the rest of the fleet
 //! goes on.
 
-use mongodb::bson::{Bson, Document, oid::ObjectId};
+use mongodb::bson::{self as bson, Bson, Document, oid::ObjectId};
+use musicbot_api::crd::Presence;
 use std::fmt;
 
 /// Collection names; the seed's Prisma models by default.
@@ -66,6 +67,9 @@ pub struct BotRecord {
     pub token: String,
     pub is_active: bool,
     pub guild_count: i64,
+    /// Not in the seed's model: an optional `presence` subdocument, shaped as a MusicBot's
+    /// `spec.presence` (`{status, activity: {type, name}}`).
+    pub presence: Option<Presence>,
 }
 
 impl fmt::Debug for BotRecord {
@@ -77,6 +81,7 @@ impl fmt::Debug for BotRecord {
             .field("token", &"<redacted>")
             .field("is_active", &self.is_active)
             .field("guild_count", &self.guild_count)
+            .field("presence", &self.presence)
             .finish()
     }
 }
@@ -122,7 +127,21 @@ impl BotRecord {
             Some(Bson::Int64(n)) => *n,
             Some(other) => return Err(wrong("guildCount", "an integer", other)),
         };
-        Ok(Self { id, name, client_id, token, is_active, guild_count })
+        let presence = match doc.get("presence") {
+            None | Some(Bson::Null) => None,
+            Some(b) => Some(presence(b)?),
+        };
+        Ok(Self { id, name, client_id, token, is_active, guild_count, presence })
+    }
+}
+
+/// The CRD's shape and limits, so a record's presence is one a MusicBot would accept.
+fn presence(b: &Bson) -> Result<Presence, RecordError> {
+    const EXPECTED: &str = "a presence ({status, activity: {type, name of 1 to 128 characters}})";
+    let p: Presence = bson::from_bson(b.clone()).map_err(|_| wrong("presence", EXPECTED, b))?;
+    match &p.activity {
+        Some(a) if a.name.trim().is_empty() || a.name.chars().count() > 128 => Err(wrong("presence", EXPECTED, b)),
+        _ => Ok(p),
     }
 }
 
@@ -189,6 +208,37 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(e, RecordError::WrongType { field: "isActive", .. }), "{e}");
+    }
+
+    #[test]
+    fn a_presence_reads_as_a_musicbots_and_a_bad_one_names_the_field() {
+        use musicbot_api::crd::{ActivityKind, OnlineStatus};
+        let base = doc! {"_id": ObjectId::new(), "clientId": "123456789012345678", "token": "t"};
+        let with = |p: Bson| {
+            let mut d = base.clone();
+            d.insert("presence", p);
+            BotRecord::from_document(&d)
+        };
+        let r = with(doc! {"status": "dnd", "activity": {"type": "watching", "name": "the queue"}}.into()).unwrap();
+        let p = r.presence.unwrap();
+        assert_eq!(
+            (p.status, p.activity.as_ref().map(|a| (a.kind, a.name.as_str()))),
+            (OnlineStatus::Dnd, Some((ActivityKind::Watching, "the queue")))
+        );
+        assert_eq!(
+            with(doc! {}.into()).unwrap().presence.unwrap().status,
+            OnlineStatus::Online,
+            "defaults as the CRD's"
+        );
+        for bad in [
+            Bson::from("online"),
+            doc! {"status": "busy"}.into(),
+            doc! {"activity": {"name": ""}}.into(),
+            doc! {"activity": {"name": "x".repeat(129)}}.into(),
+        ] {
+            let e = with(bad.clone()).unwrap_err();
+            assert!(matches!(e, RecordError::WrongType { field: "presence", .. }), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Resource;
-use musicbot_api::crd::MusicBot;
+use musicbot_api::crd::{MusicBot, Presence};
 use musicbot_api::labels::{MANAGED_BY_LABEL, RECORD_LABEL, SYNC, SYNC_HASH, SYNCED_AT, SYNCED_FROM};
 use musicbot_db::BotRecord;
 use serde_json::{Value, json};
@@ -76,6 +76,8 @@ pub(crate) struct Desired {
     pub(crate) client_id: String,
     pub(crate) display_name: String,
     pub(crate) suspended: bool,
+    /// The record's own `presence`, if it has one (a presence set by hand is kept otherwise).
+    pub(crate) presence: Option<Presence>,
     token: String,
     pub(crate) hash: String,
 }
@@ -87,6 +89,7 @@ impl fmt::Debug for Desired {
             .field("synced_from", &self.synced_from)
             .field("display_name", &self.display_name)
             .field("suspended", &self.suspended)
+            .field("presence", &self.presence)
             .field("hash", &self.hash)
             .finish_non_exhaustive()
     }
@@ -100,7 +103,12 @@ impl Desired {
         let display_name = if display_name.is_empty() { record.client_id.clone() } else { display_name };
         let synced_from = format!("{collection}/{record_key}");
         let suspended = !record.is_active;
-        let hash = digest(&[&name, &synced_from, &record.client_id, &display_name, &suspended.to_string(), token]);
+        let suspended_text = suspended.to_string();
+        let presence = record.presence.as_ref().map(|p| serde_json::to_string(p).expect("a presence serialises"));
+        let mut parts = vec![name.as_str(), &synced_from, &record.client_id, &display_name, &suspended_text, token];
+        // Only when set, so records without one keep the hash they had before presences.
+        parts.extend(presence.as_deref());
+        let hash = digest(&parts);
         Self {
             name,
             record_key: record_key.into(),
@@ -108,6 +116,7 @@ impl Desired {
             client_id: record.client_id.clone(),
             display_name,
             suspended,
+            presence: record.presence.clone(),
             token: token.into(),
             hash,
         }
@@ -120,7 +129,7 @@ impl Desired {
     /// The MusicBot to server-side apply. Only the fields the record decides are here, so
     /// fields a person adds to a synced MusicBot (shards, music settings) are kept.
     pub(crate) fn musicbot(&self, synced_at: &str) -> Value {
-        json!({
+        let mut bot = json!({
             "apiVersion": ObjectKind::MusicBot.api_version(),
             "kind": ObjectKind::MusicBot.kind(),
             "metadata": {
@@ -134,7 +143,11 @@ impl Desired {
                 "displayName": self.display_name,
                 "suspended": self.suspended,
             }
-        })
+        });
+        if let Some(p) = &self.presence {
+            bot["spec"]["presence"] = serde_json::to_value(p).expect("a presence serialises");
+        }
+        bot
     }
 
     /// The Secret to server-side apply: the token, as the controller and bot pods read it.
@@ -195,6 +208,7 @@ mod tests {
             token: "enc:v1:stored".into(),
             is_active: active,
             guild_count: 0,
+            presence: None,
         }
     }
 
@@ -236,6 +250,13 @@ mod tests {
             "re-encryption is no change"
         );
         assert!(!TOKEN.contains(&a.hash));
+        // A presence is synced, and changes the hash; none leaves the MusicBot's own alone.
+        assert!(a.musicbot("t")["spec"].get("presence").is_none());
+        let mut present = r.clone();
+        present.presence = Some(serde_json::from_value(serde_json::json!({"status": "idle"})).unwrap());
+        let p = Desired::new("MusicBotDB", &key, &present, TOKEN);
+        assert_ne!(a.hash, p.hash);
+        assert_eq!(p.musicbot("t")["spec"]["presence"], serde_json::json!({"status": "idle"}));
     }
 
     #[test]
