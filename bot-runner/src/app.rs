@@ -1,18 +1,22 @@
 //! The three ways to run: one bot (`run`), several (`fleet`), and the command scripts.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use musicbot_db::cipher::{Stored, reveal};
+use futures::TryStreamExt as _;
+use mongodb::bson::{Document, doc};
 use musicbot_db::connect::load_key;
+use musicbot_db::follow::{self, Mirror, ResumeStore};
 use musicbot_db::{Collections, TokenCipher};
 use musicbot_runtime::CancellationToken;
 use tracing::{info, warn};
 
 use crate::bot::{Bot, BotSpec, Runtime};
 use crate::cli::{CommandsArgs, CommandsCommand, CommonArgs, FleetArgs, RunArgs};
-use crate::fleet::Fleet;
+use crate::fleet::records::FleetRecords;
+use crate::fleet::{Fleet, Seat};
 use crate::metrics::Metrics;
 use crate::music::{MusicSettings, Sources};
 use crate::token;
@@ -52,86 +56,108 @@ pub async fn run(args: RunArgs) -> Result<()> {
         presence: args.presence.clone(),
     };
     let bot = Bot::start(spec, token, &rt).await?;
-    serve(listener, vec![bot], &rt, &args.common, Exit::WhenTheBotStops).await
+    let fleet = Fleet::new(vec![Seat::fixed(bot.clone())], false, stuck_after(&args.common));
+    serve(listener, fleet, &rt, &args.common, Exit::WhenTheBotStops(bot), None).await
 }
 
-/// Several bots in one process: every active bot in MongoDB and/or one per token file.
+/// Several bots in one process: one per token file, and every active record in MongoDB,
+/// followed live (records added, deactivated, deleted or given a new token change the
+/// running bots without a restart).
 pub async fn fleet(args: FleetArgs) -> Result<()> {
     let listener = listen(&args.common).await?;
     let rt = runtime(&args.common).await?;
-    let cipher = args.token_key_file.as_deref().map(load_key).transpose()?;
-    let mut wanted: Vec<(BotSpec, Token)> = Vec::new();
-    let spec = |name: String, client_id: Option<u64>| BotSpec {
-        name,
-        client_id,
+    let cipher = args.token_key_file.as_deref().map(load_key).transpose()?.map(Arc::new);
+    let template = BotSpec {
+        name: String::new(),
+        client_id: None,
         guild_ids: args.guild_ids.clone(),
         shard: (0, 1),
         presence: args.presence.clone(),
     };
-    if let Some((db, cols)) = &rt.mongo {
-        for (record, token) in active_bots(db, cols, cipher.as_ref()).await? {
-            wanted.push((spec(record.name.clone(), record.client_id.parse().ok()), token));
-        }
-    }
+    let mut seats = Vec::new();
+    let mut from_files = HashSet::new();
     for file in &args.token_files {
         let token = token::from_file(file)?;
         let name = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "bot".into());
-        wanted.push((spec(name, Some(token.client_id())), token));
+        from_files.insert(token.client_id());
+        let spec = BotSpec { name, client_id: Some(token.client_id()), ..template.clone() };
+        seats.push(Seat::spawn(spec, token, rt.clone()));
     }
-    if wanted.is_empty() {
-        bail!("no bots to run: no active bot in MongoDB and no --token-file");
+    if rt.mongo.is_none() && seats.is_empty() {
+        bail!("no bots to run: give --mongodb-uri (every active record runs) or --token-file");
     }
-    let mut bots = Vec::new();
-    for (spec, token) in wanted {
-        let name = spec.name.clone();
-        match Bot::start(spec, token, &rt).await {
-            Ok(b) => bots.push(b),
-            // One bad bot must not keep the others from running.
-            Err(e) => warn!(bot = %name, error = %format!("{e:#}"), "bot not started"),
-        }
-    }
-    info!(bots = bots.len(), "fleet started");
-    serve(listener, bots, &rt, &args.common, Exit::OnSignalOnly).await
+    let fleet = Fleet::new(seats, rt.mongo.is_some(), stuck_after(&args.common));
+    let following = rt.mongo.clone().map(|(db, cols)| {
+        let records =
+            FleetRecords::new(&db, &cols, cipher, fleet.clone(), rt.clone(), template, from_files, args.follow.guard());
+        let resume = ResumeStore::new(&db, &args.follow.sync_state_collection, &cols.bots, RESUME_SCOPE);
+        Following::start(records, resume, args.follow.settings())
+    });
+    info!(token_files = args.token_files.len(), mongodb = following.is_some(), "fleet started");
+    serve(listener, fleet, &rt, &args.common, Exit::OnSignalOnly, following).await
 }
 
-/// Active, well-formed bots with usable tokens; the rest are skipped with a warning.
+/// The resume token's key beside the operator's (which use their namespace).
+const RESUME_SCOPE: &str = "fleet";
+
+fn stuck_after(common: &CommonArgs) -> Duration {
+    Duration::from_secs(common.gateway_stuck_seconds)
+}
+
+/// The task following MongoDB, and how to stop it.
+struct Following {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Following {
+    fn start(mut records: FleetRecords, mut resume: ResumeStore, settings: follow::Settings) -> Self {
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let task = tokio::spawn(async move { follow::run(&mut records, &mut resume, &settings, &token).await });
+        Self { stop, task }
+    }
+
+    /// Stops following (no bot is started or stopped after this), within a few seconds.
+    async fn stop(self) {
+        self.stop.cancel();
+        if tokio::time::timeout(Duration::from_secs(10), self.task).await.is_err() {
+            warn!("following MongoDB did not stop in time");
+        }
+    }
+}
+
+/// The bots the fleet would run now: active, well-formed records with usable tokens, the
+/// oldest of each client id (the record rules of `follow`); the rest are skipped with a
+/// warning.
 async fn active_bots(
     db: &mongodb::Database,
     cols: &Collections,
     cipher: Option<&TokenCipher>,
 ) -> Result<Vec<(musicbot_db::BotRecord, Token)>> {
-    let mut out = Vec::new();
-    for (id, parsed) in musicbot_db::guilds::all_bots(db, cols).await.context("reading the bots from MongoDB")? {
-        let record = match parsed {
-            Ok(r) if r.is_active => r,
-            Ok(_) => continue,
-            Err(e) => {
-                warn!(record = ?id, error = %e, "skipping a malformed bot record");
-                continue;
-            }
-        };
-        match reveal(cipher, &record.client_id, &record.token) {
-            Ok((token, stored)) => {
-                if stored == Stored::Plaintext {
-                    warn!(bot = %record.name, "this bot's token is stored in plaintext; encrypt it with `musicbot-operator bots encrypt`");
-                }
-                // The sync's rule, so fleet mode runs exactly the records the operator would.
-                match Token::parse_for(&token, &record.client_id) {
-                    Ok(t) => out.push((record, t)),
-                    Err(e) => warn!(bot = %record.name, error = %e, "skipping a bot with an unusable token"),
-                }
-            }
-            Err(e) => warn!(bot = %record.name, error = %e, "skipping a bot whose token cannot be read"),
-        }
+    let docs: Vec<Document> = async { db.collection::<Document>(&cols.bots).find(doc! {}).await?.try_collect().await }
+        .await
+        .context("reading the bots from MongoDB")?;
+    let mirror = Mirror::from_records(docs.iter().map(|d| {
+        let key = d.get("_id").map(follow::record_key).unwrap_or_else(|| "<no _id>".into());
+        (key, follow::parse(d, cipher))
+    }));
+    for (key, client, problem) in mirror.problems() {
+        warn!(record = %key, client_id = client.unwrap_or("-"), "skipping a bot record: {problem}");
     }
-    Ok(out)
+    Ok(mirror
+        .clients()
+        .filter_map(|c| mirror.winner(c))
+        .filter(|(_, good)| good.record.is_active)
+        .map(|(_, good)| (good.record.clone(), good.token.clone()))
+        .collect())
 }
 
 /// When a process serving bots ends besides SIGTERM/Ctrl-C.
 enum Exit {
     /// One bot per process (`run`): a bot whose Discord client gave up (a refused token)
     /// exits non-zero, so its pod shows the crash and why instead of idling unready.
-    WhenTheBotStops,
+    WhenTheBotStops(Arc<Bot>),
     /// Fleet mode: one bot's failure must not take the others down; `/status` reports it.
     OnSignalOnly,
 }
@@ -146,13 +172,12 @@ async fn listen(common: &CommonArgs) -> Result<tokio::net::TcpListener> {
 
 async fn serve(
     listener: tokio::net::TcpListener,
-    bots: Vec<Arc<Bot>>,
+    fleet: Arc<Fleet>,
     rt: &Runtime,
     common: &CommonArgs,
     exit: Exit,
+    following: Option<Following>,
 ) -> Result<()> {
-    let first = bots.first().cloned();
-    let fleet = Fleet::new(bots, Duration::from_secs(common.gateway_stuck_seconds));
     info!(addr = %listener.local_addr()?, "serving /health /ready /metrics /status /bots");
     let shutdown = musicbot_runtime::shutdown_on_signal();
     // Not the signal's token: /health and /status answer until the bots have stopped.
@@ -160,15 +185,18 @@ async fn serve(
     let server =
         tokio::spawn(http::serve(listener, fleet.clone(), rt.metrics.clone(), stop_serving.clone().cancelled_owned()));
     let gave_up = async {
-        match (&exit, first) {
-            (Exit::WhenTheBotStops, Some(bot)) => format!("{}: {}", bot.name, bot.stopped().await),
-            _ => std::future::pending().await,
+        match &exit {
+            Exit::WhenTheBotStops(bot) => format!("{}: {}", bot.name, bot.stopped().await),
+            Exit::OnSignalOnly => std::future::pending().await,
         }
     };
     let failure = tokio::select! {
         () = shutdown.cancelled() => None,
         why = gave_up => Some(why),
     };
+    if let Some(following) = following {
+        following.stop().await;
+    }
     fleet.shutdown(Duration::from_secs(common.shutdown_grace_seconds)).await;
     stop_serving.cancel();
     let _ = server.await;

@@ -130,6 +130,14 @@ impl Bot {
         (connected, latency)
     }
 
+    /// Changes the presence on every shard's open session, without reconnecting.
+    pub async fn set_presence(&self, presence: &PresenceArgs) {
+        let runners = self.shard_manager.runners.lock().await;
+        for runner in runners.values() {
+            runner.runner_tx.set_presence(discord::activity(presence), discord::status(presence));
+        }
+    }
+
     /// How long the gateway has been down, if it is.
     pub fn down_for(&self) -> Option<Duration> {
         self.down_since.lock().expect("down lock").map(|t| t.elapsed())

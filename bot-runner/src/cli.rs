@@ -89,6 +89,10 @@ pub struct FleetArgs {
     #[command(flatten)]
     pub presence: PresenceArgs,
 
+    /// How the records are followed: the operator's sync flags.
+    #[command(flatten)]
+    pub follow: musicbot_db::connect::FollowArgs,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -245,7 +249,7 @@ impl MediaArgs {
     }
 }
 
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Debug, Clone, Default, PartialEq, Eq)]
 pub struct PresenceArgs {
     /// online, idle, dnd or invisible.
     #[arg(long, env = var::PRESENCE_STATUS)]
@@ -255,6 +259,17 @@ pub struct PresenceArgs {
     pub activity_type: Option<ActivityKind>,
     #[arg(long, env = var::ACTIVITY_NAME)]
     pub activity_name: Option<String>,
+}
+
+impl From<&musicbot_api::crd::Presence> for PresenceArgs {
+    /// A presence of the contract's shape (a record's, in fleet mode) as the flags give one.
+    fn from(p: &musicbot_api::crd::Presence) -> Self {
+        Self {
+            presence_status: Some(p.status),
+            activity_type: p.activity.as_ref().map(|a| a.kind),
+            activity_name: p.activity.as_ref().map(|a| a.name.clone()),
+        }
+    }
 }
 
 #[cfg(test)]

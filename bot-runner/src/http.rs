@@ -137,6 +137,7 @@ where
 async fn metrics_text(State(app): State<App>) -> Response {
     // Reports refresh the gauges before they are encoded.
     app.fleet.reports().await;
+    app.metrics.fleet().set_bots(&app.fleet.by_state());
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], app.metrics.encode())
         .into_response()
 }
@@ -184,7 +185,7 @@ mod tests {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let fleet = Fleet::new(Vec::new(), Duration::from_secs(60));
+        let fleet = Fleet::new(Vec::new(), false, Duration::from_secs(60));
         tokio::spawn(serve(listener, fleet, Arc::new(Metrics::default()), std::future::pending()));
         // Reads until the server closes the connection, or gives up after `within`.
         async fn closed_within(conn: &mut tokio::net::TcpStream, within: Duration) -> Option<(Duration, Vec<u8>)> {
@@ -232,7 +233,7 @@ mod tests {
         // A fleet without bots is never ready.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let fleet = Fleet::new(Vec::new(), Duration::from_secs(60));
+        let fleet = Fleet::new(Vec::new(), false, Duration::from_secs(60));
         tokio::spawn(serve(listener, fleet, Arc::new(Metrics::default()), std::future::pending()));
         let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
         let get = |path: &'static str| {

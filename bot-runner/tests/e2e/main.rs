@@ -4,6 +4,7 @@
 mod commands;
 mod controls;
 mod fleet;
+mod fleet_live;
 mod hostile;
 mod playback;
 mod process;

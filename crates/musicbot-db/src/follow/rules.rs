@@ -184,6 +184,10 @@ impl Mirror {
         self.records.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
     /// The record used for a client id: the oldest good one (ObjectIds sort by creation).
     pub fn winner(&self, client_id: &str) -> Option<(&str, &Good)> {
         let key = self.good_by_client.get(client_id)?.first()?;
