@@ -18,11 +18,15 @@ pub use kube_cluster::KubeCluster;
 pub use kube_node::KubeNode;
 pub use mongo::MongoServer;
 
-/// Directory holding the workspace (for tests that read committed files).
+/// Directory holding the workspace (for tests that read committed files): found from the
+/// running test's package directory (cargo sets `CARGO_MANIFEST_DIR` for it), not from the
+/// one this crate was compiled in, which a target directory shared by two checkouts of the
+/// workspace (CI's cache) can make another checkout's.
 pub fn workspace_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    let package = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    std::path::Path::new(&package)
         .ancestors()
-        .nth(2)
-        .expect("testkit lives in crates/, below the workspace root")
+        .find(|dir| dir.join("Cargo.lock").is_file())
+        .expect("the tests run inside the workspace")
         .to_path_buf()
 }

@@ -3,7 +3,7 @@
 use testkit::Helm;
 
 fn chart() -> String {
-    format!("{}/tests/fixtures/minimal-chart", env!("CARGO_MANIFEST_DIR"))
+    testkit::workspace_root().join("crates/testkit/tests/fixtures/minimal-chart").display().to_string()
 }
 
 #[test]
