@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use musicbot_db::follow::{ResyncReason, SkipReason};
+use musicbot_db::follow::FollowMetrics;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -47,35 +47,22 @@ pub struct Metrics {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabels {
-    reason: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: String,
 }
 
-/// Fleet mode following MongoDB: the same measures as the operator's sync, under
-/// `musicbot_fleet_`.
+/// Fleet mode: its bots, and following MongoDB (the operator sync's measures, under
+/// `musicbot_fleet_`).
 pub struct FleetMetrics {
     bots: Family<StateLabels, Gauge>,
     restarts: Counter,
-    records: Gauge,
-    plaintext: Gauge,
-    skipped_total: Family<ReasonLabels, Counter>,
-    skipped: Family<ReasonLabels, Gauge>,
-    resyncs: Family<ReasonLabels, Counter>,
-    stream_events: Counter,
-    lag: Histogram,
-    errors: Counter,
-    up: Gauge,
-    deletions_held: Gauge,
+    pub follow: FollowMetrics,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("musicbot");
+        let fleet = FleetMetrics::register(registry.sub_registry_with_prefix("fleet"));
         let m = Self {
             gateway_latency: Family::default(),
             gateway_connected: Family::default(),
@@ -86,7 +73,7 @@ impl Default for Metrics {
             tracks_started: Family::default(),
             tracks_failed: Family::default(),
             commands: Family::new_with_constructor(command_histogram),
-            fleet: FleetMetrics::default(),
+            fleet,
             registry: Registry::default(),
         };
         registry.register(
@@ -106,7 +93,6 @@ impl Default for Metrics {
         registry.register("tracks_started", "Tracks that started playing", m.tracks_started.clone());
         registry.register("tracks_failed", "Tracks whose source failed", m.tracks_failed.clone());
         registry.register("command_duration_seconds", "Time to answer a slash command", m.commands.clone());
-        m.fleet.register(registry.sub_registry_with_prefix("fleet"));
         Self { registry, ..m }
     }
 }
@@ -151,97 +137,18 @@ impl Metrics {
     }
 }
 
-impl Default for FleetMetrics {
-    fn default() -> Self {
-        Self {
-            bots: Family::default(),
-            restarts: Counter::default(),
-            records: Gauge::default(),
-            plaintext: Gauge::default(),
-            skipped_total: Family::default(),
-            skipped: Family::default(),
-            resyncs: Family::default(),
-            stream_events: Counter::default(),
-            // 10 ms … 20 s.
-            lag: Histogram::new(exponential_buckets(0.01, 2.0, 12)),
-            errors: Counter::default(),
-            up: Gauge::default(),
-            deletions_held: Gauge::default(),
-        }
-    }
-}
-
 impl FleetMetrics {
-    fn register(&self, r: &mut Registry) {
-        r.register("bots", "Bots of the fleet by state (starting, running, failed)", self.bots.clone());
-        r.register("bot_restarts", "Bots that failed and are started again after a backoff", self.restarts.clone());
-        r.register("records", "Bots started from MongoDB records", self.records.clone());
-        r.register("plaintext_tokens", "Records in use whose token is stored in plaintext", self.plaintext.clone());
-        r.register(
-            "skipped_records",
-            "Records skipped, counted when first seen, by reason",
-            self.skipped_total.clone(),
-        );
-        r.register("skipped_records_current", "Records skipped right now, by reason", self.skipped.clone());
-        r.register("resyncs", "Full reads of the records collection by reason", self.resyncs.clone());
-        r.register("stream_events", "Change-stream events handled", self.stream_events.clone());
-        r.register("lag_seconds", "Time from a change in MongoDB to the fleet acting on it", self.lag.clone());
-        r.register("errors", "Interruptions of following MongoDB", self.errors.clone());
-        r.register("up", "1 while the fleet follows MongoDB (change stream open or polling)", self.up.clone());
-        r.register(
-            "deletions_held",
-            "Bots whose record is gone or deactivated, held as a mass deletion",
-            self.deletions_held.clone(),
-        );
-        for reason in SkipReason::ALL {
-            self.skipped.get_or_create(&ReasonLabels { reason: reason.as_str().into() }).set(0);
-        }
+    fn register(r: &mut Registry) -> Self {
+        let (bots, restarts) = (Family::default(), Counter::default());
+        r.register("bots", "Bots of the fleet by state (starting, running, failed)", bots.clone());
+        r.register("bot_restarts", "Bots that failed and are started again after a backoff", restarts.clone());
+        Self { bots, restarts, follow: FollowMetrics::register(r, "Bots started from MongoDB records") }
     }
 
     pub fn set_bots(&self, by_state: &BTreeMap<&'static str, usize>) {
         for (state, n) in by_state {
             self.bots.get_or_create(&StateLabels { state: (*state).into() }).set(*n as i64);
         }
-    }
-
-    pub fn set_records(&self, running: usize, plaintext: usize) {
-        self.records.set(running as i64);
-        self.plaintext.set(plaintext as i64);
-    }
-
-    pub fn skipped_first_seen(&self, reason: SkipReason) {
-        self.skipped_total.get_or_create(&ReasonLabels { reason: reason.as_str().into() }).inc();
-    }
-
-    /// Replaces the current skipped counts (reasons absent from `counts` go to 0).
-    pub fn set_skipped(&self, counts: &BTreeMap<SkipReason, usize>) {
-        for reason in SkipReason::ALL {
-            let n = counts.get(reason).copied().unwrap_or(0);
-            self.skipped.get_or_create(&ReasonLabels { reason: reason.as_str().into() }).set(n as i64);
-        }
-    }
-
-    pub fn resync(&self, reason: ResyncReason) {
-        self.resyncs.get_or_create(&ReasonLabels { reason: reason.as_str().into() }).inc();
-    }
-
-    pub fn stream_event(&self, lag: Option<Duration>) {
-        self.stream_events.inc();
-        if let Some(lag) = lag {
-            self.lag.observe(lag.as_secs_f64());
-        }
-    }
-
-    pub fn error(&self) {
-        self.errors.inc();
-    }
-
-    pub fn set_up(&self, up: bool) {
-        self.up.set(i64::from(up));
-    }
-
-    pub fn set_deletions_held(&self, n: usize) {
-        self.deletions_held.set(n as i64);
     }
 }
 

@@ -220,7 +220,7 @@ pub async fn expire_invites(assigner: Assigner, metrics: Arc<Metrics>, shutdown:
                 info!(count = n, "unused invites timed out: FAILED, their slots are free");
             }
             Err(e) => {
-                metrics.sync.error("mongodb");
+                metrics.sync.follow.error("mongodb");
                 warn!("could not expire unused invites: {e}");
             }
         }
@@ -228,7 +228,7 @@ pub async fn expire_invites(assigner: Assigner, metrics: Arc<Metrics>, shutdown:
             Ok(0) => {}
             Ok(n) => info!(count = n, "deleted FAILED guild entries past their retention"),
             Err(e) => {
-                metrics.sync.error("mongodb");
+                metrics.sync.follow.error("mongodb");
                 warn!("could not delete old FAILED guild entries: {e}");
             }
         }

@@ -125,7 +125,7 @@ impl FleetRecords {
         if verdict.changed {
             self.report_held(&previously, &verdict);
         }
-        self.rt.metrics.fleet().set_deletions_held(verdict.held.len());
+        self.rt.metrics.fleet().follow.set_deletions_held(verdict.held.len());
 
         let mut stopping = Vec::new();
         for name in proposed.keys().filter(|n| !verdict.held.contains(*n) && !verdict.waiting.contains(*n)) {
@@ -202,7 +202,7 @@ impl FleetRecords {
 
     /// Logs and counts each new problem once; updates the gauges.
     fn report(&mut self) {
-        let metrics = self.rt.metrics.fleet();
+        let metrics = &self.rt.metrics.fleet().follow;
         let mut counts: BTreeMap<SkipReason, usize> = BTreeMap::new();
         let mut current = HashSet::new();
         for (key, client, problem) in self.mirror.problems() {
@@ -239,7 +239,7 @@ impl Follower for FleetRecords {
     #[tracing::instrument(skip_all, fields(collection = %self.collection, reason = reason.as_str()))]
     async fn resync(&mut self, reason: ResyncReason) -> Result<(), Self::Error> {
         let started = Instant::now();
-        self.rt.metrics.fleet().resync(reason);
+        self.rt.metrics.fleet().follow.resync(reason);
         let docs: Vec<Document> = self.records.find(doc! {}).await?.try_collect().await?;
         self.mirror = Mirror::from_records(docs.iter().map(|d| {
             let key = d.get("_id").map(follow::record_key).unwrap_or_else(|| "<no _id>".into());
@@ -271,14 +271,14 @@ impl Follower for FleetRecords {
     }
 
     fn set_up(&self, up: bool) {
-        self.rt.metrics.fleet().set_up(up);
+        self.rt.metrics.fleet().follow.set_up(up);
     }
 
     fn event_handled(&self, lag: Option<Duration>) {
-        self.rt.metrics.fleet().stream_event(lag);
+        self.rt.metrics.fleet().follow.stream_event(lag);
     }
 
     fn failed(&self, _: &Self::Error) {
-        self.rt.metrics.fleet().error();
+        self.rt.metrics.fleet().follow.error("mongodb");
     }
 }

@@ -123,15 +123,15 @@ impl Follower for Syncer {
     }
 
     fn set_up(&self, up: bool) {
-        self.metrics.sync.set_up(up);
+        self.metrics.sync.follow.set_up(up);
     }
 
     fn event_handled(&self, lag: Option<Duration>) {
-        self.metrics.sync.stream_event(lag);
+        self.metrics.sync.follow.stream_event(lag);
     }
 
     fn failed(&self, error: &SyncError) {
-        self.metrics.sync.error(error.side());
+        self.metrics.sync.follow.error(error.side());
     }
 }
 
@@ -193,7 +193,7 @@ impl Syncer {
     #[tracing::instrument(skip_all, fields(collection = %self.collection, reason = reason.as_str()))]
     async fn resync_all(&mut self, reason: ResyncReason) -> Result<(), SyncError> {
         let started = Instant::now();
-        self.metrics.sync.resync(reason);
+        self.metrics.sync.follow.resync(reason);
         let docs: Vec<Document> = self.records.find(doc! {}).await?.try_collect().await?;
         let mirror = Mirror::from_records(docs.iter().map(|d| {
             let key = d.get("_id").map(follow::record_key).unwrap_or_else(|| "<no _id>".into());
@@ -282,7 +282,7 @@ impl Syncer {
             self.keep(name, record, op, result);
         }
         let plaintext = self.mirror.plaintext().len();
-        self.metrics.sync.set_records(self.applied.len(), plaintext);
+        self.metrics.sync.follow.set_records(self.applied.len(), plaintext);
     }
 
     /// Takes the deletions (and deactivations, which stop a bot as surely) out of `steps`
@@ -303,7 +303,7 @@ impl Syncer {
         if verdict.changed {
             self.report_held(&previously, &verdict).await;
         }
-        self.metrics.sync.set_deletions_held(verdict.held.len());
+        self.metrics.sync.follow.set_deletions_held(verdict.held.len());
         steps.into_iter().filter(|p| !verdict.held.contains(&p.name) && !verdict.waiting.contains(&p.name)).collect()
     }
 
@@ -379,7 +379,7 @@ impl Syncer {
                 self.dirty.remove(&name);
             }
             Err(e) => {
-                self.metrics.sync.error("kubernetes");
+                self.metrics.sync.follow.error("kubernetes");
                 warn!(musicbot = %name, op, "could not sync; retrying: {e}");
                 self.dirty.insert(name);
             }
@@ -398,7 +398,7 @@ impl Syncer {
             }
             let reason = problem.reason().as_str();
             warn!(record = %key, client_id = client.as_deref().unwrap_or("-"), reason, "record skipped: {text}");
-            self.metrics.sync.skipped_first_seen(problem.reason());
+            self.metrics.sync.follow.skipped_first_seen(problem.reason());
             let in_the_way = match problem {
                 Problem::NameTaken { kind, name } => Some((*kind, name.as_str())),
                 _ => None,
@@ -407,7 +407,7 @@ impl Syncer {
             self.reported.insert(key.clone(), text);
         }
         self.reported.retain(|k, _| current.contains_key(k));
-        self.metrics.sync.set_skipped(&counts);
+        self.metrics.sync.follow.set_skipped(&counts);
         self.warn_plaintext();
     }
 

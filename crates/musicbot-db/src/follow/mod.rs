@@ -6,11 +6,13 @@
 //!   resuming fails, polling where the server has no change streams;
 //! - `resume`: where the resume token is kept;
 //! - `rules`: how a record is read and why one is skipped, and which record wins a client id;
-//! - `guard`: the mass-deletion hold.
+//! - `guard`: the mass-deletion hold;
+//! - `metrics`: what following measures, under the same names for both.
 //!
 //! The acting side implements [`Follower`]; [`run`] drives it until told to stop.
 
 pub mod guard;
+pub mod metrics;
 pub mod resume;
 pub mod rules;
 mod stream;
@@ -25,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use guard::{DeletionGuard, Removal, Verdict, is_mass_deletion};
+pub use metrics::FollowMetrics;
 pub use resume::ResumeStore;
 pub use rules::{Good, Mirror, Parsed, Problem, SkipReason, parse, record_key};
 
