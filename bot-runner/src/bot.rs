@@ -6,13 +6,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use serenity::all::{Cache, Client, ClientBuilder, ShardManager};
+use serenity::all::{Client, ClientBuilder, ShardManager};
+use serenity::cache::Settings as CacheSettings;
 use serenity::gateway::ConnectionStage;
-use songbird::SerenityInit;
 use tokio::task::JoinHandle;
 use tracing::{Instrument as _, info, warn};
 
 use crate::cli::PresenceArgs;
+use crate::guilds::{GuildIndex, VoiceHook};
 use crate::metrics::{BotMetrics, Metrics, Snapshot};
 use crate::music::{MusicService, MusicSettings, Sources};
 use crate::tracking::Tracking;
@@ -48,9 +49,9 @@ pub struct Bot {
     pub shard: (u32, u32),
     pub music: Arc<MusicService>,
     pub metrics: Arc<BotMetrics>,
-    pub cache: Arc<Cache>,
+    pub guilds: Arc<GuildIndex>,
     pub commands_deployed: AtomicBool,
-    /// A READY was handled, so the cache lists every guild of this shard (unavailable ones
+    /// A READY was handled, so the index lists every guild of this shard (unavailable ones
     /// too): before it, an empty list would read to the operator as every guild left.
     pub guilds_known: AtomicBool,
     pub tracking: Mutex<Option<Tracking>>,
@@ -70,12 +71,14 @@ impl Bot {
         // poise hands the bot to every command, but the bot needs the client built first.
         let cell: Arc<OnceLock<Arc<Bot>>> = Arc::new(OnceLock::new());
         let songbird = songbird::Songbird::serenity();
-        let client = build_client(&spec, &token, client_id, rt, songbird.clone(), cell.clone()).await?;
+        let guilds = Arc::new(GuildIndex::default());
+        let hook = VoiceHook { songbird: songbird.clone(), guilds: guilds.clone() };
+        let client = build_client(&spec, &token, client_id, rt, hook, cell.clone()).await?;
         let metrics = rt.metrics.bot(&client_id.to_string());
         let music = MusicService::new(
             songbird,
             client.http.clone(),
-            client.cache.clone(),
+            guilds.clone(),
             rt.sources.clone(),
             rt.music.clone(),
             metrics.clone(),
@@ -87,7 +90,7 @@ impl Bot {
             shard: spec.shard,
             music: music.clone(),
             metrics,
-            cache: client.cache.clone(),
+            guilds,
             commands_deployed: AtomicBool::new(false),
             guilds_known: AtomicBool::new(false),
             tracking: Mutex::new(track_guilds(rt, &spec.name, client_id).await),
@@ -148,8 +151,8 @@ impl Bot {
         let gateway_connected = connected && self.guilds_known.load(Ordering::Relaxed);
         // Cloned first: the watch's borrow must not live across the awaits below.
         let last_error = self.stopped.borrow().clone();
-        let guilds = self.cache.guilds();
-        let users = guilds.iter().filter_map(|g| self.cache.guild(*g).map(|g| g.member_count)).sum();
+        let guilds = self.guilds.ids();
+        let users = self.guilds.members();
         let report = BotReport {
             name: self.name.clone(),
             client_id: self.client_id().to_string(),
@@ -199,7 +202,7 @@ async fn build_client(
     token: &Token,
     client_id: u64,
     rt: &Runtime,
-    songbird: Arc<songbird::Songbird>,
+    voice: VoiceHook,
     bot: Arc<OnceLock<Arc<Bot>>>,
 ) -> Result<Client> {
     let http = discord::http(token, rt.api_url.as_deref(), client_id);
@@ -210,9 +213,14 @@ async fn build_client(
         })
         .initialize_owners(false)
         .build();
+    // serenity's cache would keep every guild whole; the bot keeps its own index (src/guilds.rs)
+    // and serenity only the bot's own user.
+    let mut cache = CacheSettings::default();
+    (cache.cache_guilds, cache.cache_channels, cache.cache_users) = (false, false, false);
     let mut builder = ClientBuilder::new_with_http(http, discord::intents())
+        .cache_settings(cache)
         .framework(framework)
-        .register_songbird_with(songbird)
+        .voice_manager_arc(Arc::new(voice))
         .status(discord::status(&spec.presence));
     if let Some(activity) = discord::activity(&spec.presence) {
         builder = builder.activity(activity);

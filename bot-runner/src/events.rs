@@ -18,7 +18,10 @@ pub async fn handle(fw: poise::FrameworkContext<'_, Arc<Bot>, Error>, event: &Fu
     match event {
         FullEvent::Ready { data_about_bot: ready } => {
             info!(user = %ready.user.name, guilds = ready.guilds.len(), "gateway ready");
-            // serenity updated the cache before calling us: its guild list is complete.
+            if let Some(present) = bot.guilds.ready(ready.guilds.iter().map(|g| g.id)) {
+                track(bot, GuildEvent::Present(present, bot.shard));
+            }
+            // The index now lists every guild of the shard.
             bot.guilds_known.store(true, Ordering::Relaxed);
             // Once per process: a reconnect's READY needs no new registration.
             if !bot.commands_deployed.load(Ordering::Relaxed) {
@@ -37,20 +40,26 @@ pub async fn handle(fw: poise::FrameworkContext<'_, Arc<Bot>, Error>, event: &Fu
                 );
             }
         }
-        FullEvent::CacheReady { guilds } => {
-            track(bot, GuildEvent::Present(guilds.iter().map(|g| g.get()).collect(), bot.shard));
-        }
-        FullEvent::GuildCreate { guild, is_new } => {
-            if *is_new == Some(true) {
+        // serenity's `is_new` and CacheReady come from its cache, which is off: the index
+        // tells both.
+        FullEvent::GuildCreate { guild, .. } => {
+            let created = bot.guilds.guild_create(guild);
+            if created.is_new {
                 info!(guild = %guild.id, name = %guild.name, "joined a guild");
             }
             track(bot, GuildEvent::Joined(guild.id.get()));
+            if let Some(present) = created.complete {
+                track(bot, GuildEvent::Present(present, bot.shard));
+            }
         }
         // `unavailable` means an outage, not that the bot was removed.
-        FullEvent::GuildDelete { incomplete, .. } if !incomplete.unavailable => {
-            info!(guild = %incomplete.id, "left a guild");
-            bot.music.leave(incomplete.id, "removed from the guild").await;
-            track(bot, GuildEvent::Left(incomplete.id.get()));
+        FullEvent::GuildDelete { incomplete, .. } => {
+            bot.guilds.guild_delete(incomplete.id, incomplete.unavailable);
+            if !incomplete.unavailable {
+                info!(guild = %incomplete.id, "left a guild");
+                bot.music.leave(incomplete.id, "removed from the guild").await;
+                track(bot, GuildEvent::Left(incomplete.id.get()));
+            }
         }
         FullEvent::VoiceStateUpdate { new, .. } => {
             let me = fw.serenity_context.cache.current_user().id;

@@ -10,6 +10,7 @@ mod commands;
 mod discord;
 mod events;
 mod fleet;
+mod guilds;
 mod http;
 mod metrics;
 mod music;

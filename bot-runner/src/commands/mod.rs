@@ -136,10 +136,9 @@ fn guild(ctx: Context<'_>) -> Result<GuildId, Error> {
     ctx.guild_id().ok_or_else(|| user("That only works in a server."))
 }
 
-/// The voice channel the caller is in, from the cache.
+/// The voice channel the caller is in, from the bot's guild index.
 fn caller_channel(ctx: Context<'_>, guild: GuildId) -> Option<ChannelId> {
-    let g = ctx.serenity_context().cache.guild(guild)?;
-    g.voice_states.get(&ctx.author().id).and_then(|v| v.channel_id)
+    ctx.data().guilds.seat(guild, ctx.author().id)
 }
 
 /// Playback controls are for people listening: the caller must be in the bot's channel.

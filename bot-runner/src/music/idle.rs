@@ -4,7 +4,7 @@
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use serenity::all::{ChannelId, GuildId, UserId};
+use serenity::all::GuildId;
 
 use super::MusicService;
 
@@ -27,7 +27,7 @@ pub async fn sweep(music: Weak<MusicService>) {
 async fn is_idle_too_long(music: &Arc<MusicService>, guild: GuildId, limit: Duration) -> bool {
     let Some(player) = music.existing_player(guild) else { return false };
     let channel = music.current_channel(guild).await;
-    let listening = channel.is_some_and(|c| listeners(music, guild, c) > 0);
+    let listening = channel.is_some_and(|c| music.guilds.listeners(guild, c) > 0);
     let mut p = player.lock().await;
     if p.is_playing() && listening {
         p.idle_since = None;
@@ -36,17 +36,4 @@ async fn is_idle_too_long(music: &Arc<MusicService>, guild: GuildId, limit: Dura
     let since = *p.idle_since.get_or_insert_with(Instant::now);
     // A player that never got a channel is left over from a failed join: forget it too.
     since.elapsed() >= limit
-}
-
-/// People (not bots, not us) in the bot's voice channel.
-pub fn listeners(music: &MusicService, guild: GuildId, channel: ChannelId) -> usize {
-    let me: UserId = music.cache.current_user().id;
-    let Some(g) = music.cache.guild(guild) else { return 0 };
-    g.voice_states
-        .values()
-        .filter(|v| v.channel_id == Some(channel) && v.user_id != me)
-        .filter(|v| {
-            !g.members.get(&v.user_id).map(|m| m.user.bot).or(v.member.as_ref().map(|m| m.user.bot)).unwrap_or(false)
-        })
-        .count()
 }

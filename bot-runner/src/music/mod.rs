@@ -14,11 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serenity::all::{Cache, ChannelId, GuildId, Http};
+use serenity::all::{ChannelId, GuildId, Http};
 use songbird::error::JoinError;
 use songbird::{CoreEvent, Event, Songbird};
 use tracing::{info, warn};
 
+use crate::guilds::GuildIndex;
 use crate::metrics::BotMetrics;
 pub use player::Player;
 pub use queue::Track;
@@ -35,7 +36,7 @@ pub struct MusicSettings {
 pub struct MusicService {
     pub songbird: Arc<Songbird>,
     pub http: Arc<Http>,
-    pub cache: Arc<Cache>,
+    pub guilds: Arc<GuildIndex>,
     pub sources: Sources,
     pub settings: MusicSettings,
     pub metrics: Arc<BotMetrics>,
@@ -51,7 +52,7 @@ impl MusicService {
     pub fn new(
         songbird: Arc<Songbird>,
         http: Arc<Http>,
-        cache: Arc<Cache>,
+        guilds: Arc<GuildIndex>,
         sources: Sources,
         settings: MusicSettings,
         metrics: Arc<BotMetrics>,
@@ -59,7 +60,7 @@ impl MusicService {
         Arc::new(Self {
             songbird,
             http,
-            cache,
+            guilds,
             sources,
             settings,
             metrics,

@@ -103,6 +103,23 @@ pub fn everyone_role(guild_id: u64) -> Value {
     })
 }
 
+fn role(id: u64, name: &str, position: usize) -> Value {
+    json!({
+        "id": id.to_string(),
+        "name": name,
+        "color": 0x3498DB,
+        "colors": {"primary_color": 0x3498DB, "secondary_color": null, "tertiary_color": null},
+        "hoist": true,
+        "icon": null,
+        "unicode_emoji": null,
+        "position": position,
+        "permissions": "1071698660929",
+        "managed": false,
+        "mentionable": true,
+        "flags": 0,
+    })
+}
+
 /// A voice state; `with_guild` for VOICE_STATE_UPDATE (GUILD_CREATE's list omits guild_id).
 pub fn voice_state(
     guild_id: u64,
@@ -147,7 +164,9 @@ fn guild_base(g: &GuildSpec) -> Value {
         "verification_level": 0,
         "default_message_notifications": 0,
         "explicit_content_filter": 0,
-        "roles": [everyone_role(g.id)],
+        "roles": std::iter::once(everyone_role(g.id))
+            .chain(g.roles.iter().enumerate().map(|(i, (id, name))| role(*id, name, i + 1)))
+            .collect::<Vec<_>>(),
         "emojis": [],
         "features": [],
         "mfa_level": 0,
@@ -189,6 +208,7 @@ pub fn guild_create(g: &GuildSpec, bot: &BotSpec, joined_at: &str, voice_session
     if g.member_by_id(bot.user_id).is_none() {
         members.push(member(&bot.user(), joined_at));
     }
+    let member_count = g.member_count.unwrap_or(0).max(members.len() as u64);
     let voice_states: Vec<Value> = g
         .voice_states
         .iter()
@@ -204,9 +224,9 @@ pub fn guild_create(g: &GuildSpec, bot: &BotSpec, joined_at: &str, voice_session
         &mut v,
         json!({
             "joined_at": joined_at,
-            "large": false,
+            "large": member_count > 250,
             "unavailable": false,
-            "member_count": members.len(),
+            "member_count": member_count,
             "members": members,
             "voice_states": voice_states,
             "channels": channels,

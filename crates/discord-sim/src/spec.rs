@@ -48,6 +48,11 @@ pub struct GuildSpec {
     pub members: Vec<UserSpec>,
     /// (user, voice channel) for everyone currently in a voice channel.
     pub voice_states: Vec<(u64, u64)>,
+    /// Roles besides @everyone: (id, name).
+    pub roles: Vec<(u64, String)>,
+    /// Members Discord counts, when more than `members` lists: a GUILD_CREATE for
+    /// GUILDS | GUILD_VOICE_STATES carries only the bot's own member and those in voice.
+    pub member_count: Option<u64>,
 }
 
 impl GuildSpec {
@@ -59,7 +64,20 @@ impl GuildSpec {
             channels: Vec::new(),
             members: Vec::new(),
             voice_states: Vec::new(),
+            roles: Vec::new(),
+            member_count: None,
         }
+    }
+
+    pub fn role(mut self, id: u64, name: impl Into<String>) -> Self {
+        self.roles.push((id, name.into()));
+        self
+    }
+
+    /// The member count GUILD_CREATE reports (at least the members listed).
+    pub fn member_count(mut self, count: u64) -> Self {
+        self.member_count = Some(count);
+        self
     }
 
     pub fn text_channel(mut self, id: u64, name: impl Into<String>) -> Self {

@@ -130,15 +130,27 @@ pub fn webm(hz: f64, seconds: f64) -> Result<Vec<u8>> {
     Ok([header, ebml(0x1853_8067, &body)].concat())
 }
 
-/// One EBML element; sizes are always written as 8-byte varints, which fits any length.
+/// One EBML element, its size in the shortest varint, as muxers write it (some demuxers,
+/// prism-media's among them, read nothing else).
 fn ebml(id: u32, body: &[u8]) -> Vec<u8> {
     let id = id.to_be_bytes();
     let first = id.iter().position(|b| *b != 0).unwrap_or(3);
-    [&id[first..], &[0x01], &(body.len() as u64).to_be_bytes()[1..], body].concat()
+    [&id[first..], &vint(body.len() as u64), body].concat()
 }
 
+/// An EBML varint: `n` bytes carry 7·n bits, the length marked by the first byte's leading
+/// zeros; all ones is reserved (unknown size).
+fn vint(v: u64) -> Vec<u8> {
+    let n = (1..=8u32).find(|n| v < (1 << (7 * n)) - 1).expect("an EBML element under 2^56 bytes");
+    let marked = v | (1 << (7 * n));
+    marked.to_be_bytes()[8 - n as usize..].to_vec()
+}
+
+/// An unsigned integer element in as few bytes as hold it.
 fn uint(id: u32, v: u64) -> Vec<u8> {
-    ebml(id, &v.to_be_bytes())
+    let bytes = v.to_be_bytes();
+    let first = bytes.iter().position(|b| *b != 0).unwrap_or(7);
+    ebml(id, &bytes[first..])
 }
 
 fn float(id: u32, v: f64) -> Vec<u8> {
@@ -251,6 +263,18 @@ impl ToneServer {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ebml_sizes_and_integers_take_the_shortest_form() {
+        assert_eq!(super::vint(0), [0x80]);
+        assert_eq!(super::vint(126), [0xFE]);
+        assert_eq!(super::vint(127), [0x40, 0x7F], "0xFF would mean an unknown size");
+        assert_eq!(super::uint(0xD7, 1), [0xD7, 0x81, 0x01]);
+        assert_eq!(super::uint(0xE7, 0), [0xE7, 0x81, 0x00]);
+        assert_eq!(super::uint(0x2A_D7B1, 1_000_000), [0x2A, 0xD7, 0xB1, 0x83, 0x0F, 0x42, 0x40]);
+        // The EBML header: six small integers and the doctype, 31 bytes.
+        assert_eq!(super::webm(440.0, 1.0).unwrap()[..5], [0x1A, 0x45, 0xDF, 0xA3, 0x9F]);
+    }
+
     #[test]
     fn dca_frames_decode_to_the_tone() {
         let bytes = super::dca(440.0, 1.0).unwrap();

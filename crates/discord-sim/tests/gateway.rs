@@ -53,6 +53,28 @@ async fn identify_gets_ready_and_guild_create_as_serenity_reads_them() {
     assert_clean(&sim);
 }
 
+/// The shape Discord sends for GUILDS | GUILD_VOICE_STATES: roles, the full member count,
+/// but as members only the bot and whoever sits in voice.
+#[tokio::test]
+async fn a_large_guild_counts_members_it_does_not_list_and_carries_its_roles() {
+    crypto();
+    let sim = DiscordSim::builder()
+        .guild(guild().role(GUILD + 500, "DJ").member_count(5_000))
+        .bot(discord_sim::BotSpec::new(TOKEN).user_id(BOT_ID).in_guild(GUILD))
+        .start()
+        .await
+        .unwrap();
+    let mut gw = RawGateway::connect(&sim.gateway_url()).await;
+    gw.identify(TOKEN).await;
+    let guild = parse::<GuildCreateEvent>(&gw.dispatch("GUILD_CREATE").await).guild;
+    assert_eq!((guild.member_count, guild.large), (5_000, true));
+    assert_eq!(guild.members.len(), 3, "alice, bob and the bot");
+    let mut roles: Vec<&str> = guild.roles.values().map(|r| r.name.as_str()).collect();
+    roles.sort();
+    assert_eq!(roles, ["@everyone", "DJ"]);
+    assert_clean(&sim);
+}
+
 #[tokio::test]
 async fn bad_tokens_and_early_payloads_are_closed_with_discords_codes() {
     let sim = world().start().await.unwrap();
