@@ -142,6 +142,15 @@ async fn a_record_becomes_a_running_bot_that_follows_its_record() {
     .await;
     assert_eq!(secret_token(&client, &ns, &secret_name).await.as_deref(), Some(second.as_str()));
 
+    // A presence on the record → the MusicBot's presence; a bad one is an invalid record.
+    let presence = doc! {"status": "idle", "activity": {"type": "watching", "name": "the queue"}};
+    bots(&db).update_one(doc! {"_id": id}, doc! {"$set": {"presence": presence}}).await.unwrap();
+    let p = eventually("the record's presence", || async { musicbot(&client, &ns, &name).await?.spec.presence }).await;
+    assert_eq!(
+        serde_json::to_value(&p).unwrap(),
+        serde_json::json!({"status": "idle", "activity": {"type": "watching", "name": "the queue"}})
+    );
+
     // Deactivated → suspended (objects kept, no pod).
     bots(&db).update_one(doc! {"_id": id}, doc! {"$set": {"isActive": false}}).await.unwrap();
     eventually("suspended", || async { musicbot(&client, &ns, &name).await?.spec.suspended.then_some(()) }).await;
