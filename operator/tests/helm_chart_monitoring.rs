@@ -228,6 +228,14 @@ fn promtool_checks_the_rules_and_fires_each_alert_in_its_unit_tests() {
     let without: Vec<String> = alerts(find(&docs, "PrometheusRule", RELEASE)).into_iter().map(|(n, _)| n).collect();
     assert!(without.iter().all(|n| !n.starts_with("MusicBotSync")), "{without:?}");
     assert!(without.contains(&"MusicBotDown".to_string()), "{without:?}");
+
+    // Without leader election the leader gauge stays 0: no alert on it.
+    let mut args = MONITORING.to_vec();
+    args.extend(["--set", "leaderElection.enabled=false"]);
+    let docs = render(RELEASE, NS, &args);
+    let single: Vec<String> = alerts(find(&docs, "PrometheusRule", RELEASE)).into_iter().map(|(n, _)| n).collect();
+    assert!(!single.contains(&"MusicBotOperatorNoLeader".to_string()), "{single:?}");
+    assert!(names.contains(&"MusicBotOperatorNoLeader".to_string()), "{names:?}");
 }
 
 /// The operator binary against the test API server, serving /metrics on a port of its own.
