@@ -6,6 +6,7 @@
 //! The operator runs as its own release process, as in a cluster. Results go to stdout;
 //! docs/benchmarks.md records them.
 
+#[allow(dead_code)] // each bench uses part of it
 mod common;
 
 use common::{cluster, env_size, percentile, spawn_operator};

@@ -27,6 +27,9 @@ struct PhaseLabels {
     phase: String,
 }
 
+/// The `kind` labels of failed reconciles ([`crate::controller::Error::kind`]).
+const ERROR_KINDS: [&str; 5] = ["api", "client", "finalizer", "spec", "discord"];
+
 pub struct Metrics {
     registry: Registry,
     reconciles: Family<ResultLabels, Counter>,
@@ -54,6 +57,14 @@ impl Default for Metrics {
         registry.register("leader", "1 while this replica holds the leader Lease", is_leader.clone());
         for phase in Phase::ALL {
             bots.get_or_create(&PhaseLabels { phase: phase.as_str().into() }).set(0);
+        }
+        // Every series from the start, at 0: a counter that first shows up at 1 hides that
+        // first increase from rate() and increase(), and the chart's alerts read these.
+        for result in ["ok", "error"] {
+            let _ = reconciles.get_or_create(&ResultLabels { result: result.into() });
+        }
+        for kind in ERROR_KINDS {
+            let _ = errors.get_or_create(&ErrorLabels { kind: kind.into() });
         }
         let sync = SyncMetrics::register(&mut registry);
         Self { registry, reconciles, errors, duration, bots, phases: Mutex::default(), is_leader, sync }
@@ -117,5 +128,20 @@ mod tests {
         assert!(text.contains(r#"musicbot_operator_bots{phase="Running"} 1"#), "{text}");
         assert!(text.contains(r#"musicbot_operator_bots{phase="Suspended"} 1"#), "{text}");
         assert!(text.contains(r#"musicbot_operator_bots{phase="Failed"} 0"#), "{text}");
+    }
+
+    #[test]
+    fn reconcile_counters_exist_at_zero_before_the_first_reconcile() {
+        let text = Metrics::default().encode();
+        for series in [
+            r#"musicbot_operator_reconciles_total{result="ok"} 0"#,
+            r#"musicbot_operator_reconciles_total{result="error"} 0"#,
+        ]
+        .into_iter()
+        .map(String::from)
+        .chain(ERROR_KINDS.iter().map(|k| format!("musicbot_operator_reconcile_errors_total{{kind=\"{k}\"}} 0")))
+        {
+            assert!(text.contains(&series), "{series} missing from\n{text}");
+        }
     }
 }

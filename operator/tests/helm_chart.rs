@@ -257,18 +257,25 @@ fn the_security_docs_list_exactly_the_charts_rbac() {
 fn every_optional_part_renders_valid_manifests() {
     let docs = render(RELEASE, NS, &["--values", all_optional_values().as_str()]);
     let custom = validate(&docs);
-    assert_eq!(custom.iter().map(|d| kind_and_name(d)).collect::<Vec<_>>(), ["ServiceMonitor/musicbot-operator"]);
+    // The monitoring parts are checked in helm_chart_monitoring.rs.
+    assert_eq!(
+        custom.iter().map(|d| kind_and_name(d)).collect::<Vec<_>>(),
+        ["PodMonitor/musicbot-operator-bots", "PrometheusRule/musicbot-operator", "ServiceMonitor/musicbot-operator"]
+    );
     assert_eq!(
         objects(&docs),
         [
             "ClusterRole/musicbot-operator-musicbots-edit",
             "ClusterRole/musicbot-operator-musicbots-view",
+            "ConfigMap/musicbot-operator-dashboard",
             "CustomResourceDefinition/musicbots.musicbot.dev",
             "Deployment/musicbot-operator",
             "NetworkPolicy/musicbot-operator",
             "NetworkPolicy/musicbot-operator-bots",
             "NetworkPolicy/musicbot-operator-bots",
             "PodDisruptionBudget/musicbot-operator",
+            "PodMonitor/musicbot-operator-bots",
+            "PrometheusRule/musicbot-operator",
             "Role/musicbot-operator",
             "Role/musicbot-operator-leader-election",
             "Role/musicbot-operator-sync",
@@ -303,7 +310,7 @@ fn every_optional_part_renders_valid_manifests() {
     }
 
     // The ServiceMonitor (no schema offline): it must find the Service and its port.
-    let monitor = custom[0];
+    let monitor = find(&docs, "ServiceMonitor", RELEASE);
     let service = find(&docs, "Service", RELEASE);
     assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
     assert_eq!(monitor["metadata"]["namespace"], NS);

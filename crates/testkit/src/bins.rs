@@ -67,6 +67,11 @@ pub fn helm() -> Result<PathBuf> {
     locate("helm", "MUSICBOT_HELM_BIN", "helm-v", "helm")
 }
 
+/// promtool (Prometheus' rule checker), for the chart's alerting rules.
+pub fn promtool() -> Result<PathBuf> {
+    locate("promtool", "MUSICBOT_PROMTOOL_BIN", "promtool-v", "promtool")
+}
+
 pub fn secantusd() -> Result<PathBuf> {
     locate("secantusd-py (SecantusDB)", "MUSICBOT_SECANTUSD_BIN", "venv-secantusdb-", "bin/secantusd-py")
 }

@@ -5,6 +5,7 @@ use kube::CustomResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::wait::{await_condition, conditions};
 use musicbot_api::crd::MusicBot;
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -57,4 +58,39 @@ pub fn spawn_operator(
         .stderr(log)
         .stdin(Stdio::null())
         .spawn()?)
+}
+
+/// Requests the API server has answered so far, by (verb, resource/subresource), from its
+/// own `apiserver_request_total`: what a client really cost it, counted where it lands.
+pub async fn apiserver_requests(client: &kube::Client) -> anyhow::Result<BTreeMap<(String, String), f64>> {
+    let text = client.request_text(http::Request::get("/metrics").body(Vec::new())?).await?;
+    let mut counts = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+        let Some((labels, value)) = line.rsplit_once(' ') else { continue };
+        let label = |name: &str| {
+            let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
+            labels[start..].split('"').next().map(str::to_string)
+        };
+        let (Some(verb), Some(resource)) = (label("verb"), label("resource")) else { continue };
+        let resource = match label("subresource").filter(|s| !s.is_empty()) {
+            Some(sub) => format!("{resource}/{sub}"),
+            None => resource,
+        };
+        *counts.entry((verb, resource)).or_default() += value.parse::<f64>().unwrap_or(0.0);
+    }
+    Ok(counts)
+}
+
+/// What was requested between two [`apiserver_requests`] readings, watches left out (they
+/// are long-lived and counted when they end).
+pub fn requests_between(
+    before: &BTreeMap<(String, String), f64>,
+    after: &BTreeMap<(String, String), f64>,
+) -> BTreeMap<(String, String), f64> {
+    after
+        .iter()
+        .filter(|((verb, _), _)| verb != "WATCH")
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, v)| *v > 0.0)
+        .collect()
 }

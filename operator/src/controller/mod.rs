@@ -9,16 +9,16 @@ mod token;
 pub(crate) mod workload;
 
 use crate::metrics::Metrics;
-use futures::{Stream, StreamExt, future};
+use futures::{Stream, StreamExt, TryStreamExt, future};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Patch, PatchParams};
 use kube::core::error_boundary::InvalidObject;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
-use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Predicate, WatchStreamExt, predicates};
 use musicbot_api::conditions::Reason;
 use musicbot_api::crd::MusicBot;
 use musicbot_api::labels;
@@ -84,6 +84,8 @@ pub struct Context {
     failures: Mutex<HashMap<ObjectRef<Guarded>, u32>>,
     /// With MongoDB: bots' guilds written from their pods' `/status` (the pods hold no URI).
     guilds: Option<guilds::GuildSync>,
+    /// The resourceVersion of each bot's StatefulSet as its last reconcile saw it.
+    seen_statefulsets: SeenVersions,
 }
 
 impl Context {
@@ -113,6 +115,7 @@ impl Context {
             concurrency: 16,
             failures: Mutex::new(HashMap::new()),
             guilds: None,
+            seen_statefulsets: SeenVersions::default(),
         }
     }
 
@@ -121,6 +124,35 @@ impl Context {
     pub fn with_guild_tracking(mut self, db: mongodb::Database, collections: musicbot_db::Collections) -> Self {
         self.guilds = Some(guilds::GuildSync::new(db, collections));
         self
+    }
+}
+
+/// Versions of objects a reconcile has already seen, by namespace and name. A watch event
+/// carrying such a version is the echo of the reconcile's own write (or of a state it read):
+/// reconciling again for it would find nothing new. The StatefulSet an apply creates
+/// otherwise brought a second, idle reconcile of every new bot.
+#[derive(Default)]
+struct SeenVersions(Mutex<HashMap<(String, String), String>>);
+
+impl SeenVersions {
+    fn saw<K: Resource>(&self, obj: &K) {
+        let meta = obj.meta();
+        if let (Some(ns), Some(name), Some(version)) = (&meta.namespace, &meta.name, &meta.resource_version) {
+            self.0.lock().expect("not poisoned").insert((ns.clone(), name.clone()), version.clone());
+        }
+    }
+
+    /// Whether `obj` is in the version last seen; forgets that version either way, as
+    /// every later event is news.
+    fn is_echo<K: Resource>(&self, obj: &K) -> bool {
+        let meta = obj.meta();
+        let key = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
+        let seen = self.0.lock().expect("not poisoned").remove(&key);
+        seen.is_some() && seen == meta.resource_version
+    }
+
+    fn forget(&self, namespace: &str, name: &str) {
+        self.0.lock().expect("not poisoned").remove(&(namespace.to_string(), name.to_string()));
     }
 }
 
@@ -270,12 +302,26 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: Cancell
     let managed = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY_LABEL, labels::OPERATOR));
     let (reader, writer) = reflector::store();
     let bots = reflector::reflector(writer, watcher(bots, watcher::Config::default().any_semantic()));
-    let controller = Controller::for_stream(bots.applied_objects(), reader);
+    // The operator's own status writes change neither the generation (the spec) nor the
+    // metadata, and would otherwise bring every bot straight back for nothing. The store
+    // still gets every change: reconciles read the latest status from it.
+    let bot_changes = bots.applied_objects().predicate_filter(
+        predicates::generation
+            .combine(predicates::labels)
+            .combine(predicates::annotations)
+            .combine(predicates::finalizers),
+        Default::default(),
+    );
+    let controller = Controller::for_stream(bot_changes, reader);
     let store = controller.store();
     let secret_changes = watcher(secrets, watcher::Config::default().any_semantic()).touched_objects();
     info!(namespace = namespace.as_deref().unwrap_or("<all>"), "starting the MusicBot controller");
+    let echoes = ctx.clone();
+    let stset_changes = watcher(stsets, managed)
+        .touched_objects()
+        .try_filter(move |sts| future::ready(!echoes.seen_statefulsets.is_echo(sts)));
     controller
-        .owns_stream(watcher(stsets, managed).touched_objects())
+        .owns_stream(stset_changes)
         .watches_stream(secret_changes, move |secret| bots_using_secret(&store, secret.namespace(), &secret.name_any()))
         // A pod that cannot pull, crashes or cannot be scheduled changes nothing the
         // StatefulSet shows: watch the bot pods themselves (metadata only, by their label).
@@ -299,4 +345,41 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: Cancell
         })
         .await;
     info!("the MusicBot controller stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SeenVersions;
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn sts(name: &str, version: &str) -> StatefulSet {
+        StatefulSet {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("music".into()),
+                resource_version: Some(version.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_the_version_a_reconcile_saw_is_an_echo_and_only_once() {
+        let seen = SeenVersions::default();
+        assert!(!seen.is_echo(&sts("radio", "7")), "nothing seen yet");
+        seen.saw(&sts("radio", "7"));
+        assert!(!seen.is_echo(&sts("jazz", "7")), "another bot's StatefulSet");
+        assert!(seen.is_echo(&sts("radio", "7")));
+        assert!(!seen.is_echo(&sts("radio", "7")), "an echo is dropped once");
+
+        seen.saw(&sts("radio", "8"));
+        assert!(!seen.is_echo(&sts("radio", "9")), "a later change (status, edit, deletion) is news");
+        assert!(!seen.is_echo(&sts("radio", "8")), "and clears what was seen");
+
+        seen.saw(&sts("radio", "10"));
+        seen.forget("music", "radio");
+        assert!(!seen.is_echo(&sts("radio", "10")));
+    }
 }

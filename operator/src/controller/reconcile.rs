@@ -56,7 +56,7 @@ async fn apply(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
         }
     };
     let pods = match &statefulset {
-        Some(_) if !bot.spec.suspended => bot_pods(bot, ctx).await?,
+        Some(sts) if !bot.spec.suspended && seen_by_its_controller(sts) => bot_pods(bot, ctx).await?,
         _ => Vec::new(),
     };
     let reports = bot_reports(&pods, ctx).await;
@@ -87,7 +87,17 @@ async fn resolve_token(bot: &MusicBot, ctx: &Context) -> Result<Result<String, T
 async fn apply_statefulset(bot: &MusicBot, token_digest: &str, ctx: &Context) -> Result<StatefulSet, Error> {
     let desired = workload::statefulset(bot, &ctx.defaults, token_digest);
     let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &bot.namespace().ok_or(Error::NotNamespaced)?);
-    Ok(sts.patch(&bot.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&desired)).await?)
+    let applied =
+        sts.patch(&bot.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&desired)).await?;
+    ctx.seen_statefulsets.saw(&applied);
+    Ok(applied)
+}
+
+/// Whether Kubernetes' StatefulSet controller has acted on `sts` yet. Until it has, the
+/// StatefulSet has made no pods (its first status update brings the bot back), so a new
+/// bot is spared a pod list that can only come back empty.
+fn seen_by_its_controller(sts: &StatefulSet) -> bool {
+    sts.status.as_ref().and_then(|s| s.observed_generation).is_some()
 }
 
 /// Writes `new` unless the bot already shows it, and keeps the phase metric current.
@@ -227,6 +237,7 @@ async fn cleanup(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
     };
     let _ = ctx.recorder.publish(&event, &bot.object_ref(&())).await;
     ctx.metrics.forget(&bot.namespace().unwrap_or_default(), &name);
+    ctx.seen_statefulsets.forget(&bot.namespace().unwrap_or_default(), &name);
     if let Some(guilds) = &ctx.guilds {
         guilds.forget(&bot.spec.client_id);
     }

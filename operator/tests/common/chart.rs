@@ -24,7 +24,7 @@ pub fn kube_minor() -> &'static str {
 
 /// Kinds kubernetes-validate has no schema for (custom resources): their shape is asserted
 /// by the tests instead. Any other kind without a schema fails validation.
-pub const CUSTOM_KINDS: &[&str] = &["ServiceMonitor", "MusicBot"];
+pub const CUSTOM_KINDS: &[&str] = &["ServiceMonitor", "PodMonitor", "PrometheusRule", "MusicBot"];
 
 pub fn chart_dir() -> PathBuf {
     testkit::workspace_root().join("charts/musicbot-operator")

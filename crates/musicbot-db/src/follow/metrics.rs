@@ -48,8 +48,8 @@ impl FollowMetrics {
             skipped: Family::default(),
             records: Gauge::default(),
             plaintext: Gauge::default(),
-            // 10 ms … 20 s.
-            lag: Histogram::new(exponential_buckets(0.01, 2.0, 12)),
+            // 10 ms … 5.5 min: a lag alert at tens of seconds needs buckets beyond it.
+            lag: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
             up: Gauge::default(),
             deletions_held: Gauge::default(),
         };
