@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use base64::Engine;
-use discord_sim::{BotSpec, DiscordSim, DiscordSimBuilder, GuildSpec, SlashCommand, UserSpec};
+use discord_sim::{BotSpec, DiscordSim, DiscordSimBuilder, SlashCommand};
 use mongodb::bson::{Document, doc};
 use mongodb::{Collection, Database};
 use musicbot_db::TokenCipher;
@@ -29,20 +29,9 @@ fn record(app: u64, name: &str, token: &str) -> Document {
     doc! {"name": name, "clientId": app.to_string(), "token": token, "isActive": true}
 }
 
-fn one_guild() -> GuildSpec {
-    GuildSpec::new(GUILD, "Test guild")
-        .text_channel(TEXT, "general")
-        .voice_channel(VOICE, "Music")
-        .voice_channel(VOICE2, "Lounge")
-        .member(UserSpec::new(ALICE, "alice"))
-        .member(UserSpec::new(BOB, "bob"))
-        .in_voice(ALICE, VOICE)
-        .in_voice(BOB, VOICE2)
-}
-
 fn sim_with(apps: &[u64]) -> DiscordSimBuilder {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut b = DiscordSim::builder().guild(one_guild());
+    let mut b = DiscordSim::builder().guild(guild().in_voice(BOB, VOICE2));
     for app in apps {
         b = b.bot(bot_spec(*app).in_guild(GUILD));
     }
