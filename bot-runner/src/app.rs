@@ -5,8 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use futures::TryStreamExt as _;
-use mongodb::bson::{Document, doc};
 use musicbot_db::connect::load_key;
 use musicbot_db::follow::{self, Mirror, ResumeStore};
 use musicbot_db::{Collections, TokenCipher};
@@ -135,19 +133,12 @@ async fn active_bots(
     cols: &Collections,
     cipher: Option<&TokenCipher>,
 ) -> Result<Vec<(musicbot_db::BotRecord, Token)>> {
-    let docs: Vec<Document> = async { db.collection::<Document>(&cols.bots).find(doc! {}).await?.try_collect().await }
-        .await
-        .context("reading the bots from MongoDB")?;
-    let mirror = Mirror::from_records(docs.iter().map(|d| {
-        let key = d.get("_id").map(follow::record_key).unwrap_or_else(|| "<no _id>".into());
-        (key, follow::parse(d, cipher))
-    }));
+    let mirror = Mirror::read(&db.collection(&cols.bots), cipher).await.context("reading the bots from MongoDB")?;
     for (key, client, problem) in mirror.problems() {
         warn!(record = %key, client_id = client.unwrap_or("-"), "skipping a bot record: {problem}");
     }
     Ok(mirror
-        .clients()
-        .filter_map(|c| mirror.winner(c))
+        .winners()
         .filter(|(_, good)| good.record.is_active)
         .map(|(_, good)| (good.record.clone(), good.token.clone()))
         .collect())

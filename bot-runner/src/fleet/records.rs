@@ -7,8 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::TryStreamExt as _;
-use mongodb::bson::{Bson, Document, doc};
+use mongodb::bson::{Bson, Document};
 use mongodb::{Collection, Database};
 use musicbot_api::Token;
 use musicbot_db::follow::{self, DeletionGuard, Follower, Mirror, Parsed, Removal, ResyncReason, SkipReason};
@@ -82,16 +81,11 @@ impl FleetRecords {
         }
     }
 
-    fn parse(&self, doc: &Document) -> Parsed {
-        follow::parse(doc, self.cipher.as_deref())
-    }
-
     /// Brings the running set in line with the mirror: starts, restarts, renames and
     /// stops bots (the stops held when they are a mass deletion).
     async fn converge(&mut self) {
         let mut wanted: BTreeMap<u64, Wanted> = BTreeMap::new();
-        for client in self.mirror.clients() {
-            let Some((key, good)) = self.mirror.winner(client) else { continue };
+        for (key, good) in self.mirror.winners() {
             let id = good.token.client_id();
             if good.record.is_active && !self.from_files.contains(&id) {
                 let presence = good.record.presence.as_ref().map(PresenceArgs::from);
@@ -240,11 +234,7 @@ impl Follower for FleetRecords {
     async fn resync(&mut self, reason: ResyncReason) -> Result<(), Self::Error> {
         let started = Instant::now();
         self.rt.metrics.fleet().follow.resync(reason);
-        let docs: Vec<Document> = self.records.find(doc! {}).await?.try_collect().await?;
-        self.mirror = Mirror::from_records(docs.iter().map(|d| {
-            let key = d.get("_id").map(follow::record_key).unwrap_or_else(|| "<no _id>".into());
-            (key, self.parse(d))
-        }));
+        self.mirror = Mirror::read(&self.records, self.cipher.as_deref()).await?;
         self.converge().await;
         let (records, bots, took_ms) = (self.mirror.len(), self.seated.len(), started.elapsed().as_millis() as u64);
         if reason.is_routine() {
@@ -257,9 +247,7 @@ impl Follower for FleetRecords {
 
     #[tracing::instrument(skip_all, fields(collection = %self.collection, record = %follow::record_key(id)))]
     async fn on_change(&mut self, id: &Bson) -> Result<(), Self::Error> {
-        let found = self.records.find_one(doc! {"_id": id.clone()}).await?;
-        let parsed = found.as_ref().map(|d| self.parse(d));
-        self.mirror.set(follow::record_key(id), parsed);
+        self.mirror.reread(&self.records, id, self.cipher.as_deref()).await?;
         self.converge().await;
         Ok(())
     }

@@ -14,10 +14,10 @@ mod plan;
 use crate::config::SyncMode;
 use crate::metrics::Metrics;
 use apply::{Known, KubeSide, Outcome};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::{Collection, Database};
-use musicbot_db::follow::{self, DeletionGuard, Follower, Mirror, Parsed, Removal, ResyncReason, SkipReason};
+use musicbot_db::follow::{self, DeletionGuard, Follower, Mirror, Removal, ResyncReason, SkipReason};
 use musicbot_db::{Collections, TokenCipher};
 use plan::{Applied, Problem, Step};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -185,20 +185,12 @@ impl Syncer {
         }
     }
 
-    fn parse(&self, doc: &Document) -> Parsed {
-        follow::parse(doc, self.cipher.as_deref())
-    }
-
     /// Reads every record and every synced object, and converges all of them.
     #[tracing::instrument(skip_all, fields(collection = %self.collection, reason = reason.as_str()))]
     async fn resync_all(&mut self, reason: ResyncReason) -> Result<(), SyncError> {
         let started = Instant::now();
         self.metrics.sync.follow.resync(reason);
-        let docs: Vec<Document> = self.records.find(doc! {}).await?.try_collect().await?;
-        let mirror = Mirror::from_records(docs.iter().map(|d| {
-            let key = d.get("_id").map(follow::record_key).unwrap_or_else(|| "<no _id>".into());
-            (key, self.parse(d))
-        }));
+        let mirror = Mirror::read(&self.records, self.cipher.as_deref()).await?;
         let listing = self.kube.list().await?;
         self.mirror = mirror;
         self.applied = listing.applied;
@@ -236,11 +228,8 @@ impl Syncer {
     /// the MusicBots it touches.
     #[tracing::instrument(skip_all, fields(collection = %self.collection, record = %follow::record_key(id)))]
     async fn record_changed(&mut self, id: &Bson) -> Result<(), SyncError> {
-        let found = self.records.find_one(doc! {"_id": id.clone()}).await?;
-        let key = follow::record_key(id);
-        let new = found.as_ref().map(|d| self.parse(d));
-        let names = plan::affected(&key, self.mirror.get(&key), new.as_ref(), self.applied.iter());
-        self.mirror.set(key, new);
+        let (key, old) = self.mirror.reread(&self.records, id, self.cipher.as_deref()).await?;
+        let names = plan::affected(&key, old.as_ref(), self.mirror.get(&key), self.applied.iter());
         self.converge(names, false).await;
         self.report().await;
         Ok(())

@@ -4,7 +4,9 @@
 
 use crate::cipher::{self, Stored, TokenCipher};
 use crate::{BotRecord, RecordError};
-use mongodb::bson::{Bson, Document};
+use futures::TryStreamExt as _;
+use mongodb::Collection;
+use mongodb::bson::{Bson, Document, doc};
 use musicbot_api::token::{Token, TokenError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -148,6 +150,29 @@ pub struct Mirror {
 }
 
 impl Mirror {
+    /// Reads the whole collection by the record rules.
+    pub async fn read(records: &Collection<Document>, cipher: Option<&TokenCipher>) -> mongodb::error::Result<Self> {
+        let docs: Vec<Document> = records.find(doc! {}).await?.try_collect().await?;
+        Ok(Self::from_records(docs.iter().map(|d| {
+            let key = d.get("_id").map(record_key).unwrap_or_else(|| "<no _id>".into());
+            (key, parse(d, cipher))
+        })))
+    }
+
+    /// Reads the record `id` again after a change and keeps it (or forgets it, once
+    /// deleted); returns its key and what the mirror held before.
+    pub async fn reread(
+        &mut self,
+        records: &Collection<Document>,
+        id: &Bson,
+        cipher: Option<&TokenCipher>,
+    ) -> mongodb::error::Result<(String, Option<Parsed>)> {
+        let found = records.find_one(doc! {"_id": id.clone()}).await?;
+        let key = record_key(id);
+        let old = self.set(key.clone(), found.as_ref().map(|d| parse(d, cipher)));
+        Ok((key, old))
+    }
+
     pub fn from_records(records: impl IntoIterator<Item = (String, Parsed)>) -> Self {
         let mut m = Self::default();
         for (k, p) in records {
@@ -197,6 +222,11 @@ impl Mirror {
         }
     }
 
+    /// The record used for each client id, by client id.
+    pub fn winners(&self) -> impl Iterator<Item = (&str, &Good)> {
+        self.good_by_client.keys().filter_map(|c| self.winner(c))
+    }
+
     pub fn clients(&self) -> impl Iterator<Item = &str> {
         self.good_by_client.keys().map(String::as_str)
     }
@@ -223,7 +253,7 @@ impl Mirror {
 
     /// Records in use whose token is stored in plaintext.
     pub fn plaintext(&self) -> Vec<&str> {
-        self.good_by_client.keys().filter_map(|c| self.winner(c)).filter(|(_, g)| g.plaintext).map(|(k, _)| k).collect()
+        self.winners().filter(|(_, g)| g.plaintext).map(|(k, _)| k).collect()
     }
 }
 
