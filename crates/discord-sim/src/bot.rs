@@ -69,6 +69,38 @@ impl Bot<'_> {
         self.read(|b| b.resumes)
     }
 
+    /// Sets the token's session start limit: `remaining` IDENTIFYs left of 1,000, refilled
+    /// `reset_after` from now.
+    pub fn set_identifies_left(&self, remaining: u32, reset_after: Duration) {
+        self.sim.shared.update(|s, _| s.bots[self.idx].budget = state::IdentifyBudget::new(remaining, reset_after));
+    }
+
+    /// IDENTIFYs left in the token's budget, as `GET /gateway/bot` would answer now.
+    pub fn identifies_left(&self) -> u32 {
+        self.sim.shared.update(|s, _| {
+            let b = &mut s.bots[self.idx].budget;
+            b.report(std::time::Instant::now())["remaining"].as_u64().unwrap_or(0) as u32
+        })
+    }
+
+    /// IDENTIFYs refused for want of budget (the first of them reset the token).
+    pub fn identifies_refused(&self) -> u32 {
+        self.read(|b| b.identifies_refused)
+    }
+
+    /// Whether Discord reset this token after an IDENTIFY over the budget: the gateway
+    /// closes with 4004 and REST answers 401 for it from then on.
+    pub fn token_reset(&self) -> bool {
+        self.read(|b| b.token_reset)
+    }
+
+    /// Fault: every session identified from now on is closed with `code` right after its
+    /// READY and GUILD_CREATEs (4004, 4013 and 4014 end serenity's client: a bot that then
+    /// exits is in a crash loop); `None` stops it.
+    pub fn close_after_ready(&self, code: Option<u16>) {
+        self.sim.shared.update(|s, _| s.bots[self.idx].close_after_ready = code);
+    }
+
     /// Waits until at least `n` IDENTIFYs plus RESUMEs were accepted and a connection is open.
     pub async fn wait_connections(&self, n: u32, timeout: Duration) -> Result<()> {
         self.sim

@@ -24,6 +24,10 @@ pub mod close {
     pub const INVALID_SEQ: u16 = 4007;
     pub const SESSION_TIMED_OUT: u16 = 4009;
     pub const INVALID_SHARD: u16 = 4010;
+    pub const SHARDING_REQUIRED: u16 = 4011;
+    pub const INVALID_API_VERSION: u16 = 4012;
+    pub const INVALID_INTENTS: u16 = 4013;
+    pub const DISALLOWED_INTENTS: u16 = 4014;
 }
 
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
@@ -102,7 +106,8 @@ fn handle(shared: &Shared, conn: &Conn, bot: &mut Option<usize>, text: &str) {
                 if bot.is_some() {
                     return close(close::ALREADY_AUTHENTICATED, "Already authenticated.");
                 }
-                let Some(b) = d["token"].as_str().and_then(|t| s.bot_index(t.strip_prefix("Bot ").unwrap_or(t))) else {
+                let Some(b) = d["token"].as_str().and_then(|t| s.authenticated(t.strip_prefix("Bot ").unwrap_or(t)))
+                else {
                     return close(close::AUTHENTICATION_FAILED, "Authentication failed.");
                 };
                 let shard = match d["shard"]
@@ -114,14 +119,26 @@ fn handle(shared: &Shared, conn: &Conn, bot: &mut Option<usize>, text: &str) {
                     Some([id, total]) if id < total => [*id as u32, *total as u32],
                     Some(_) => return close(close::INVALID_SHARD, "Invalid shard."),
                 };
-                *bot = Some(b);
                 s.record_frame(b, GatewayFrame { op, d: d.clone() });
+                if !s.bots[b].budget.spend(std::time::Instant::now()) {
+                    // Discord: "all active sessions for the app will be terminated, the bot
+                    // token will be reset, and the owner will receive an email notification".
+                    tracing::warn!(bot = %s.bots[b].spec.name, "IDENTIFY over the session start limit: token reset");
+                    s.reset_token(b);
+                    return close(close::AUTHENTICATION_FAILED, "Authentication failed.");
+                }
+                *bot = Some(b);
                 s.identify(b, conn.clone(), shard, d["intents"].as_u64().unwrap_or(0), &resume_url);
                 tracing::info!(bot = %s.bots[b].spec.name, ?shard, "gateway session identified");
+                if let Some(code) = s.bots[b].close_after_ready {
+                    // After READY and the GUILD_CREATEs, which the channel sends first.
+                    close(code, &format!("closed after READY by test ({code})"));
+                }
             }
             // RESUME
             6 => {
-                let Some(b) = d["token"].as_str().and_then(|t| s.bot_index(t.strip_prefix("Bot ").unwrap_or(t))) else {
+                let Some(b) = d["token"].as_str().and_then(|t| s.authenticated(t.strip_prefix("Bot ").unwrap_or(t)))
+                else {
                     return close(close::AUTHENTICATION_FAILED, "Authentication failed.");
                 };
                 *bot = Some(b);

@@ -137,11 +137,21 @@ pub struct BotSpec {
     pub guilds: Vec<u64>,
     /// Reported by `GET /gateway/bot`.
     pub shards: u32,
+    /// IDENTIFYs left and when the budget refills (default: all 1,000, in 24 hours).
+    pub identify_budget: Option<(u32, std::time::Duration)>,
 }
 
 impl BotSpec {
     pub fn new(token: impl Into<String>) -> Self {
-        Self { token: token.into(), user_id: 0, application_id: 0, name: String::new(), guilds: Vec::new(), shards: 1 }
+        Self {
+            token: token.into(),
+            user_id: 0,
+            application_id: 0,
+            name: String::new(),
+            guilds: Vec::new(),
+            shards: 1,
+            identify_budget: None,
+        }
     }
 
     pub fn user_id(mut self, id: u64) -> Self {
@@ -163,6 +173,13 @@ impl BotSpec {
         if !self.guilds.contains(&guild_id) {
             self.guilds.push(guild_id);
         }
+        self
+    }
+
+    /// Starts the token with `remaining` IDENTIFYs left of Discord's 1,000, refilled
+    /// `reset_after` from the simulator's start.
+    pub fn identifies_left(mut self, remaining: u32, reset_after: std::time::Duration) -> Self {
+        self.identify_budget = Some((remaining, reset_after));
         self
     }
 

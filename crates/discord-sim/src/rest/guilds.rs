@@ -21,11 +21,12 @@ pub(super) async fn gateway(State(sim): Sim) -> Response {
 }
 
 pub(super) async fn gateway_bot(State(sim): Sim, Extension(Caller(bot)): Extension<Caller>) -> Response {
-    let shards = sim.read(|s| s.bots[bot].spec.shards);
+    let (shards, limit) =
+        sim.update(|s, _| (s.bots[bot].spec.shards, s.bots[bot].budget.report(std::time::Instant::now())));
     ok(json!({
         "url": sim.endpoints.gateway_url(),
         "shards": shards,
-        "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1},
+        "session_start_limit": limit,
     }))
 }
 

@@ -151,7 +151,8 @@ async fn record(State(shared): Sim, req: Request, next: Next) -> Response {
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Bot "))
         .map(str::to_string);
-    let caller = token.as_deref().and_then(|t| shared.read(|s| s.bot_index(t)));
+    // A token Discord has reset authenticates nothing: 401 like any unknown one.
+    let caller = token.as_deref().and_then(|t| shared.read(|s| s.authenticated(t)));
     let (method, path, query) =
         (parts.method.to_string(), parts.uri.path().to_string(), parts.uri.query().map(str::to_string));
     let mut req = Request::from_parts(parts, Body::from(bytes));

@@ -12,7 +12,10 @@ use rand::distr::Alphanumeric;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
+mod budget;
 mod sessions;
+
+pub(crate) use budget::IdentifyBudget;
 
 use super::audio::AudioTrack;
 use super::records::{GatewayFrame, InteractionRecord, RecordedRequest};
@@ -61,6 +64,14 @@ pub(crate) struct BotState {
     pub messages: Vec<Value>,
     pub identifies: u32,
     pub resumes: u32,
+    /// The session start limit of this token (`GET /gateway/bot`).
+    pub budget: IdentifyBudget,
+    /// Discord reset the token after an IDENTIFY over the budget: it is refused everywhere.
+    pub token_reset: bool,
+    /// IDENTIFYs refused because the budget was spent (the first one reset the token).
+    pub identifies_refused: u32,
+    /// Fault: every new session is closed with this code right after READY.
+    pub close_after_ready: Option<u16>,
     /// Fault: guilds whose voice gateway refuses this bot's IDENTIFY.
     pub voice_refused: std::collections::BTreeSet<u64>,
     /// Voice IDENTIFYs refused because of `voice_refused`.
@@ -198,8 +209,16 @@ impl State {
             if spec.name.is_empty() {
                 spec.name = format!("musicbot-{}", s.bots.len() + 1);
             }
+            let budget = match spec.identify_budget {
+                Some((remaining, reset_after)) => IdentifyBudget::new(remaining, reset_after),
+                None => IdentifyBudget::default(),
+            };
             s.bots.push(BotState {
                 spec,
+                budget,
+                token_reset: false,
+                identifies_refused: 0,
+                close_after_ready: None,
                 global_commands: Vec::new(),
                 guild_commands: BTreeMap::new(),
                 sessions: Vec::new(),
@@ -237,6 +256,11 @@ impl State {
 
     pub fn bot_index(&self, token: &str) -> Option<usize> {
         self.bots.iter().position(|b| b.spec.token == token)
+    }
+
+    /// The bot a token authenticates: none once Discord has reset that token.
+    pub fn authenticated(&self, token: &str) -> Option<usize> {
+        self.bot_index(token).filter(|b| !self.bots[*b].token_reset)
     }
 
     /// GUILD_CREATE for a guild as `bot` sees it now.

@@ -78,6 +78,18 @@ impl State {
         }
     }
 
+    /// Discord's answer to an IDENTIFY over the session start limit: every session of the
+    /// bot ends (4004) and its token stops working.
+    pub fn reset_token(&mut self, bot: usize) {
+        let b = &mut self.bots[bot];
+        b.token_reset = true;
+        b.identifies_refused += 1;
+        self.close_gateway(bot, || {
+            Outgoing::Close(crate::gateway::close::AUTHENTICATION_FAILED, "Authentication failed.".into())
+        });
+        self.forget_sessions(bot);
+    }
+
     /// Forgets sessions (after op 9 or a non-resumable close): a RESUME then fails.
     pub fn forget_sessions(&mut self, bot: usize) {
         self.bots[bot].sessions.clear();
