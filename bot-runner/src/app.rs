@@ -33,6 +33,7 @@ async fn runtime(common: &CommonArgs) -> Result<Runtime> {
         sources: Sources::new(&common.ytdlp, common.media.policy(), common.media.limits()),
         metrics: Arc::new(Metrics::default()),
         mongo,
+        identify_reserve: common.identify_reserve,
     })
 }
 

@@ -17,8 +17,9 @@ use crate::guilds::{GuildIndex, VoiceHook};
 use crate::metrics::{BotMetrics, Metrics, Snapshot};
 use crate::music::{MusicService, MusicSettings, Sources};
 use crate::tracking::Tracking;
-use crate::{commands, discord};
+use crate::{commands, discord, identify};
 use musicbot_api::{BotReport, Token};
+use musicbot_runtime::CancellationToken;
 
 /// What a process needs to know to run a bot, besides its token.
 #[derive(Clone, Debug)]
@@ -39,6 +40,8 @@ pub struct Runtime {
     pub sources: Sources,
     pub metrics: Arc<Metrics>,
     pub mongo: Option<(mongodb::Database, musicbot_db::Collections)>,
+    /// Identifies kept back: at this many left the bot waits for Discord's reset.
+    pub identify_reserve: u64,
 }
 
 pub struct Bot {
@@ -62,6 +65,11 @@ pub struct Bot {
     /// Why the Discord client gave up (a refused token, disallowed intents): serenity
     /// retries everything else itself, so this only changes once.
     stopped: tokio::sync::watch::Sender<Option<String>>,
+    pub identify_reserve: u64,
+    /// The identify budget as last read, and whether the bot is waiting for its reset.
+    identify: Mutex<identify::Seen>,
+    /// Cancelled by `shutdown`: a bot waiting for identifies stops waiting.
+    stopping: CancellationToken,
 }
 
 impl Bot {
@@ -98,10 +106,13 @@ impl Bot {
             down_since: Mutex::new(Some(Instant::now())),
             client: Mutex::new(None),
             stopped: tokio::sync::watch::Sender::new(None),
+            identify_reserve: rt.identify_reserve,
+            identify: Mutex::new(identify::Seen::default()),
+            stopping: CancellationToken::new(),
         });
         let _ = cell.set(bot.clone());
         tokio::spawn(crate::music::idle::sweep(Arc::downgrade(&music)));
-        let task = tokio::spawn(run_client(client, spec.shard, bot.stopped.clone()).in_current_span());
+        let task = tokio::spawn(run_client(client, bot.clone()).in_current_span());
         *bot.client.lock().expect("client lock") = Some(task);
         info!(client_id, shard = spec.shard.0, shards = spec.shard.1, "bot starting");
         Ok(bot)
@@ -141,9 +152,44 @@ impl Bot {
         }
     }
 
-    /// How long the gateway has been down, if it is.
+    /// How long the gateway has been down, if it is. Not while the bot waits for
+    /// identifies on purpose: that is no stuck gateway, and a restart would not help.
     pub fn down_for(&self) -> Option<Duration> {
+        if self.identify_held() {
+            return None;
+        }
         self.down_since.lock().expect("down lock").map(|t| t.elapsed())
+    }
+
+    /// Whether the bot is waiting for Discord to refill its identify budget.
+    pub fn identify_held(&self) -> bool {
+        self.identify.lock().expect("identify lock").held_until.is_some()
+    }
+
+    /// Until when the bot waits for identifies (RFC 3339), while it does.
+    pub fn identify_held_until(&self) -> Option<String> {
+        self.identify.lock().expect("identify lock").held_until()
+    }
+
+    pub(crate) fn set_identify(&self, seen: identify::Seen) {
+        let held = seen.held_until.is_some();
+        let was_held = std::mem::replace(&mut *self.identify.lock().expect("identify lock"), seen).held_until.is_some();
+        if was_held && !held {
+            // The gateway's time to connect starts now, not when the wait began.
+            *self.down_since.lock().expect("down lock") = Some(Instant::now());
+        }
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.is_cancelled()
+    }
+
+    /// Sleeps for `d`; false if the bot is stopped meanwhile.
+    pub(crate) async fn pause(&self, d: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(d) => true,
+            () = self.stopping.cancelled() => false,
+        }
     }
 
     pub async fn report(&self) -> BotReport {
@@ -153,6 +199,7 @@ impl Bot {
         let last_error = self.stopped.borrow().clone();
         let guilds = self.guilds.ids();
         let users = self.guilds.members();
+        let budget = self.identify.lock().expect("identify lock").clone();
         let report = BotReport {
             name: self.name.clone(),
             client_id: self.client_id().to_string(),
@@ -163,6 +210,9 @@ impl Bot {
             commands_deployed: self.commands_deployed.load(Ordering::Relaxed),
             guild_ids: if gateway_connected { guilds.iter().map(|g| g.to_string()).collect() } else { Vec::new() },
             last_error,
+            identifies_remaining: budget.remaining(),
+            identifies_reset_at: budget.reset_at(),
+            identify_held_until: budget.held_until(),
         };
         self.metrics.set(&Snapshot {
             gateway_connected,
@@ -179,6 +229,7 @@ impl Bot {
     /// what guild tracking still holds.
     #[tracing::instrument(name = "bot", skip_all, fields(bot = %self.name))]
     pub async fn shutdown(&self) {
+        self.stopping.cancel();
         self.music.leave_all().await;
         self.shard_manager.shutdown_all().await;
         let task = self.client.lock().expect("client lock").take();
@@ -245,12 +296,15 @@ async fn track_guilds(rt: &Runtime, name: &str, client_id: u64) -> Option<Tracki
     }
 }
 
-/// Runs the gateway until it closes; why it gave up, if it did, goes to `stopped`.
-async fn run_client(
-    mut client: Client,
-    (shard, count): (u32, u32),
-    stopped: tokio::sync::watch::Sender<Option<String>>,
-) {
+/// Runs the gateway until it closes, once the identify budget allows; why it gave up, if
+/// it did, goes to `stopped`.
+async fn run_client(mut client: Client, bot: Arc<Bot>) {
+    let ((shard, count), stopped) = (bot.shard, bot.stopped.clone());
+    if !identify::wait_for_budget(&bot, &client.http).await {
+        info!("stopped while waiting for identifies");
+        return;
+    }
+    drop(bot);
     let result = if count > 1 { client.start_shard(shard, count).await } else { client.start().await };
     match result {
         Ok(()) => info!("gateway closed"),

@@ -169,6 +169,11 @@ pub struct CommonArgs {
     #[arg(long, env = "MUSICBOT_GATEWAY_STUCK_SECONDS", default_value_t = 300)]
     pub gateway_stuck_seconds: u64,
 
+    /// Identifies kept in reserve: with this many (or fewer) of the token's daily 1,000
+    /// left, the bot does not connect but waits, up and reporting, for Discord's reset.
+    #[arg(long, env = "MUSICBOT_IDENTIFY_RESERVE", default_value_t = 3)]
+    pub identify_reserve: u64,
+
     /// Time allowed for leaving voice and closing gateways on SIGTERM.
     #[arg(long, env = "MUSICBOT_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
     pub shutdown_grace_seconds: u64,

@@ -99,11 +99,19 @@ struct ReadyQuery {
     /// Seconds to hold the request until the bot is ready (a startup probe's way of not
     /// failing, and so not raising a Warning Event, while the gateway connects).
     wait: Option<u64>,
+    /// The startup probe's question: has the bot started, that is, connected or decided
+    /// to wait for Discord to refill its identify budget? A held bot is not ready, but
+    /// the kubelet must not restart it for that (which would not help, and its liveness
+    /// probe takes over). bot-runners before this ignore the parameter.
+    #[serde(default)]
+    startup: bool,
 }
 
 async fn ready(State(app): State<App>, Query(q): Query<ReadyQuery>) -> Response {
-    if wait_until_ready(requested_wait(q.wait), || app.fleet.ready()).await {
-        (StatusCode::OK, "ready\n").into_response()
+    if wait_until_ready(requested_wait(q.wait), || app.fleet.ready(q.startup)).await {
+        let held = q.startup && !app.fleet.ready(false).await;
+        let body = if held { "started; waiting for Discord to refill the identify budget\n" } else { "ready\n" };
+        (StatusCode::OK, body).into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "gateway not ready\n").into_response()
     }

@@ -12,6 +12,7 @@ mod events;
 mod fleet;
 mod guilds;
 mod http;
+mod identify;
 mod metrics;
 mod music;
 mod registration;

@@ -42,6 +42,8 @@ pub struct Metrics {
     queued_tracks: Family<BotLabels, Gauge>,
     tracks_started: Family<BotLabels, Counter>,
     tracks_failed: Family<BotLabels, Counter>,
+    identifies_remaining: Family<BotLabels, Gauge>,
+    identify_holds: Family<BotLabels, Counter>,
     commands: Family<CommandLabels, Histogram, fn() -> Histogram>,
     fleet: FleetMetrics,
 }
@@ -72,6 +74,8 @@ impl Default for Metrics {
             queued_tracks: Family::default(),
             tracks_started: Family::default(),
             tracks_failed: Family::default(),
+            identifies_remaining: Family::default(),
+            identify_holds: Family::default(),
             commands: Family::new_with_constructor(command_histogram),
             fleet,
             registry: Registry::default(),
@@ -92,6 +96,16 @@ impl Default for Metrics {
         registry.register("queued_tracks", "Tracks waiting in the bot's guild queues", m.queued_tracks.clone());
         registry.register("tracks_started", "Tracks that started playing", m.tracks_started.clone());
         registry.register("tracks_failed", "Tracks whose source failed", m.tracks_failed.clone());
+        registry.register(
+            "identifies_remaining",
+            "IDENTIFYs left of the token's daily session start limit, as the bot last read it",
+            m.identifies_remaining.clone(),
+        );
+        registry.register(
+            "identify_holds",
+            "Times the bot waited for Discord's reset instead of spending its reserve of IDENTIFYs",
+            m.identify_holds.clone(),
+        );
         registry.register("command_duration_seconds", "Time to answer a slash command", m.commands.clone());
         Self { registry, ..m }
     }
@@ -103,6 +117,7 @@ impl Metrics {
         Arc::new(BotMetrics {
             tracks_started: self.tracks_started.get_or_create(&label).clone(),
             tracks_failed: self.tracks_failed.get_or_create(&label).clone(),
+            identify_holds: self.identify_holds.get_or_create(&label).clone(),
             metrics: self.clone(),
             label,
         })
@@ -118,6 +133,8 @@ impl Metrics {
         self.gateway_latency.remove(&label);
         self.tracks_started.remove(&label);
         self.tracks_failed.remove(&label);
+        self.identifies_remaining.remove(&label);
+        self.identify_holds.remove(&label);
         // Its command histograms stay: prometheus-client cannot drop series by one label.
     }
 
@@ -156,6 +173,7 @@ impl FleetMetrics {
 pub struct BotMetrics {
     pub tracks_started: Counter,
     pub tracks_failed: Counter,
+    pub identify_holds: Counter,
     metrics: Arc<Metrics>,
     label: BotLabels,
 }
@@ -179,6 +197,10 @@ impl BotMetrics {
             outcome: if ok { "ok" } else { "error" }.to_string(),
         };
         self.metrics.commands.get_or_create(&labels).observe(took.as_secs_f64());
+    }
+
+    pub fn set_identifies_remaining(&self, n: u64) {
+        self.metrics.identifies_remaining.get_or_create(&self.label).set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     pub fn set(&self, s: &Snapshot) {

@@ -108,9 +108,13 @@ impl Fleet {
             problems.push(format!("the runtime has not ticked for {}s", since_tick.as_secs()));
         }
         let mut active = 0;
+        let mut held = Vec::new();
         for (seat, bot) in self.running() {
             let (connected, _) = bot.gateway().await;
             active += usize::from(connected);
+            if let Some(until) = bot.identify_held_until() {
+                held.push(json!({"name": seat.name(), "clientId": seat.client_id.to_string(), "until": until}));
+            }
             if let Some(down) = bot.down_for().filter(|d| *d > self.stuck_after) {
                 problems.push(format!("{}: gateway down for {}s", seat.name(), down.as_secs()));
             }
@@ -136,17 +140,22 @@ impl Fleet {
         if !failed.is_empty() {
             body["failedBots"] = json!(failed);
         }
+        // Waiting for identifies is healthy: restarting would not bring them sooner.
+        if !held.is_empty() {
+            body["heldBots"] = json!(held);
+        }
         Health { ok, body }
     }
 
     /// Readiness: every bot that is not failing has its gateway READY (and there is a bot,
-    /// unless the set follows MongoDB).
-    pub async fn ready(&self) -> bool {
+    /// unless the set follows MongoDB). `or_held` (the startup probe's question) also
+    /// counts a bot waiting for Discord to refill its identify budget.
+    pub async fn ready(&self, or_held: bool) -> bool {
         let seats = self.seats();
         let mut all = self.live || !seats.is_empty();
         for seat in seats {
             all &= match seat.state() {
-                SeatState::Running(bot) => bot.gateway().await.0,
+                SeatState::Running(bot) => (or_held && bot.identify_held()) || bot.gateway().await.0,
                 SeatState::Failed { .. } | SeatState::Stopped => true,
                 SeatState::Starting => false,
             };

@@ -6,6 +6,7 @@ mod controls;
 mod fleet;
 mod fleet_live;
 mod hostile;
+mod identify;
 mod playback;
 mod process;
 mod resilience;

@@ -38,6 +38,19 @@ pub struct BotReport {
     /// Why the Discord client stopped, if it did (a refused token, disallowed intents).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// IDENTIFYs left in the token's session start limit (Discord: 1,000 a day) when the
+    /// bot last read it from `GET /gateway/bot`, less the IDENTIFY it then made, if any.
+    /// Absent until the bot has read it (and from bot-runners that do not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifies_remaining: Option<u64>,
+    /// When Discord refills that budget (RFC 3339), as of the same reading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifies_reset_at: Option<String>,
+    /// Set while the bot holds back its IDENTIFY because the budget is down to its reserve:
+    /// when it will look again (RFC 3339), just after Discord's reset. The gateway stays
+    /// unconnected until then; the process stays up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identify_held_until: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +103,7 @@ mod tests {
             commands_deployed: true,
             guild_ids: (1..=guilds).map(|g| (g << 22).to_string()).collect(),
             last_error: error.map(str::to_string),
+            ..Default::default()
         }
     }
 
@@ -130,6 +144,23 @@ mod tests {
         wire["bots"][0].as_object_mut().unwrap().remove("guildIds");
         let e = serde_json::from_value::<StatusReport>(wire).unwrap_err();
         assert!(e.to_string().contains("missing field `guildIds`"), "{e}");
+    }
+
+    #[test]
+    fn the_identify_budget_is_optional_both_ways() {
+        // An older bot-runner's answer has none of it; a held bot's has all of it.
+        let plain = serde_json::to_value(bot("a", 1, true, None)).unwrap();
+        assert!(plain.get("identifiesRemaining").is_none() && plain.get("identifyHeldUntil").is_none());
+        let held = BotReport {
+            identifies_remaining: Some(3),
+            identifies_reset_at: Some("2026-12-01T20:00:00Z".into()),
+            identify_held_until: Some("2026-12-01T20:00:01Z".into()),
+            ..bot("a", 1, false, None)
+        };
+        let wire = serde_json::to_value(&held).unwrap();
+        assert_eq!(wire["identifiesRemaining"], 3);
+        assert_eq!(wire["identifyHeldUntil"], "2026-12-01T20:00:01Z");
+        assert_eq!(serde_json::from_value::<BotReport>(wire).unwrap(), held);
     }
 
     #[test]
