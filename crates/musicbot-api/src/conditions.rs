@@ -56,6 +56,9 @@ names! {
         CommandsDeployed,
         /// Only on MusicBots the MongoDB sync made: whether their record is current.
         Synced,
+        /// The token has IDENTIFYs left above the bot's reserve (Discord allows 1,000 a day):
+        /// False while the bot waits for Discord to refill them.
+        IdentifiesAvailable,
     }
 }
 
@@ -111,11 +114,20 @@ names! {
         RecordInvalid,
         /// The record is gone or deactivated, but the sync holds that as a mass deletion.
         MassDeletionHeld,
+        // IdentifiesAvailable (the held ones are also Ready's reasons, and Events)
+        IdentifiesLeft,
+        /// A pod has its reserve of identifies left and waits for Discord's reset itself.
+        IdentifyReserveReached,
+        /// A pod crash-looped with its reserve left: the operator keeps the pods stopped
+        /// until Discord's reset.
+        IdentifyHeld,
         // Events only
         Running,
         Degraded,
         Resumed,
         GatewayDisconnected,
+        /// Discord's reset time has come: the operator starts the held bot again.
+        IdentifyHoldEnded,
         Deleted,
         /// The stored object does not deserialize into a MusicBot of this operator.
         InvalidObject,

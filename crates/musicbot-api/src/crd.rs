@@ -349,6 +349,11 @@ pub struct MusicBotStatus {
     pub pod_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_shards: Option<u32>,
+    /// While the operator keeps the bot's pods stopped because one crash-looped with its
+    /// token's daily IDENTIFYs down to the reserve: until when (RFC 3339), just after
+    /// Discord refills them. The pods start again then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identify_held_until: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
@@ -363,10 +368,14 @@ pub enum Phase {
     Suspended,
     /// The bot cannot run until its input is fixed (e.g. the token cannot be resolved).
     Failed,
+    /// The bot waits for Discord to refill its token's daily IDENTIFYs before it connects
+    /// (its pod waits, or the operator keeps it stopped): `IdentifiesAvailable` says until when.
+    Held,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 5] = [Phase::Pending, Phase::Running, Phase::Degraded, Phase::Suspended, Phase::Failed];
+    pub const ALL: [Phase; 6] =
+        [Phase::Pending, Phase::Running, Phase::Degraded, Phase::Suspended, Phase::Failed, Phase::Held];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -375,6 +384,7 @@ impl Phase {
             Phase::Degraded => "Degraded",
             Phase::Suspended => "Suspended",
             Phase::Failed => "Failed",
+            Phase::Held => "Held",
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod commands;
 mod guilds;
+mod identify;
 pub mod reconcile;
 mod status;
 mod token;

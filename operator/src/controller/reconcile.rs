@@ -2,6 +2,7 @@
 //! the bot pods how they are, write status, publish Events. Decisions live in the pure
 //! modules beside this one.
 
+use super::identify::{self, Budget};
 use super::status::{self, Observed, PodReport};
 use super::token::TokenProblem;
 use super::{Context, Error, FIELD_MANAGER, token, workload};
@@ -41,11 +42,15 @@ pub async fn reconcile(bot: Arc<MusicBot>, ctx: Arc<Context>) -> Result<Action, 
 async fn apply(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
     let token = resolve_token(bot, ctx).await?;
     let image = workload::check_image(bot, &ctx.defaults).err();
+    let now = now();
+    let clock = chrono::DateTime::from_timestamp(now.0.as_second(), 0).unwrap_or_default();
+    // A hold for the identify budget keeps the pods stopped until its time.
+    let held_before = identify::current_hold(bot, clock).is_some();
     // Without a usable token or with an image that may not run there is nothing to run;
     // an existing StatefulSet is left as it is (its pod still has the last good token and
     // image) until the Secret or the spec is fixed.
-    let statefulset = match (&token, &image) {
-        (Ok(digest), None) => Some(apply_statefulset(bot, digest, ctx).await?),
+    let mut statefulset = match (&token, &image) {
+        (Ok(digest), None) => Some(apply_statefulset(bot, digest, held_before, ctx).await?),
         (Err(problem), _) => {
             warn!(reason = %problem.reason(), "token not resolved: {problem}");
             None
@@ -61,18 +66,34 @@ async fn apply(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
     };
     let reports = bot_reports(&pods, ctx).await;
     track_guilds(bot, &reports, ctx).await;
+    let budget = identify::budget(bot, &pods, &reports, clock);
+    if let (Budget::Held(hold), Ok(digest), Some(_), false) = (&budget, &token, &statefulset, held_before) {
+        // A pod crash-loops with its reserve of identifies left: no more restarts until
+        // Discord's reset.
+        warn!(pod = ?hold.pod, until = %identify::format_time(hold.until), "holding a crash-looping bot for its identify budget");
+        statefulset = Some(apply_statefulset(bot, digest, true, ctx).await?);
+    }
     let observed = Observed {
         token: &token,
         image: image.as_ref(),
         statefulset: statefulset.as_ref(),
         pods: &pods,
         reports: &reports,
-        now: now(),
+        budget: &budget,
+        now,
     };
     let new_status = status::compute(bot, &observed);
     publish_notices(bot, bot.status.as_ref(), &new_status, ctx).await;
     write_status(bot, &new_status, ctx).await?;
-    Ok(requeue(new_status.phase, ctx))
+    let action = match budget.held() {
+        // Back at the hold's end, to scale the pods up again on time.
+        Some(hold) => {
+            let left = (hold.until - clock).to_std().unwrap_or_default() + Duration::from_secs(1);
+            Action::requeue(left.min(ctx.status_interval.max(Duration::from_secs(1))))
+        }
+        None => requeue(new_status.phase, ctx),
+    };
+    Ok(action)
 }
 
 /// The token the bot's Secret holds, as a salted digest, or why there is none.
@@ -84,8 +105,14 @@ async fn resolve_token(bot: &MusicBot, ctx: &Context) -> Result<Result<String, T
     Ok(token::resolve(secret.as_ref(), &secret_ref.name, &secret_ref.key, &bot.spec.client_id, &salt))
 }
 
-async fn apply_statefulset(bot: &MusicBot, token_digest: &str, ctx: &Context) -> Result<StatefulSet, Error> {
+async fn apply_statefulset(
+    bot: &MusicBot,
+    token_digest: &str,
+    held: bool,
+    ctx: &Context,
+) -> Result<StatefulSet, Error> {
     let desired = workload::statefulset(bot, &ctx.defaults, token_digest);
+    let desired = if held { workload::held(desired) } else { desired };
     let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &bot.namespace().ok_or(Error::NotNamespaced)?);
     let applied =
         sts.patch(&bot.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&desired)).await?;

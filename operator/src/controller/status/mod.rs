@@ -4,6 +4,7 @@
 mod notices;
 mod pods;
 
+use super::identify::{self, Budget, Hold};
 use super::token::TokenProblem;
 use super::workload::ImageNotAllowed;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -32,6 +33,8 @@ pub(crate) struct Observed<'a> {
     pub pods: &'a [Pod],
     /// Reports of the pods that answered `/status`.
     pub reports: &'a [PodReport],
+    /// Whether the bot waits for identifies, and whether the operator holds it.
+    pub budget: &'a Budget,
     pub now: Time,
 }
 
@@ -62,6 +65,7 @@ pub(crate) fn compute(bot: &MusicBot, seen: &Observed) -> MusicBotStatus {
         (ConditionType::Ready, ready_verdict(phase, seen, ready, shards, &problems)),
         (ConditionType::GatewayConnected, gateway_verdict(seen.reports, shards)),
         (ConditionType::CommandsDeployed, commands_verdict(seen.reports)),
+        (ConditionType::IdentifiesAvailable, identify_verdict(seen.budget, seen.reports)),
     ];
     // Synced: only for MusicBots made by the MongoDB sync, from the annotations it writes.
     verdicts.extend(synced(bot).map(|v| (ConditionType::Synced, v)));
@@ -87,6 +91,7 @@ pub(crate) fn compute(bot: &MusicBot, seen: &Observed) -> MusicBotStatus {
             && seen.image.is_none())
         .then(|| format!("{}-0", bot.metadata.name.clone().unwrap_or_default())),
         ready_shards: seen.statefulset.map(|_| ready),
+        identify_held_until: seen.budget.held().map(|h| identify::format_time(h.until)),
     }
 }
 
@@ -95,10 +100,15 @@ fn phase(bot: &MusicBot, seen: &Observed, ready: u32, problems: &[PodProblem]) -
         Phase::Failed
     } else if bot.spec.suspended {
         Phase::Suspended
+    } else if matches!(seen.budget, Budget::Held(_)) {
+        Phase::Held
     } else if ready >= bot.spec.shards {
         Phase::Running
     } else if ready > 0 {
         Phase::Degraded
+    } else if matches!(seen.budget, Budget::Waiting(_)) {
+        // Its pod is up and waits for the reset: not failed, and not pending either.
+        Phase::Held
     } else if !problems.is_empty() {
         // Not a pod will run until the image, the node or the bot is fixed.
         Phase::Failed
@@ -122,6 +132,7 @@ fn ready_verdict(phase: Phase, seen: &Observed, ready: u32, shards: u32, problem
             Verdict::new(Some(true), Reason::AllShardsReady, format!("{ready}/{shards} shards ready"))
         }
         (Phase::Suspended, _) => Verdict::new(Some(false), Reason::Suspended, "spec.suspended is true"),
+        (Phase::Held, _) => identify_verdict(seen.budget, seen.reports),
         (Phase::Failed, _) if let Some(image) = seen.image => {
             Verdict::new(Some(false), Reason::ImageNotAllowed, image.to_string())
         }
@@ -171,6 +182,51 @@ fn commands_verdict(reports: &[PodReport]) -> Verdict {
         Verdict::new(Some(true), Reason::Deployed, "slash commands are registered")
     } else {
         Verdict::new(Some(false), Reason::NotDeployed, "slash commands are not registered yet")
+    }
+}
+
+fn identify_verdict(budget: &Budget, reports: &[PodReport]) -> Verdict {
+    let left = |h: &Hold| match h.remaining {
+        Some(n) => format!("{n} identifies left"),
+        None => "its reserve of identifies left".into(),
+    };
+    let until = |h: &Hold| identify::format_time(h.until);
+    match budget {
+        Budget::Held(h) => {
+            let who = match &h.pod {
+                Some(pod) => format!("{pod} crash-looped with {}", left(h)),
+                None => "a pod crash-looped with its reserve of identifies left".into(),
+            };
+            Verdict::new(
+                Some(false),
+                Reason::IdentifyHeld,
+                format!(
+                    "{who} of the token's daily 1,000: the bot's pods are stopped until {}, when Discord refills                      them, and start again then",
+                    until(h)
+                ),
+            )
+        }
+        Budget::Waiting(h) => Verdict::new(
+            Some(false),
+            Reason::IdentifyReserveReached,
+            format!(
+                "{} has {} of the token's daily 1,000 and waits until {} (Discord's reset) before it connects",
+                h.pod.as_deref().unwrap_or("a pod"),
+                left(h),
+                until(h)
+            ),
+        ),
+        Budget::Fine => {
+            let remaining = reports.iter().flat_map(|r| &r.report.bots).filter_map(|b| b.identifies_remaining).min();
+            match remaining {
+                Some(n) => Verdict::new(
+                    Some(true),
+                    Reason::IdentifiesLeft,
+                    format!("{n} identifies left until Discord's reset"),
+                ),
+                None => Verdict::new(None, Reason::NoReport, "no bot pod has reported its identify budget yet"),
+            }
+        }
     }
 }
 

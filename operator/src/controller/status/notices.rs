@@ -30,7 +30,23 @@ pub(crate) fn notices(old: Option<&MusicBotStatus>, new: &MusicBotStatus) -> Vec
     out.extend(phase_notice(old.and_then(|s| s.phase), new));
     out.extend(pod_problem_notice(old, new));
     out.extend(gateway_notice(old, new));
+    out.extend(identify_notice(old, new));
     out
+}
+
+/// Once when the bot starts waiting for identifies (or the operator starts holding it),
+/// saying until when; once when the operator's hold ends.
+fn identify_notice(old: Option<&MusicBotStatus>, new: &MusicBotStatus) -> Option<Notice> {
+    let o = cond(old, ConditionType::IdentifiesAvailable);
+    let n = new.condition(ConditionType::IdentifiesAvailable)?;
+    let was = o.filter(|o| o.status == ConditionStatus::False).and_then(|o| Reason::parse(&o.reason));
+    if n.status == ConditionStatus::False {
+        let reason = Reason::parse(&n.reason)?;
+        return (was != Some(reason)).then(|| Notice::warning(reason, n.message.clone()));
+    }
+    (was == Some(Reason::IdentifyHeld)).then(|| {
+        Notice::normal(Reason::IdentifyHoldEnded, "Discord's reset time has passed: starting the bot's pods again")
+    })
 }
 
 fn cond(s: Option<&MusicBotStatus>, t: ConditionType) -> Option<&musicbot_api::conditions::Condition> {

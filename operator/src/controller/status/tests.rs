@@ -38,7 +38,15 @@ fn a_missing_secret_fails_the_bot_with_a_reason() {
     let token = Err(TokenProblem::SecretNotFound("t".into()));
     let s = compute(
         &bot(None, false),
-        &Observed { token: &token, image: None, statefulset: None, pods: &[], reports: &[], now: t(1) },
+        &Observed {
+            token: &token,
+            image: None,
+            statefulset: None,
+            pods: &[],
+            reports: &[],
+            budget: &Budget::Fine,
+            now: t(1),
+        },
     );
     assert_eq!(s.phase, Some(Phase::Failed));
     let c = cond(&s, ConditionType::TokenResolved);
@@ -54,7 +62,15 @@ fn phase_follows_ready_shards_and_counts_sum_reports() {
     let token = Ok("d".to_string());
     let pending = compute(
         &bot(None, false),
-        &Observed { token: &token, image: None, statefulset: Some(&sts(0)), pods: &[], reports: &[], now: t(1) },
+        &Observed {
+            token: &token,
+            image: None,
+            statefulset: Some(&sts(0)),
+            pods: &[],
+            reports: &[],
+            budget: &Budget::Fine,
+            now: t(1),
+        },
     );
     assert_eq!(pending.phase, Some(Phase::Pending));
     assert_eq!(cond(&pending, ConditionType::GatewayConnected).status, ConditionStatus::Unknown);
@@ -71,7 +87,15 @@ fn phase_follows_ready_shards_and_counts_sum_reports() {
     }];
     let running = compute(
         &bot(Some(pending.clone()), false),
-        &Observed { token: &token, image: None, statefulset: Some(&sts(1)), pods: &[], reports: &reports, now: t(2) },
+        &Observed {
+            token: &token,
+            image: None,
+            statefulset: Some(&sts(1)),
+            pods: &[],
+            reports: &reports,
+            budget: &Budget::Fine,
+            now: t(2),
+        },
     );
     assert_eq!(running.phase, Some(Phase::Running));
     assert_eq!((running.guilds, running.users, running.voice_connections), (Some(5), Some(1250), Some(2)));
@@ -84,7 +108,15 @@ fn phase_follows_ready_shards_and_counts_sum_reports() {
     // A steady state publishes nothing.
     let again = compute(
         &bot(Some(running.clone()), false),
-        &Observed { token: &token, image: None, statefulset: Some(&sts(1)), pods: &[], reports: &reports, now: t(3) },
+        &Observed {
+            token: &token,
+            image: None,
+            statefulset: Some(&sts(1)),
+            pods: &[],
+            reports: &reports,
+            budget: &Budget::Fine,
+            now: t(3),
+        },
     );
     assert_eq!(again, running);
     assert!(notices(Some(&running), &again).is_empty());
@@ -95,13 +127,29 @@ fn suspension_and_resumption_are_reported() {
     let token = Ok("d".to_string());
     let suspended = compute(
         &bot(None, true),
-        &Observed { token: &token, image: None, statefulset: Some(&sts(0)), pods: &[], reports: &[], now: t(0) },
+        &Observed {
+            token: &token,
+            image: None,
+            statefulset: Some(&sts(0)),
+            pods: &[],
+            reports: &[],
+            budget: &Budget::Fine,
+            now: t(0),
+        },
     );
     assert_eq!(suspended.phase, Some(Phase::Suspended));
     assert_eq!(cond(&suspended, ConditionType::Ready).reason, Reason::Suspended);
     let resumed = compute(
         &bot(Some(suspended.clone()), false),
-        &Observed { token: &token, image: None, statefulset: Some(&sts(0)), pods: &[], reports: &[], now: t(0) },
+        &Observed {
+            token: &token,
+            image: None,
+            statefulset: Some(&sts(0)),
+            pods: &[],
+            reports: &[],
+            budget: &Budget::Fine,
+            now: t(0),
+        },
     );
     let reasons: Vec<_> = notices(Some(&suspended), &resumed).into_iter().map(|n| n.reason).collect();
     assert_eq!(reasons, [Reason::Resumed]);
@@ -112,12 +160,28 @@ fn a_fixed_token_is_announced() {
     let bad = Err(TokenProblem::Empty { secret: "t".into(), key: "token".into() });
     let failed = compute(
         &bot(None, false),
-        &Observed { token: &bad, image: None, statefulset: None, pods: &[], reports: &[], now: t(0) },
+        &Observed {
+            token: &bad,
+            image: None,
+            statefulset: None,
+            pods: &[],
+            reports: &[],
+            budget: &Budget::Fine,
+            now: t(0),
+        },
     );
     let good = Ok("d".to_string());
     let fixed = compute(
         &bot(Some(failed.clone()), false),
-        &Observed { token: &good, image: None, statefulset: Some(&sts(0)), pods: &[], reports: &[], now: t(0) },
+        &Observed {
+            token: &good,
+            image: None,
+            statefulset: Some(&sts(0)),
+            pods: &[],
+            reports: &[],
+            budget: &Budget::Fine,
+            now: t(0),
+        },
     );
     assert!(notices(Some(&failed), &fixed).iter().any(|n| n.reason == Reason::TokenResolved && !n.warning));
 }
@@ -126,7 +190,15 @@ fn a_fixed_token_is_announced() {
 fn synced_follows_the_sync_annotations_and_is_absent_without_them() {
     use musicbot_api::labels::{SYNC_ERROR, SYNCED_AT, SYNCED_FROM};
     let token = Ok("d".to_string());
-    let seen = |now: Time| Observed { token: &token, image: None, statefulset: None, pods: &[], reports: &[], now };
+    let seen = |now: Time| Observed {
+        token: &token,
+        image: None,
+        statefulset: None,
+        pods: &[],
+        reports: &[],
+        budget: &Budget::Fine,
+        now,
+    };
     let hand_made = compute(&bot(None, false), &seen(t(0)));
     assert!(hand_made.conditions.iter().all(|c| c.type_ != ConditionType::Synced));
 
@@ -184,7 +256,10 @@ fn waiting(reason: &str, message: &str, last: Option<serde_json::Value>) -> serd
 
 fn observe(b: &MusicBot, pods: &[Pod], reports: &[PodReport], now: Time) -> MusicBotStatus {
     let token = Ok("d".to_string());
-    compute(b, &Observed { token: &token, image: None, statefulset: Some(&sts(0)), pods, reports, now })
+    compute(
+        b,
+        &Observed { token: &token, image: None, statefulset: Some(&sts(0)), pods, reports, budget: &Budget::Fine, now },
+    )
 }
 
 #[test]
@@ -270,7 +345,15 @@ fn a_crash_loop_stays_one_problem_while_the_kubelet_restarts_the_container() {
     let token = Ok("d".to_string());
     let s = compute(
         &bot(Some(last), false),
-        &Observed { token: &token, image: None, statefulset: Some(&sts(1)), pods: &[ready], reports: &[], now: t(3) },
+        &Observed {
+            token: &token,
+            image: None,
+            statefulset: Some(&sts(1)),
+            pods: &[ready],
+            reports: &[],
+            budget: &Budget::Fine,
+            now: t(3),
+        },
     );
     assert_eq!(s.phase, Some(Phase::Running));
 }
@@ -316,7 +399,15 @@ fn one_broken_shard_of_two_degrades_the_bot_and_names_the_pod() {
     let broken = pod("radio-1", waiting("CreateContainerConfigError", "configmap \"corp-ca\" not found", None));
     let s = compute(
         &b,
-        &Observed { token: &token, image: None, statefulset: Some(&sts(1)), pods: &[broken], reports: &[], now: t(0) },
+        &Observed {
+            token: &token,
+            image: None,
+            statefulset: Some(&sts(1)),
+            pods: &[broken],
+            reports: &[],
+            budget: &Budget::Fine,
+            now: t(0),
+        },
     );
     assert_eq!(s.phase, Some(Phase::Degraded));
     let ready = cond(&s, ConditionType::Ready);
@@ -375,7 +466,15 @@ fn a_refused_image_fails_the_bot_once_with_the_allowed_repositories() {
     let token = Ok("d".to_string());
     let refused =
         ImageNotAllowed { image: "registry.example/miner:1".into(), allowed: vec!["ghcr.io/acme/bot-runner".into()] };
-    let seen = |now| Observed { token: &token, image: Some(&refused), statefulset: None, pods: &[], reports: &[], now };
+    let seen = |now| Observed {
+        token: &token,
+        image: Some(&refused),
+        statefulset: None,
+        pods: &[],
+        reports: &[],
+        budget: &Budget::Fine,
+        now,
+    };
     let failed = compute(&bot(None, false), &seen(t(1)));
     assert_eq!(failed.phase, Some(Phase::Failed));
     let ready = cond(&failed, ConditionType::Ready);
@@ -387,4 +486,48 @@ fn a_refused_image_fails_the_bot_once_with_the_allowed_repositories() {
     // Still refused on the next reconcile: no second Event.
     let again = compute(&bot(Some(failed.clone()), false), &seen(t(2)));
     assert!(notices(Some(&failed), &again).is_empty());
+}
+
+#[test]
+fn a_bot_held_for_its_identify_budget_says_until_when_once_and_when_it_ends() {
+    use crate::controller::identify::{Hold, parse_time};
+    let token = Ok("d".to_string());
+    let until = parse_time("2026-12-01T21:00:00Z").unwrap();
+    let hold = Hold { until, pod: Some("radio-0".into()), remaining: Some(3) };
+    let see = |b: &MusicBot, budget: &Budget, now| {
+        compute(
+            b,
+            &Observed { token: &token, image: None, statefulset: Some(&sts(0)), pods: &[], reports: &[], budget, now },
+        )
+    };
+
+    // The pod waits by itself: Held, and why.
+    let waiting = see(&bot(None, false), &Budget::Waiting(hold.clone()), t(1));
+    assert_eq!(waiting.phase, Some(Phase::Held));
+    let c = cond(&waiting, ConditionType::IdentifiesAvailable);
+    assert_eq!(says(c), (ConditionStatus::False, Reason::IdentifyReserveReached));
+    assert!(
+        c.message.contains("radio-0 has 3 identifies left") && c.message.contains("2026-12-01T21:00:00Z"),
+        "{}",
+        c.message
+    );
+    assert_eq!(waiting.identify_held_until, None, "the operator holds nothing");
+
+    // It crash-looped that low: the operator holds it, records until when, says so once.
+    let held = see(&bot(Some(waiting.clone()), false), &Budget::Held(hold), t(2));
+    assert_eq!((held.phase, held.identify_held_until.as_deref()), (Some(Phase::Held), Some("2026-12-01T21:00:00Z")));
+    let c = cond(&held, ConditionType::IdentifiesAvailable);
+    assert_eq!(says(c), (ConditionStatus::False, Reason::IdentifyHeld));
+    assert!(c.message.contains("crash-looped") && c.message.contains("2026-12-01T21:00:00Z"), "{}", c.message);
+    assert_eq!(says(cond(&held, ConditionType::Ready)), (ConditionStatus::False, Reason::IdentifyHeld));
+    let events = notices(Some(&waiting), &held);
+    assert_eq!(events.iter().filter(|n| n.warning && n.reason == Reason::IdentifyHeld).count(), 1, "{events:?}");
+    let again = see(&bot(Some(held.clone()), false), &Budget::Held(Hold { pod: None, remaining: None, until }), t(3));
+    assert!(notices(Some(&held), &again).is_empty(), "no Event while it stays held");
+
+    // The reset time came: the hold ends, with an Event.
+    let after = see(&bot(Some(again.clone()), false), &Budget::Fine, t(4));
+    assert_eq!((after.phase, after.identify_held_until.as_deref()), (Some(Phase::Pending), None));
+    let events = notices(Some(&again), &after);
+    assert!(events.iter().any(|n| !n.warning && n.reason == Reason::IdentifyHoldEnded), "{events:?}");
 }

@@ -21,7 +21,9 @@ pub(crate) use image::{ImageNotAllowed, check as check_image};
 
 /// How long the startup probe's `/ready` request waits for the gateway (bot-runner holds
 /// it that long), within the probe's timeout.
-const STARTUP_PROBE_PATH: &str = "/ready?wait=9";
+/// `startup=true`: a bot waiting for Discord to refill its identifies has started too (it
+/// is up, and not ready until it connects); older bot-runners ignore the parameter.
+const STARTUP_PROBE_PATH: &str = "/ready?wait=9&startup=true";
 const RUNNER_UID: i64 = 65532;
 /// The container port's name, which the probes address it by.
 const HTTP_PORT_NAME: &str = "http";
@@ -143,6 +145,15 @@ pub fn statefulset(bot: &MusicBot, defaults: &BotDefaults, token_digest: &str) -
         }),
         ..Default::default()
     }
+}
+
+/// The same StatefulSet with no pods, while the operator holds a crash-looping bot for its
+/// identify budget; the spec's replicas come back with the next build after the hold.
+pub(crate) fn held(mut sts: StatefulSet) -> StatefulSet {
+    if let Some(spec) = sts.spec.as_mut() {
+        spec.replicas = Some(0);
+    }
+    sts
 }
 
 fn pod_template(bot: &MusicBot, defaults: &BotDefaults, token_digest: &str) -> PodTemplateSpec {

@@ -255,7 +255,7 @@ fn startup_waits_for_the_gateway_then_readiness_and_liveness_take_over() {
     let sts = statefulset(&basic(), &BotDefaults::default(), "d");
     let c = &pod_spec(&sts).containers[0];
     let startup = c.startup_probe.as_ref().unwrap();
-    assert_eq!(startup.http_get.as_ref().unwrap().path.as_deref(), Some("/ready?wait=9"));
+    assert_eq!(startup.http_get.as_ref().unwrap().path.as_deref(), Some("/ready?wait=9&startup=true"));
     let timeout = startup.timeout_seconds.unwrap();
     assert!(timeout > 9, "the probe must outlast the wait: {timeout}");
     // A bot that never connects is restarted after about 3 minutes of failures, each
