@@ -119,7 +119,7 @@ pub async fn operator_works_as(sa: &Client, admin: &Client, inst: &Installed, wa
         gateway_connected: true,
         commands_deployed: true,
         guild_ids: Vec::new(),
-        last_error: None,
+        ..Default::default()
     };
     let report = StatusReport::of(ShardInfo::default(), vec![bot]);
     tokio::spawn(async move {
