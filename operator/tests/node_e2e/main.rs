@@ -9,6 +9,7 @@
 
 mod bots;
 mod failures;
+mod identify;
 mod operator_pods;
 mod product;
 mod records;
