@@ -6,7 +6,12 @@
 //!   passes through without decoding;
 //! - `/webm/{hz}/{seconds}.webm`: the same Opus packets in WebM, as YouTube serves audio;
 //! - `/page/{hz}/{seconds}`: the WAV without an extension, for yt-dlp's generic extractor;
+//! - `/ramp/{hz}/{seconds}.wav`: a WAV whose pitch climbs [`RAMP_STEP_HZ`] each second, so
+//!   the pitch heard tells where in the track a bot is ([`ramp_second`]);
 //! - `/broken/noise.mp3`: 200 with bytes no decoder accepts; anything else: 404.
+//!
+//! Files are served with `Accept-Ranges` and answer `Range` requests, as media servers and
+//! CDNs do: a bot seeks in them by asking for the bytes from a point on.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -14,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use opus2::{Application, Channels, Encoder};
@@ -26,8 +31,31 @@ fn sample(hz: f64, i: u32) -> i16 {
     (AMPLITUDE * (2.0 * std::f64::consts::PI * hz * f64::from(i) / f64::from(RATE)).sin() * f64::from(i16::MAX)) as i16
 }
 
+/// How much a ramp's pitch climbs each second.
+pub const RAMP_STEP_HZ: f64 = 20.0;
+
+/// The second of a ramp starting at `start_hz` that sounds at `heard_hz`.
+pub fn ramp_second(start_hz: f64, heard_hz: f64) -> f64 {
+    (heard_hz - start_hz) / RAMP_STEP_HZ
+}
+
 /// 16-bit stereo PCM WAV at 48 kHz, amplitude 0.4.
 pub fn wav(hz: f64, seconds: f64) -> Vec<u8> {
+    pcm_wav(seconds, |i| sample(hz, i))
+}
+
+/// A WAV at `hz` for its first second, `hz + RAMP_STEP_HZ` for the next, and so on. The
+/// phase carries over from one second to the next, so the steps do not click.
+pub fn ramp(hz: f64, seconds: f64) -> Vec<u8> {
+    let mut phase = 0.0f64;
+    pcm_wav(seconds, |i| {
+        let f = hz + RAMP_STEP_HZ * f64::from(i / RATE);
+        phase = (phase + 2.0 * std::f64::consts::PI * f / f64::from(RATE)) % (2.0 * std::f64::consts::PI);
+        (AMPLITUDE * phase.sin() * f64::from(i16::MAX)) as i16
+    })
+}
+
+fn pcm_wav(seconds: f64, mut sample_at: impl FnMut(u32) -> i16) -> Vec<u8> {
     let frames = (seconds * f64::from(RATE)) as u32;
     let data_len = frames * 4;
     let mut w = Vec::with_capacity(44 + data_len as usize);
@@ -44,7 +72,7 @@ pub fn wav(hz: f64, seconds: f64) -> Vec<u8> {
     w.extend_from_slice(b"data");
     w.extend_from_slice(&data_len.to_le_bytes());
     for i in 0..frames {
-        let s = sample(hz, i).to_le_bytes();
+        let s = sample_at(i).to_le_bytes();
         w.extend_from_slice(&s);
         w.extend_from_slice(&s);
     }
@@ -169,6 +197,21 @@ impl Drop for ToneServer {
     }
 }
 
+/// The one range of a `Range: bytes=…` header over `len` bytes, inclusive, as RFC 9110
+/// reads it (`first-`, `first-last`, `-suffix`); `None` when it is not satisfiable. Ranges
+/// of several parts are answered with the first.
+fn byte_range(header: &str, len: usize) -> Option<(usize, usize)> {
+    let spec = header.trim().strip_prefix("bytes=")?.split(',').next()?.trim();
+    let (first, last) = spec.split_once('-')?;
+    let end = len.checked_sub(1)?;
+    let (first, last) = match (first.trim(), last.trim()) {
+        ("", suffix) => (len.saturating_sub(suffix.parse().ok()?), end),
+        (first, "") => (first.parse().ok()?, end),
+        (first, last) => (first.parse().ok()?, last.parse::<usize>().ok()?.min(end)),
+    };
+    (first <= last && first <= end).then_some((first, last))
+}
+
 fn parse(file: &str) -> f64 {
     file.split('.').next().and_then(|s| s.parse().ok()).unwrap_or(1.0)
 }
@@ -187,25 +230,48 @@ impl ToneServer {
         // Each file is made once: a benchmark asks for the same tone in many guilds, and
         // encoding two minutes of Opus per request would load the machine it measures.
         type Files = Arc<Mutex<HashMap<String, axum::body::Bytes>>>;
-        async fn file(State(files): State<Files>, Path((kind, hz, file)): Path<(String, u32, String)>) -> Response {
+        async fn file(
+            State(files): State<Files>,
+            Path((kind, hz, file)): Path<(String, u32, String)>,
+            headers: HeaderMap,
+        ) -> Response {
             let key = format!("{kind}/{hz}/{file}");
-            if let Some(bytes) = files.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-                return (content_type(&kind), bytes.clone()).into_response();
-            }
-            let (hz, seconds) = (f64::from(hz), parse(&file));
-            let made = match kind.as_str() {
-                "tone" | "page" => Ok(wav(hz, seconds)),
-                "dca" => dca(hz, seconds),
-                "webm" => webm(hz, seconds),
-                _ => return StatusCode::NOT_FOUND.into_response(),
-            };
-            match made {
-                Ok(bytes) => {
-                    let bytes = axum::body::Bytes::from(bytes);
-                    files.lock().unwrap_or_else(|e| e.into_inner()).insert(key, bytes.clone());
-                    (content_type(&kind), bytes).into_response()
+            let cached = files.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+            let bytes = match cached {
+                Some(bytes) => bytes,
+                None => {
+                    let (hz, seconds) = (f64::from(hz), parse(&file));
+                    let made = match kind.as_str() {
+                        "tone" | "page" => Ok(wav(hz, seconds)),
+                        "ramp" => Ok(ramp(hz, seconds)),
+                        "dca" => dca(hz, seconds),
+                        "webm" => webm(hz, seconds),
+                        _ => return StatusCode::NOT_FOUND.into_response(),
+                    };
+                    match made {
+                        Ok(bytes) => {
+                            let bytes = axum::body::Bytes::from(bytes);
+                            files.lock().unwrap_or_else(|e| e.into_inner()).insert(key, bytes.clone());
+                            bytes
+                        }
+                        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+                    }
                 }
-                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+            };
+            let accept = (header::ACCEPT_RANGES, "bytes");
+            let [ctype] = content_type(&kind);
+            match headers.get(header::RANGE).and_then(|r| r.to_str().ok()).map(|r| byte_range(r, bytes.len())) {
+                None => ([ctype, accept], bytes).into_response(),
+                Some(Some((first, last))) => {
+                    let range = format!("bytes {first}-{last}/{}", bytes.len());
+                    let part = bytes.slice(first..=last);
+                    (StatusCode::PARTIAL_CONTENT, [ctype, accept], [(header::CONTENT_RANGE, range)], part)
+                        .into_response()
+                }
+                Some(None) => {
+                    let range = format!("bytes */{}", bytes.len());
+                    (StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, range)]).into_response()
+                }
             }
         }
         fn content_type(kind: &str) -> [(header::HeaderName, &'static str); 1] {
@@ -248,6 +314,11 @@ impl ToneServer {
         format!("http://{}/webm/{hz}/{seconds}.webm", self.addr)
     }
 
+    /// A ramp: its pitch tells the second of it that plays (see [`ramp_second`]).
+    pub fn ramp(&self, hz: u32, seconds: u32) -> String {
+        format!("http://{}/ramp/{hz}/{seconds}.wav", self.addr)
+    }
+
     pub fn page(&self, hz: u32, seconds: u32) -> String {
         format!("http://{}/page/{hz}/{seconds}", self.addr)
     }
@@ -263,6 +334,31 @@ impl ToneServer {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn byte_ranges_are_read_as_rfc_9110_says() {
+        use super::byte_range;
+        assert_eq!(byte_range("bytes=0-", 10), Some((0, 9)));
+        assert_eq!(byte_range("bytes=4-6", 10), Some((4, 6)));
+        assert_eq!(byte_range("bytes=4-60", 10), Some((4, 9)), "a last byte past the end is the end");
+        assert_eq!(byte_range("bytes=-3", 10), Some((7, 9)));
+        assert_eq!(byte_range("bytes=10-", 10), None, "past the end");
+        assert_eq!(byte_range("bytes=6-4", 10), None);
+        assert_eq!(byte_range("lines=1-2", 10), None);
+        assert_eq!(byte_range("bytes=0-", 0), None);
+    }
+
+    #[test]
+    fn a_ramp_climbs_a_step_each_second() {
+        let bytes = super::ramp(300.0, 3.0);
+        let pcm: Vec<f32> =
+            bytes[44..].chunks_exact(4).map(|f| f32::from(i16::from_le_bytes([f[0], f[1]])) / 32768.0).collect();
+        for second in 0..3 {
+            let part = &pcm[second * 48_000..(second + 1) * 48_000];
+            let hz = crate::audio::dominant_frequency(part, 48_000).unwrap();
+            assert!((super::ramp_second(300.0, hz) - second as f64).abs() < 0.1, "second {second}: {hz} Hz");
+        }
+    }
+
     #[test]
     fn ebml_sizes_and_integers_take_the_shortest_form() {
         assert_eq!(super::vint(0), [0x80]);
