@@ -12,10 +12,10 @@ use serenity::gateway::ConnectionStage;
 use tokio::task::JoinHandle;
 use tracing::{Instrument as _, info, warn};
 
-use crate::cli::PresenceArgs;
+use crate::cli::{PresenceArgs, SessionArgs};
 use crate::guilds::{GuildIndex, VoiceHook};
 use crate::metrics::{BotMetrics, Metrics, Snapshot};
-use crate::music::{MusicService, MusicSettings, Sources};
+use crate::music::{MusicService, MusicSettings, SessionStore, Sources};
 use crate::tracking::Tracking;
 use crate::{commands, discord};
 use musicbot_api::{BotReport, Token};
@@ -37,6 +37,7 @@ pub struct Runtime {
     pub api_url: Option<String>,
     pub music: MusicSettings,
     pub sources: Sources,
+    pub session: SessionArgs,
     pub metrics: Arc<Metrics>,
     pub mongo: Option<(mongodb::Database, musicbot_db::Collections)>,
 }
@@ -75,6 +76,12 @@ impl Bot {
         let hook = VoiceHook { songbird: songbird.clone(), guilds: guilds.clone() };
         let client = build_client(&spec, &token, client_id, rt, hook, cell.clone()).await?;
         let metrics = rt.metrics.bot(&client_id.to_string());
+        let session = rt
+            .session
+            .session_dir
+            .as_deref()
+            .map(|dir| SessionStore::new(dir, client_id, Duration::from_secs(rt.session.session_max_age_seconds)));
+        let saved = session.as_ref().and_then(SessionStore::load);
         let music = MusicService::new(
             songbird,
             client.http.clone(),
@@ -82,7 +89,12 @@ impl Bot {
             rt.sources.clone(),
             rt.music.clone(),
             metrics.clone(),
+            session,
         );
+        if let Some(saved) = saved {
+            info!(guilds = saved.guilds.len(), "a saved session will be played on as its guilds come back");
+            music.expect_restore(saved);
+        }
         let bot = Arc::new(Bot {
             name: spec.name.clone(),
             client_id,
@@ -101,6 +113,7 @@ impl Bot {
         });
         let _ = cell.set(bot.clone());
         tokio::spawn(crate::music::idle::sweep(Arc::downgrade(&music)));
+        tokio::spawn(crate::music::session::keep(Arc::downgrade(&music)).in_current_span());
         let task = tokio::spawn(run_client(client, spec.shard, bot.stopped.clone()).in_current_span());
         *bot.client.lock().expect("client lock") = Some(task);
         info!(client_id, shard = spec.shard.0, shards = spec.shard.1, "bot starting");
@@ -179,6 +192,8 @@ impl Bot {
     /// what guild tracking still holds.
     #[tracing::instrument(name = "bot", skip_all, fields(bot = %self.name))]
     pub async fn shutdown(&self) {
+        // Saved while still playing: the next start plays on from here.
+        self.music.save_for_restart().await;
         self.music.leave_all().await;
         self.shard_manager.shutdown_all().await;
         let task = self.client.lock().expect("client lock").take();

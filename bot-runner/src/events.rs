@@ -48,6 +48,10 @@ pub async fn handle(fw: poise::FrameworkContext<'_, Arc<Bot>, Error>, event: &Fu
                 info!(guild = %guild.id, name = %guild.name, "joined a guild");
             }
             track(bot, GuildEvent::Joined(guild.id.get()));
+            if let Some(saved) = bot.music.take_restore(guild.id) {
+                let music = bot.music.clone();
+                tokio::spawn(async move { music.restore(saved).await }.in_current_span());
+            }
             if let Some(present) = created.complete {
                 track(bot, GuildEvent::Present(present, bot.shard));
             }

@@ -42,6 +42,8 @@ pub struct Metrics {
     queued_tracks: Family<BotLabels, Gauge>,
     tracks_started: Family<BotLabels, Counter>,
     tracks_failed: Family<BotLabels, Counter>,
+    tracks_preloaded: Family<BotLabels, Counter>,
+    sessions_restored: Family<BotLabels, Counter>,
     commands: Family<CommandLabels, Histogram, fn() -> Histogram>,
     fleet: FleetMetrics,
 }
@@ -72,6 +74,8 @@ impl Default for Metrics {
             queued_tracks: Family::default(),
             tracks_started: Family::default(),
             tracks_failed: Family::default(),
+            tracks_preloaded: Family::default(),
+            sessions_restored: Family::default(),
             commands: Family::new_with_constructor(command_histogram),
             fleet,
             registry: Registry::default(),
@@ -92,6 +96,16 @@ impl Default for Metrics {
         registry.register("queued_tracks", "Tracks waiting in the bot's guild queues", m.queued_tracks.clone());
         registry.register("tracks_started", "Tracks that started playing", m.tracks_started.clone());
         registry.register("tracks_failed", "Tracks whose source failed", m.tracks_failed.clone());
+        registry.register(
+            "tracks_preloaded",
+            "Next tracks readied while the one before them played, so they start without a gap",
+            m.tracks_preloaded.clone(),
+        );
+        registry.register(
+            "sessions_restored",
+            "Guilds whose music a new process brought back from the saved session",
+            m.sessions_restored.clone(),
+        );
         registry.register("command_duration_seconds", "Time to answer a slash command", m.commands.clone());
         Self { registry, ..m }
     }
@@ -103,6 +117,8 @@ impl Metrics {
         Arc::new(BotMetrics {
             tracks_started: self.tracks_started.get_or_create(&label).clone(),
             tracks_failed: self.tracks_failed.get_or_create(&label).clone(),
+            tracks_preloaded: self.tracks_preloaded.get_or_create(&label).clone(),
+            sessions_restored: self.sessions_restored.get_or_create(&label).clone(),
             metrics: self.clone(),
             label,
         })
@@ -118,6 +134,8 @@ impl Metrics {
         self.gateway_latency.remove(&label);
         self.tracks_started.remove(&label);
         self.tracks_failed.remove(&label);
+        self.tracks_preloaded.remove(&label);
+        self.sessions_restored.remove(&label);
         // Its command histograms stay: prometheus-client cannot drop series by one label.
     }
 
@@ -156,6 +174,8 @@ impl FleetMetrics {
 pub struct BotMetrics {
     pub tracks_started: Counter,
     pub tracks_failed: Counter,
+    pub tracks_preloaded: Counter,
+    pub sessions_restored: Counter,
     metrics: Arc<Metrics>,
     label: BotLabels,
 }

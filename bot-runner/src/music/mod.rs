@@ -7,10 +7,11 @@ pub mod idle;
 pub mod player;
 pub mod proxy;
 pub mod queue;
+pub mod session;
 pub mod source;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use crate::guilds::GuildIndex;
 use crate::metrics::BotMetrics;
 pub use player::Player;
 pub use queue::Track;
+pub use session::SessionStore;
 pub use source::Sources;
 
 #[derive(Clone, Debug)]
@@ -46,6 +48,12 @@ pub struct MusicService {
     /// connecting, so the call map cannot tell a working connection from a dead one.
     connected: Mutex<HashSet<GuildId>>,
     next_track_id: AtomicU64,
+    /// Where the session is kept across restarts, if anywhere.
+    session: Option<SessionStore>,
+    /// Set once the session was saved for shutdown: nothing after it may overwrite it.
+    session_closed: AtomicBool,
+    /// Saved guilds waiting for their GUILD_CREATE to be brought back.
+    restore: session::Pending,
 }
 
 impl MusicService {
@@ -56,6 +64,7 @@ impl MusicService {
         sources: Sources,
         settings: MusicSettings,
         metrics: Arc<BotMetrics>,
+        session: Option<SessionStore>,
     ) -> Arc<Self> {
         Arc::new(Self {
             songbird,
@@ -67,6 +76,9 @@ impl MusicService {
             players: Mutex::new(HashMap::new()),
             connected: Mutex::new(HashSet::new()),
             next_track_id: AtomicU64::new(1),
+            session,
+            session_closed: AtomicBool::new(false),
+            restore: Default::default(),
         })
     }
 

@@ -9,6 +9,7 @@ mod hostile;
 mod playback;
 mod process;
 mod resilience;
+mod sessions;
 mod support;
 mod tracking;
 mod voice;
