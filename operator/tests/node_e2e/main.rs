@@ -12,6 +12,7 @@ mod failures;
 mod operator_pods;
 mod product;
 mod records;
+mod sessions;
 
 use std::future::Future;
 use std::sync::LazyLock;
