@@ -176,6 +176,7 @@ impl Bot {
             commands_deployed: self.commands_deployed.load(Ordering::Relaxed),
             guild_ids: if gateway_connected { guilds.iter().map(|g| g.to_string()).collect() } else { Vec::new() },
             last_error,
+            voice_stalls: self.metrics.voice_stalls.get(),
         };
         self.metrics.set(&Snapshot {
             gateway_connected,

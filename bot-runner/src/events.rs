@@ -70,6 +70,7 @@ pub async fn handle(fw: poise::FrameworkContext<'_, Arc<Bot>, Error>, event: &Fu
             if new.user_id == me
                 && new.channel_id.is_none()
                 && let Some(guild) = new.guild_id
+                && !bot.music.is_own_leave_echo(guild)
             {
                 // Someone disconnected the bot: its queue goes with it.
                 bot.music.leave(guild, "disconnected from voice").await;

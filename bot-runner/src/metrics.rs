@@ -44,6 +44,7 @@ pub struct Metrics {
     tracks_failed: Family<BotLabels, Counter>,
     tracks_preloaded: Family<BotLabels, Counter>,
     sessions_restored: Family<BotLabels, Counter>,
+    voice_stalls: Family<BotLabels, Counter>,
     commands: Family<CommandLabels, Histogram, fn() -> Histogram>,
     fleet: FleetMetrics,
 }
@@ -76,6 +77,7 @@ impl Default for Metrics {
             tracks_failed: Family::default(),
             tracks_preloaded: Family::default(),
             sessions_restored: Family::default(),
+            voice_stalls: Family::default(),
             commands: Family::new_with_constructor(command_histogram),
             fleet,
             registry: Registry::default(),
@@ -106,6 +108,11 @@ impl Default for Metrics {
             "Guilds whose music a new process brought back from the saved session",
             m.sessions_restored.clone(),
         );
+        registry.register(
+            "voice_stalls",
+            "Times a playing track stopped moving and the bot rejoined to play on",
+            m.voice_stalls.clone(),
+        );
         registry.register("command_duration_seconds", "Time to answer a slash command", m.commands.clone());
         Self { registry, ..m }
     }
@@ -119,6 +126,7 @@ impl Metrics {
             tracks_failed: self.tracks_failed.get_or_create(&label).clone(),
             tracks_preloaded: self.tracks_preloaded.get_or_create(&label).clone(),
             sessions_restored: self.sessions_restored.get_or_create(&label).clone(),
+            voice_stalls: self.voice_stalls.get_or_create(&label).clone(),
             metrics: self.clone(),
             label,
         })
@@ -136,6 +144,7 @@ impl Metrics {
         self.tracks_failed.remove(&label);
         self.tracks_preloaded.remove(&label);
         self.sessions_restored.remove(&label);
+        self.voice_stalls.remove(&label);
         // Its command histograms stay: prometheus-client cannot drop series by one label.
     }
 
@@ -176,6 +185,7 @@ pub struct BotMetrics {
     pub tracks_failed: Counter,
     pub tracks_preloaded: Counter,
     pub sessions_restored: Counter,
+    pub voice_stalls: Counter,
     metrics: Arc<Metrics>,
     label: BotLabels,
 }

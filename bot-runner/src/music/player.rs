@@ -13,6 +13,9 @@ use super::events::TrackEnd;
 use super::queue::{Ended, Queue, QueueError, Track};
 use super::{MusicService, MusicSettings};
 
+/// How long songbird's mixer gets to answer about a track.
+const MIXER_ANSWER: Duration = Duration::from_millis(500);
+
 pub struct Player {
     pub queue: Queue,
     /// Percent, 0–200.
@@ -157,11 +160,11 @@ impl MusicService {
     /// track is dropped (the queue changed since it was readied).
     async fn take_prepared(&self, p: &mut Player, id: u64) -> Option<TrackHandle> {
         let (next, handle) = p.next.take()?;
+        let state = tokio::time::timeout(MIXER_ANSWER, handle.get_info()).await;
         let sound = next == id
-            && handle
-                .get_info()
-                .await
-                .is_ok_and(|s| !matches!(s.playing, PlayMode::Errored(_) | PlayMode::End | PlayMode::Stop));
+            && state.is_ok_and(|s| {
+                s.is_ok_and(|s| !matches!(s.playing, PlayMode::Errored(_) | PlayMode::End | PlayMode::Stop))
+            });
         if !sound || handle.play().is_err() {
             let _ = handle.stop();
             return None;
@@ -217,6 +220,13 @@ impl MusicService {
 
     /// Where the current track is, for `/nowplaying`.
     pub async fn position(&self, p: &Player) -> Option<Duration> {
-        p.handle()?.get_info().await.ok().map(|s| s.position)
+        self.track_state(p).await.map(|s| s.position)
+    }
+
+    /// songbird's state of the current track. Its mixer answers between two packets, and
+    /// not at all while a stalled source holds it: the question is bounded.
+    pub async fn track_state(&self, p: &Player) -> Option<songbird::tracks::TrackState> {
+        let asked = p.handle()?.get_info();
+        tokio::time::timeout(MIXER_ANSWER, asked).await.ok()?.ok()
     }
 }

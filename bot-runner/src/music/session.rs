@@ -107,26 +107,35 @@ impl MusicService {
     pub async fn snapshot(&self) -> Saved {
         let mut guilds = Vec::new();
         for guild in self.guilds_with_players() {
-            let Some(player) = self.existing_player(guild) else { continue };
-            // The call's channel, connected or not: a kill during a voice reconnect must
-            // not lose the guild.
-            let Some(call) = self.songbird.get(guild) else { continue };
-            let Some(channel) = call.lock().await.current_channel() else { continue };
-            let p = player.lock().await;
-            let Some(current) = p.queue.current().cloned() else { continue };
-            let position = self.position(&p).await.unwrap_or_default();
-            guilds.push(SavedGuild {
-                guild: guild.get(),
-                voice_channel: channel.0.get(),
-                volume: p.volume,
-                paused: p.paused,
-                loop_mode: p.queue.loop_mode,
-                position_ms: position.as_millis() as u64,
-                current,
-                upcoming: p.queue.upcoming().cloned().collect(),
-            });
+            guilds.extend(self.saved_guild(guild).await);
         }
         Saved { saved_at_ms: now_ms(), guilds }
+    }
+
+    /// What `guild` plays, as a session keeps it (`None` when nothing does).
+    pub async fn saved_guild(&self, guild: GuildId) -> Option<SavedGuild> {
+        let player = self.existing_player(guild)?;
+        // The call's channel, connected or not: a kill during a voice reconnect must not
+        // lose the guild.
+        let call = self.songbird.get(guild)?;
+        let channel = call.lock().await.current_channel()?;
+        let p = player.lock().await;
+        let current = p.queue.current().cloned()?;
+        // A stalled mixer does not answer: the watchdog's last sight of the track then.
+        let position = match self.position(&p).await {
+            Some(at) => at,
+            None => self.watchdog.last_position(guild, current.id).unwrap_or_default(),
+        };
+        Some(SavedGuild {
+            guild: guild.get(),
+            voice_channel: channel.0.get(),
+            volume: p.volume,
+            paused: p.paused,
+            loop_mode: p.queue.loop_mode,
+            position_ms: position.as_millis() as u64,
+            current,
+            upcoming: p.queue.upcoming().cloned().collect(),
+        })
     }
 
     /// Writes the session one last time and stops the keeper from writing again: what
@@ -153,18 +162,23 @@ impl MusicService {
     }
 
     /// Joins the saved channel and plays the saved queue on from where it was.
-    #[tracing::instrument(name = "restore", skip_all, fields(guild = saved.guild))]
     pub async fn restore(self: &Arc<Self>, saved: SavedGuild) {
+        self.restore_as(saved, Why::Restart).await;
+    }
+
+    /// [`Self::restore`], saying why in the text channel. Whether the music plays again.
+    #[tracing::instrument(name = "restore", skip_all, fields(guild = saved.guild, why = ?why))]
+    pub(super) async fn restore_as(self: &Arc<Self>, saved: SavedGuild, why: Why) -> bool {
         let guild = GuildId::new(saved.guild);
-        if let Err(why) = self.join(guild, ChannelId::new(saved.voice_channel)).await {
-            warn!(reason = %why, "could not bring the saved session back");
-            return;
+        if let Err(reason) = self.join(guild, ChannelId::new(saved.voice_channel)).await {
+            warn!(%reason, "could not bring the music back");
+            return false;
         }
         let player = self.player(guild);
         let mut p = player.lock().await;
         if !p.queue.is_empty() {
             // Someone asked for music while the bot was joining: theirs wins.
-            return;
+            return true;
         }
         p.volume = saved.volume;
         p.queue.loop_mode = saved.loop_mode;
@@ -201,14 +215,27 @@ impl MusicService {
             p.set_paused(true);
         }
         drop(p);
-        self.metrics.sessions_restored.inc();
-        info!(position_s = at.as_secs(), "session restored");
-        self.announce(
-            text_channel,
-            format!("I'm back after a restart: **{title}** plays on from {}.", format_duration(at)),
-        )
-        .await;
+        let at_text = format_duration(at);
+        let said = match why {
+            Why::Restart => {
+                self.metrics.sessions_restored.inc();
+                info!(position_s = at.as_secs(), "session restored");
+                format!("I'm back after a restart: **{title}** plays on from {at_text}.")
+            }
+            Why::Stalled => format!("The music stalled, so I rejoined: **{title}** plays on from {at_text}."),
+        };
+        self.announce(text_channel, said).await;
+        true
     }
+}
+
+/// Why the music is brought back.
+#[derive(Clone, Copy, Debug)]
+pub enum Why {
+    /// The process started again.
+    Restart,
+    /// The watchdog found the track stalled and left and rejoined.
+    Stalled,
 }
 
 /// Seeks once the track is ready. songbird readies a new track itself, and a seek sent
@@ -229,8 +256,9 @@ async fn seek_when_ready(
     Err(last.expect("three tries"))
 }
 
-/// Once a second, for every guild: readies the next track as the current one nears its
-/// end, and writes the session (when the bot has a store). Ends with the service.
+/// Once a second, for every guild: looks for a stalled track (see `super::watchdog`),
+/// readies the next track as the current one nears its end, and writes the session (when
+/// the bot has a store). Ends with the service.
 pub async fn keep(music: std::sync::Weak<MusicService>) {
     let mut last: Option<Vec<u8>> = None;
     let mut tick = tokio::time::interval(SAVE_EVERY);
@@ -238,6 +266,7 @@ pub async fn keep(music: std::sync::Weak<MusicService>) {
     loop {
         tick.tick().await;
         let Some(music) = music.upgrade() else { return };
+        music.watch().await;
         music.preload_due().await;
         let Some(store) = music.session.clone() else { continue };
         if music.session_closed.load(Ordering::Relaxed) {

@@ -166,3 +166,45 @@ fn kill9(pid: u32) {
     let ok = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().is_ok_and(|s| s.success());
     assert!(ok, "kill -KILL {pid}");
 }
+
+#[tokio::test]
+async fn a_source_that_stops_sending_is_healed_by_rejoining_and_one_that_keeps_stopping_fails_health()
+-> anyhow::Result<()> {
+    let sim = world().start().await?;
+    let tones = Tones::start().await?;
+    let bot = started(&sim, Launch::bot(APP)).await?;
+    let b = sim.bot(&token_for(APP));
+
+    // The file's first answer stops after 4 s of audio; songbird's mixer waits on it and
+    // the call goes quiet. The watchdog rejoins, and the file is asked for again, whole.
+    ask(&sim, &b, play(&tones.stalling(440, 30, false))).await?;
+    b.wait_for_audio(GUILD, 3.0, WAIT).await?;
+    let cut = audible(&b);
+    let streams = b.audio(GUILD).streams;
+    heard_past(&b, cut + 1.0, 3.0).await?;
+    assert!(near(recent_hz(&b.audio_samples(GUILD), 0.5), 440.0));
+    assert!(b.audio(GUILD).streams > streams, "a new voice connection: {:?}", b.audio(GUILD));
+    let status = bot.json("/status").await?;
+    // Once, and sometimes twice: the first new call's track can sit at 0:00 without
+    // playing (not understood yet; the second rejoin always brought the music back here).
+    let stalls = status["bots"][0]["voiceStalls"].as_u64().unwrap_or_default();
+    assert!((1..=2).contains(&stalls), "{status}");
+    let said: Vec<String> = b.messages().iter().filter_map(|m| m["content"].as_str().map(str::to_string)).collect();
+    assert!(said.iter().any(|m| m.contains("stalled")), "{said:?}");
+    assert_eq!(bot.json("/health").await?["status"], "ok");
+
+    // Every answer stalls: after three rejoins in a row the bot asks to be restarted.
+    ask(&sim, &b, cmd("stop")).await?;
+    ask(&sim, &b, play(&tones.stalling(550, 30, true))).await?;
+    let health = eventually("/health failing", Duration::from_secs(90), async || {
+        let (code, body) = bot.get("/health").await.ok()?;
+        (code == 503).then_some(body)
+    })
+    .await?;
+    assert!(health.contains("stalled 3 times in a row"), "{health}");
+    let metrics = bot.get("/metrics").await?.1;
+    let counted = metrics.lines().find(|l| l.starts_with("musicbot_voice_stalls_total")).unwrap_or_default();
+    let counted: u64 = counted.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or_default();
+    assert!(counted >= stalls + 3, "{counted} stalls counted: {stalls}, then three in a row");
+    Ok(())
+}

@@ -8,6 +8,10 @@
 //! - `/page/{hz}/{seconds}`: the WAV without an extension, for yt-dlp's generic extractor;
 //! - `/ramp/{hz}/{seconds}.wav`: a WAV whose pitch climbs [`RAMP_STEP_HZ`] each second, so
 //!   the pitch heard tells where in the track a bot is ([`ramp_second`]);
+//! - `/stall/{hz}/{seconds}.wav`, `/stall-always/…`: the tone's WAV, whose first answer
+//!   sends [`STALL_AFTER_SECONDS`] of audio and then nothing (the connection held open for a
+//!   minute), as a server that stops mid-stream; later answers are whole (for `stall-always`,
+//!   every answer stalls);
 //! - `/broken/noise.mp3`: 200 with bytes no decoder accepts; anything else: 404.
 //!
 //! Files are served with `Accept-Ranges` and answer `Range` requests, as media servers and
@@ -30,6 +34,9 @@ const AMPLITUDE: f64 = 0.4;
 fn sample(hz: f64, i: u32) -> i16 {
     (AMPLITUDE * (2.0 * std::f64::consts::PI * hz * f64::from(i) / f64::from(RATE)).sin() * f64::from(i16::MAX)) as i16
 }
+
+/// Seconds of audio a stalling file sends before it stops.
+pub const STALL_AFTER_SECONDS: usize = 4;
 
 /// How much a ramp's pitch climbs each second.
 pub const RAMP_STEP_HZ: f64 = 20.0;
@@ -230,9 +237,12 @@ impl ToneServer {
         // Each file is made once: a benchmark asks for the same tone in many guilds, and
         // encoding two minutes of Opus per request would load the machine it measures.
         type Files = Arc<Mutex<HashMap<String, axum::body::Bytes>>>;
+        // Stalling files already answered once.
+        type Stalled = Arc<Mutex<std::collections::HashSet<String>>>;
         async fn file(
-            State(files): State<Files>,
+            State((files, stalled)): State<(Files, Stalled)>,
             Path((kind, hz, file)): Path<(String, u32, String)>,
+            method: axum::http::Method,
             headers: HeaderMap,
         ) -> Response {
             let key = format!("{kind}/{hz}/{file}");
@@ -242,7 +252,7 @@ impl ToneServer {
                 None => {
                     let (hz, seconds) = (f64::from(hz), parse(&file));
                     let made = match kind.as_str() {
-                        "tone" | "page" => Ok(wav(hz, seconds)),
+                        "tone" | "page" | "stall" | "stall-always" => Ok(wav(hz, seconds)),
                         "ramp" => Ok(ramp(hz, seconds)),
                         "dca" => dca(hz, seconds),
                         "webm" => webm(hz, seconds),
@@ -251,7 +261,7 @@ impl ToneServer {
                     match made {
                         Ok(bytes) => {
                             let bytes = axum::body::Bytes::from(bytes);
-                            files.lock().unwrap_or_else(|e| e.into_inner()).insert(key, bytes.clone());
+                            files.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), bytes.clone());
                             bytes
                         }
                         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
@@ -260,6 +270,21 @@ impl ToneServer {
             };
             let accept = (header::ACCEPT_RANGES, "bytes");
             let [ctype] = content_type(&kind);
+            // A HEAD (a bot checking the link) is not the answer that stalls.
+            let first =
+                method == axum::http::Method::GET && stalled.lock().unwrap_or_else(|e| e.into_inner()).insert(key);
+            if method == axum::http::Method::GET && (kind == "stall-always" || (kind == "stall" && first)) {
+                // 44 header bytes, then 4 bytes a frame at 48 kHz.
+                let cut = (44 + STALL_AFTER_SECONDS * RATE as usize * 4).min(bytes.len());
+                let head = bytes.slice(..cut);
+                let held = futures::stream::once(async move {
+                    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                    Err::<axum::body::Bytes, _>(std::io::Error::other("the stalled answer ends"))
+                });
+                let body = futures::StreamExt::chain(futures::stream::once(async { Ok(head) }), held);
+                let len = (header::CONTENT_LENGTH, bytes.len().to_string());
+                return ([ctype, accept], [len], axum::body::Body::from_stream(body)).into_response();
+            }
             match headers.get(header::RANGE).and_then(|r| r.to_str().ok()).map(|r| byte_range(r, bytes.len())) {
                 None => ([ctype, accept], bytes).into_response(),
                 Some(Some((first, last))) => {
@@ -289,7 +314,7 @@ impl ToneServer {
                 get(|| async { ([(header::CONTENT_TYPE, "audio/mpeg")], "not audio at all ".repeat(512)) }),
             )
             .fallback(|| async { StatusCode::NOT_FOUND })
-            .with_state(Files::default());
+            .with_state((Files::default(), Stalled::default()));
         let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0)).await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
@@ -317,6 +342,12 @@ impl ToneServer {
     /// A ramp: its pitch tells the second of it that plays (see [`ramp_second`]).
     pub fn ramp(&self, hz: u32, seconds: u32) -> String {
         format!("http://{}/ramp/{hz}/{seconds}.wav", self.addr)
+    }
+
+    /// A WAV whose first answer stops after [`STALL_AFTER_SECONDS`]; `always`: every one.
+    pub fn stalling(&self, hz: u32, seconds: u32, always: bool) -> String {
+        let kind = if always { "stall-always" } else { "stall" };
+        format!("http://{}/{kind}/{hz}/{seconds}.wav", self.addr)
     }
 
     pub fn page(&self, hz: u32, seconds: u32) -> String {

@@ -38,6 +38,8 @@ pub struct BotReport {
     /// Why the Discord client stopped, if it did (a refused token, disallowed intents).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Times a playing track stopped moving and the bot rejoined its channel to play on.
+    pub voice_stalls: u64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +92,7 @@ mod tests {
             commands_deployed: true,
             guild_ids: (1..=guilds).map(|g| (g << 22).to_string()).collect(),
             last_error: error.map(str::to_string),
+            voice_stalls: 0,
         }
     }
 

@@ -120,6 +120,7 @@ pub async fn operator_works_as(sa: &Client, admin: &Client, inst: &Installed, wa
         commands_deployed: true,
         guild_ids: Vec::new(),
         last_error: None,
+        voice_stalls: 0,
     };
     let report = StatusReport::of(ShardInfo::default(), vec![bot]);
     tokio::spawn(async move {
