@@ -6,52 +6,16 @@
 use std::time::{Duration, Instant};
 
 use discord_sim::audio::ramp_around;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Secret};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
-use crate::bots::{create_token, host_pid_of, kill};
-use crate::product::{Product, Slot, WAIT, product};
+use crate::bots::create_token;
+use crate::product::{Cut, STORAGE_CLASS, Slot, WAIT, host_pid_of, kill, product};
 use crate::run;
 
 const RAMP_HZ: u32 = 300;
-const STORAGE_CLASS: &str = "node-hostpath";
-
-/// The node's dynamic volumes, as a cluster's StorageClass offers them.
-fn storage_class(p: &Product) {
-    let yaml = format!(
-        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {{name: {STORAGE_CLASS}}}\n\
-         provisioner: kubernetes.io/host-path\nreclaimPolicy: Delete\nvolumeBindingMode: Immediate\n"
-    );
-    let path = std::env::temp_dir().join(format!("storageclass-{}.yaml", std::process::id()));
-    std::fs::write(&path, yaml).unwrap();
-    let out = p.node.kubectl_ok(&["apply", "-f", &path.display().to_string()]);
-    std::fs::remove_file(&path).ok();
-    out.unwrap();
-}
-
-/// Waits until `more` audible seconds were heard after `from`; returns the silence between.
-async fn heard_again(b: &discord_sim::Bot<'_>, guild: u64, from: f64, more: f64) -> f64 {
-    let deadline = Instant::now() + WAIT;
-    while b.audio(guild).audible_seconds < from + more {
-        assert!(Instant::now() < deadline, "no audio came back: {:?}", b.audio(guild));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    b.audio(guild).pauses.last().copied().unwrap_or_default()
-}
-
-/// The test node's provisioner makes a hostPath directory only root may write to, and
-/// kubelet applies no `fsGroup` to hostPath volumes (storage drivers of real clusters do):
-/// the test opens it to the bot's user, as such a driver would. Until then the bot's saves
-/// fail and are retried each second.
-async fn open_to_the_pod(p: &Product, claim: &PersistentVolumeClaim) {
-    use std::os::unix::fs::PermissionsExt;
-    let volume = claim.spec.as_ref().and_then(|s| s.volume_name.clone()).expect("a bound claim names its volume");
-    let pv = Api::<PersistentVolume>::all(p.client.clone()).get(&volume).await.unwrap();
-    let dir = pv.spec.and_then(|s| s.host_path).map(|h| h.path).expect("a hostPath volume");
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-}
 
 fn positions(b: &discord_sim::Bot<'_>, guild: u64, cut: f64) -> (f64, f64) {
     let stats = b.audio(guild);
@@ -63,7 +27,7 @@ fn positions(b: &discord_sim::Bot<'_>, guild: u64, cut: f64) -> (f64, f64) {
 fn a_replaced_or_killed_bot_pod_plays_on_from_where_it_was() {
     run(async {
         let p = product().await;
-        storage_class(p);
+        p.storage_class();
         let slot = Slot::new(10);
         let name = "sessions";
         let ns = p.namespace("node-sessions").await;
@@ -76,7 +40,7 @@ fn a_replaced_or_killed_bot_pod_plays_on_from_where_it_was() {
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(p.client.clone(), &ns);
         let claim = claims.get(&format!("session-{name}-0")).await.expect("the shard's session claim");
         assert_eq!(claim.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Bound"));
-        open_to_the_pod(p, &claim).await;
+        p.open_claim_to_pods(&claim).await;
 
         let b = p.sim.bot(&slot.token(0));
         b.wait_ready(WAIT).await.unwrap();
@@ -92,10 +56,10 @@ fn a_replaced_or_killed_bot_pod_plays_on_from_where_it_was() {
         secrets.patch(&format!("{name}-token"), &PatchParams::default(), &Patch::Merge(&rotated)).await.unwrap();
         let next = p.sim.bot(&slot.token(1));
         b.wait_disconnected(WAIT).await.unwrap();
-        let cut = next.audio(slot.guild).audible_seconds;
+        let cut = Cut::of(&next, slot.guild);
         let pod = p.wait_pod_ready(&ns, name, pod.uid().as_deref()).await;
-        let silence = heard_again(&next, slot.guild, cut, 1.5).await;
-        let (stopped, resumed) = positions(&next, slot.guild, cut);
+        let silence = p.heard_again(&next, slot.guild, &cut, 1.5).await;
+        let (stopped, resumed) = positions(&next, slot.guild, cut.audible);
         eprintln!(
             "rolling update: stopped at ramp second {stopped:.0}, resumed at {resumed:.0}, silence {silence:.1} s"
         );
@@ -103,11 +67,11 @@ fn a_replaced_or_killed_bot_pod_plays_on_from_where_it_was() {
         assert!(stopped >= 5.0, "{stopped}");
 
         // SIGKILL: the kubelet restarts the container; the last second saved is played on.
-        next.wait_for_audio(slot.guild, cut + 4.0, WAIT).await.unwrap();
-        let cut = next.audio(slot.guild).audible_seconds;
+        next.wait_for_audio(slot.guild, cut.audible + 4.0, WAIT).await.unwrap();
+        let cut = Cut::of(&next, slot.guild);
         kill(host_pid_of(&pod, "bot-runner"), "KILL");
-        let silence = heard_again(&next, slot.guild, cut, 1.5).await;
-        let (stopped, resumed) = positions(&next, slot.guild, cut);
+        let silence = p.heard_again(&next, slot.guild, &cut, 1.5).await;
+        let (stopped, resumed) = positions(&next, slot.guild, cut.audible);
         eprintln!("SIGKILL: stopped at ramp second {stopped:.0}, resumed at {resumed:.0}, silence {silence:.1} s");
         assert!((resumed - stopped).abs() <= 2.0, "stopped at {stopped}, resumed at {resumed}");
 
