@@ -31,6 +31,7 @@ async fn runtime(common: &CommonArgs) -> Result<Runtime> {
             idle_leave: common.music.idle_leave(),
         },
         sources: Sources::new(&common.ytdlp, common.media.policy(), common.media.limits()),
+        session: common.session.clone(),
         metrics: Arc::new(Metrics::default()),
         mongo,
         identify_reserve: common.identify_reserve,

@@ -12,10 +12,10 @@ use serenity::gateway::ConnectionStage;
 use tokio::task::JoinHandle;
 use tracing::{Instrument as _, info, warn};
 
-use crate::cli::PresenceArgs;
+use crate::cli::{PresenceArgs, SessionArgs};
 use crate::guilds::{GuildIndex, VoiceHook};
 use crate::metrics::{BotMetrics, Metrics, Snapshot};
-use crate::music::{MusicService, MusicSettings, Sources};
+use crate::music::{MusicService, MusicSettings, SessionStore, Sources};
 use crate::tracking::Tracking;
 use crate::{commands, discord, identify};
 use musicbot_api::{BotReport, Token};
@@ -38,6 +38,7 @@ pub struct Runtime {
     pub api_url: Option<String>,
     pub music: MusicSettings,
     pub sources: Sources,
+    pub session: SessionArgs,
     pub metrics: Arc<Metrics>,
     pub mongo: Option<(mongodb::Database, musicbot_db::Collections)>,
     /// Identifies kept back: at this many left the bot waits for Discord's reset.
@@ -83,6 +84,12 @@ impl Bot {
         let hook = VoiceHook { songbird: songbird.clone(), guilds: guilds.clone() };
         let client = build_client(&spec, &token, client_id, rt, hook, cell.clone()).await?;
         let metrics = rt.metrics.bot(&client_id.to_string());
+        let session = rt
+            .session
+            .session_dir
+            .as_deref()
+            .map(|dir| SessionStore::new(dir, client_id, Duration::from_secs(rt.session.session_max_age_seconds)));
+        let saved = session.as_ref().and_then(SessionStore::load);
         let music = MusicService::new(
             songbird,
             client.http.clone(),
@@ -90,7 +97,12 @@ impl Bot {
             rt.sources.clone(),
             rt.music.clone(),
             metrics.clone(),
+            session,
         );
+        if let Some(saved) = saved {
+            info!(guilds = saved.guilds.len(), "a saved session will be played on as its guilds come back");
+            music.expect_restore(saved);
+        }
         let bot = Arc::new(Bot {
             name: spec.name.clone(),
             client_id,
@@ -112,6 +124,7 @@ impl Bot {
         });
         let _ = cell.set(bot.clone());
         tokio::spawn(crate::music::idle::sweep(Arc::downgrade(&music)));
+        tokio::spawn(crate::music::session::keep(Arc::downgrade(&music)).in_current_span());
         let task = tokio::spawn(run_client(client, bot.clone()).in_current_span());
         *bot.client.lock().expect("client lock") = Some(task);
         info!(client_id, shard = spec.shard.0, shards = spec.shard.1, "bot starting");
@@ -213,6 +226,7 @@ impl Bot {
             identifies_remaining: budget.remaining(),
             identifies_reset_at: budget.reset_at(),
             identify_held_until: budget.held_until(),
+            voice_stalls: self.metrics.voice_stalls.get(),
         };
         self.metrics.set(&Snapshot {
             gateway_connected,
@@ -230,6 +244,8 @@ impl Bot {
     #[tracing::instrument(name = "bot", skip_all, fields(bot = %self.name))]
     pub async fn shutdown(&self) {
         self.stopping.cancel();
+        // Saved while still playing: the next start plays on from here.
+        self.music.save_for_restart().await;
         self.music.leave_all().await;
         self.shard_manager.shutdown_all().await;
         let task = self.client.lock().expect("client lock").take();

@@ -165,6 +165,9 @@ pub struct CommonArgs {
     #[command(flatten)]
     pub media: MediaArgs,
 
+    #[command(flatten)]
+    pub session: SessionArgs,
+
     /// /health fails once the gateway has been down this long, so the kubelet restarts us.
     #[arg(long, env = "MUSICBOT_GATEWAY_STUCK_SECONDS", default_value_t = 300)]
     pub gateway_stuck_seconds: u64,
@@ -211,6 +214,19 @@ impl MusicArgs {
     pub fn idle_leave(&self) -> Option<Duration> {
         (self.idle_leave_seconds > 0 && !self.stay_in_channel).then(|| Duration::from_secs(self.idle_leave_seconds))
     }
+}
+
+/// Where the music is kept across restarts (see `music::session`).
+#[derive(Args, Debug, Clone)]
+pub struct SessionArgs {
+    /// Directory of the session files (one per bot): what each guild plays, written every
+    /// second and at shutdown, played on by the next start. Unset: a restart starts silent.
+    #[arg(long, env = var::SESSION_DIR)]
+    pub session_dir: Option<PathBuf>,
+
+    /// A session older than this at start is dropped instead of played.
+    #[arg(long, env = var::SESSION_MAX_AGE_SECONDS, default_value_t = 900)]
+    pub session_max_age_seconds: u64,
 }
 
 /// What `/play` may fetch, and how much.

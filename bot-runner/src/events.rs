@@ -48,6 +48,10 @@ pub async fn handle(fw: poise::FrameworkContext<'_, Arc<Bot>, Error>, event: &Fu
                 info!(guild = %guild.id, name = %guild.name, "joined a guild");
             }
             track(bot, GuildEvent::Joined(guild.id.get()));
+            if let Some(saved) = bot.music.take_restore(guild.id) {
+                let music = bot.music.clone();
+                tokio::spawn(async move { music.restore(saved).await }.in_current_span());
+            }
             if let Some(present) = created.complete {
                 track(bot, GuildEvent::Present(present, bot.shard));
             }
@@ -66,6 +70,7 @@ pub async fn handle(fw: poise::FrameworkContext<'_, Arc<Bot>, Error>, event: &Fu
             if new.user_id == me
                 && new.channel_id.is_none()
                 && let Some(guild) = new.guild_id
+                && !bot.music.is_own_leave_echo(guild)
             {
                 // Someone disconnected the bot: its queue goes with it.
                 bot.music.leave(guild, "disconnected from voice").await;

@@ -11,16 +11,20 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serenity::all::{
     ChannelId, Guild as FullGuild, GuildId, ShardRunnerMessage, UserId, VoiceGatewayManager, VoiceState,
 };
 use serenity::futures::channel::mpsc::UnboundedSender;
 use songbird::Songbird;
+use tokio::sync::Notify;
 
 #[derive(Default)]
 pub struct GuildIndex {
     inner: Mutex<Inner>,
+    /// Woken by each GUILD_CREATE handled, for [`GuildIndex::arrived`].
+    created: Notify,
 }
 
 #[derive(Default)]
@@ -102,7 +106,34 @@ impl GuildIndex {
         seats.shrink_to_fit();
         let session = i.session;
         i.guilds.insert(id, Guild { members, session, seats });
-        Created { is_new, complete: i.complete() }
+        let created = Created { is_new, complete: i.complete() };
+        drop(i);
+        self.created.notify_waiters();
+        created
+    }
+
+    /// Waits, up to `within`, for `guild`'s GUILD_CREATE of this session. serenity hands
+    /// each event to a task of its own, so an interaction sent after GUILD_CREATE can be
+    /// handled before it, when the caller's voice channel is not known yet.
+    pub async fn arrived(&self, guild: GuildId, within: Duration) -> bool {
+        let wait = async {
+            loop {
+                let created = self.created.notified();
+                tokio::pin!(created);
+                // Registered before the check, so a GUILD_CREATE in between is not missed.
+                created.as_mut().enable();
+                if self.has(guild) {
+                    return;
+                }
+                created.await;
+            }
+        };
+        tokio::time::timeout(within, wait).await.is_ok()
+    }
+
+    fn has(&self, guild: GuildId) -> bool {
+        let i = self.lock();
+        i.guilds.get(&guild).is_some_and(|g| g.session == i.session)
     }
 
     /// The bot left the guild, or (`outage`) the guild became unavailable.
@@ -250,6 +281,25 @@ mod tests {
         // Once the snapshot is in, updates apply directly.
         index.voice_update(G, &update(12, None));
         assert_eq!(index.listeners(G, VOICE), 1);
+    }
+
+    #[tokio::test]
+    async fn a_command_handled_before_its_guild_create_waits_for_it() {
+        let index = Arc::new(GuildIndex::default());
+        index.new_session();
+        let creator = index.clone();
+        let late = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            creator.created(G, 1, [(UserId::new(10), VOICE, false)].into_iter());
+        });
+        assert!(index.arrived(G, Duration::from_secs(5)).await);
+        assert_eq!(index.seat(G, UserId::new(10)), Some(VOICE));
+        late.await.expect("the GUILD_CREATE task");
+        // A guild that never comes is waited for no longer than asked.
+        assert!(!index.arrived(GuildId::new(7), Duration::from_millis(20)).await);
+        // Nor is one of the last session, until its GUILD_CREATE of this one.
+        index.new_session();
+        assert!(!index.arrived(G, Duration::from_millis(20)).await);
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub struct Metrics {
     tracks_failed: Family<BotLabels, Counter>,
     identifies_remaining: Family<BotLabels, Gauge>,
     identify_holds: Family<BotLabels, Counter>,
+    tracks_preloaded: Family<BotLabels, Counter>,
+    sessions_restored: Family<BotLabels, Counter>,
+    voice_stalls: Family<BotLabels, Counter>,
     commands: Family<CommandLabels, Histogram, fn() -> Histogram>,
     fleet: FleetMetrics,
 }
@@ -76,6 +79,9 @@ impl Default for Metrics {
             tracks_failed: Family::default(),
             identifies_remaining: Family::default(),
             identify_holds: Family::default(),
+            tracks_preloaded: Family::default(),
+            sessions_restored: Family::default(),
+            voice_stalls: Family::default(),
             commands: Family::new_with_constructor(command_histogram),
             fleet,
             registry: Registry::default(),
@@ -106,6 +112,21 @@ impl Default for Metrics {
             "Times the bot waited for Discord's reset instead of spending its reserve of IDENTIFYs",
             m.identify_holds.clone(),
         );
+        registry.register(
+            "tracks_preloaded",
+            "Next tracks readied while the one before them played, so they start without a gap",
+            m.tracks_preloaded.clone(),
+        );
+        registry.register(
+            "sessions_restored",
+            "Guilds whose music a new process brought back from the saved session",
+            m.sessions_restored.clone(),
+        );
+        registry.register(
+            "voice_stalls",
+            "Times a playing track stopped moving and the bot rejoined to play on",
+            m.voice_stalls.clone(),
+        );
         registry.register("command_duration_seconds", "Time to answer a slash command", m.commands.clone());
         Self { registry, ..m }
     }
@@ -118,6 +139,9 @@ impl Metrics {
             tracks_started: self.tracks_started.get_or_create(&label).clone(),
             tracks_failed: self.tracks_failed.get_or_create(&label).clone(),
             identify_holds: self.identify_holds.get_or_create(&label).clone(),
+            tracks_preloaded: self.tracks_preloaded.get_or_create(&label).clone(),
+            sessions_restored: self.sessions_restored.get_or_create(&label).clone(),
+            voice_stalls: self.voice_stalls.get_or_create(&label).clone(),
             metrics: self.clone(),
             label,
         })
@@ -135,6 +159,9 @@ impl Metrics {
         self.tracks_failed.remove(&label);
         self.identifies_remaining.remove(&label);
         self.identify_holds.remove(&label);
+        self.tracks_preloaded.remove(&label);
+        self.sessions_restored.remove(&label);
+        self.voice_stalls.remove(&label);
         // Its command histograms stay: prometheus-client cannot drop series by one label.
     }
 
@@ -174,6 +201,9 @@ pub struct BotMetrics {
     pub tracks_started: Counter,
     pub tracks_failed: Counter,
     pub identify_holds: Counter,
+    pub tracks_preloaded: Counter,
+    pub sessions_restored: Counter,
+    pub voice_stalls: Counter,
     metrics: Arc<Metrics>,
     label: BotLabels,
 }

@@ -6,7 +6,10 @@
 //! - `BENCH_NODE_RECORDS` MongoDB inserts (default 5): insert → 440 Hz heard;
 //! - `BENCH_NODE_FLEET` bots (default 50) running at once, idle: memory of the bot pods from
 //!   their cgroups, and the bot-runner processes' RSS and PSS summed (RSS counts the shared
-//!   binary once per process; PSS shares it out).
+//!   binary once per process; PSS shares it out);
+//! - `BENCH_NODE_SESSIONS` rounds (default 20) with one playing bot with `spec.session`: the
+//!   token rotated (a rolling update: the pod replaced), then bot-runner killed with SIGKILL
+//!   (the kubelet restarts it): the silence the simulator heard each time, p50/p99.
 
 #[path = "../tests/node_e2e/product.rs"]
 #[allow(dead_code)]
@@ -14,10 +17,11 @@ mod product;
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
 use mongodb::bson::doc;
-use product::{Slot, product_with_slots};
+use product::{Cut, Product, STORAGE_CLASS, Slot, product_with_slots};
 
 /// The default request of 50m CPU fits about 36 bots on a 2-core node (the operator's pods
 /// request some too); idle bots use far less, so the fleet asks for 10m each.
@@ -51,14 +55,55 @@ fn kib_field(text: &str, key: &str) -> u64 {
     text.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
 }
 
+/// The silence of `rounds` rolling updates (token rotations) and `rounds` SIGKILLs of one
+/// playing bot that keeps its session on a claim.
+async fn session_rounds(p: &Product, slot: Slot, rounds: u64) -> anyhow::Result<()> {
+    p.storage_class();
+    let ns = p.namespace("bench-sessions").await;
+    let name = "sessions";
+    product::secret(&p.client, &ns, &format!("{name}-token"), "token", &slot.token(0)).await?;
+    let extra = format!(
+        "  session: {{storageClassName: {STORAGE_CLASS}}}\n  pod:\n    caBundle: {{configMapName: discord-ca}}\n"
+    );
+    p.apply(&ns, &p.musicbot_yaml(name, &slot, &extra));
+    let mut pod = p.wait_pod_ready(&ns, name, None).await;
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = Api::namespaced(p.client.clone(), &ns);
+    p.open_claim_to_pods(&claims.get(&format!("session-{name}-0")).await?).await;
+    let b = p.sim.bot(&slot.token(0));
+    b.wait_ready(product::WAIT).await?;
+    let play = b.inject_interaction(slot.play(&p.tones.wav(440, 3600)))?;
+    p.sim.wait_reply(play.id, product::WAIT).await?;
+    b.wait_for_audio(slot.guild, 3.0, product::WAIT).await?;
+    let secrets: Api<Secret> = Api::namespaced(p.client.clone(), &ns);
+    let (mut rolled, mut killed) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        // Both tokens are one bot user to the simulator: one recording.
+        let token = slot.token(((round + 1) % 2) as u32);
+        let patch = serde_json::json!({"stringData": {"token": token}});
+        let cut = Cut::of(&b, slot.guild);
+        secrets.patch(&format!("{name}-token"), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        rolled.push(Duration::from_secs_f64(p.heard_again(&b, slot.guild, &cut, 2.0).await));
+        pod = p.wait_pod_ready(&ns, name, pod.uid().as_deref()).await;
+        // A fresh pod's first restart has no back-off.
+        let cut = Cut::of(&b, slot.guild);
+        product::kill(product::host_pid_of(&pod, "bot-runner"), "KILL");
+        killed.push(Duration::from_secs_f64(p.heard_again(&b, slot.guild, &cut, 2.0).await));
+    }
+    summary("rolling update (token rotated) → silence", rolled);
+    summary("SIGKILL of bot-runner → silence", killed);
+    p.node.kubectl_ok(&["delete", "mbot", name, "-n", &ns, "--wait=false"])?;
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let latency_bots = env_size("BENCH_NODE_LATENCY", 20);
     let records = env_size("BENCH_NODE_RECORDS", 5);
     let fleet = env_size("BENCH_NODE_FLEET", 50);
+    let sessions = env_size("BENCH_NODE_SESSIONS", 20);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let started = Instant::now();
-        let p = product_with_slots(latency_bots + records + fleet).await;
+        let p = product_with_slots(latency_bots + records + fleet + 1).await;
         println!("node, images, simulator, SecantusDB and helm install: {:.1} s", started.elapsed().as_secs_f64());
         let ns = p.namespace("bench-node").await;
         let extra = "  pod:\n    caBundle: {configMapName: discord-ca}\n";
@@ -92,6 +137,10 @@ fn main() -> anyhow::Result<()> {
             from_insert.push(t0.elapsed());
         }
         summary("MongoDB insert → 440 Hz heard", from_insert);
+
+        if sessions > 0 {
+            session_rounds(p, Slot::new(latency_bots + records + fleet), sessions).await?;
+        }
 
         let first = latency_bots + records;
         let fleet_ns = p.namespace("bench-fleet").await;

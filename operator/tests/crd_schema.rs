@@ -161,13 +161,20 @@ async fn a_ca_bundle_defaults_its_key_and_extra_volumes_are_accepted() {
 async fn volumes_and_mounts_that_collide_with_the_operators_are_refused_by_cel() {
     let with_pod = |pod: serde_json::Value| json!({"clientId": CLIENT_ID, "tokenSecretRef": {"name": "t"}, "pod": pod});
     let volume = |name: &str| json!({"name": name, "emptyDir": {}});
-    for name in ["token", "tmp", "ca-bundle"] {
+    for name in ["token", "tmp", "ca-bundle", "session"] {
         assert_rejected(try_create(with_pod(json!({"volumes": [volume(name)]}))).await, "the operator's");
     }
     assert_rejected(try_create(with_pod(json!({"volumes": [volume("a"), volume("a")]}))).await, "spec.pod.volumes[1]");
-    for path in
-        ["/tmp", "/tmp/", "/tmp/cache", "/var/run/secrets/musicbot", "/var/run/secrets/musicbot/x", "/etc/musicbot/ca"]
-    {
+    for path in [
+        "/tmp",
+        "/tmp/",
+        "/tmp/cache",
+        "/var/run/secrets/musicbot",
+        "/var/run/secrets/musicbot/x",
+        "/etc/musicbot/ca",
+        "/var/lib/musicbot/session",
+        "/var/lib/musicbot/session/x",
+    ] {
         let pod = json!({"volumes": [volume("a")], "volumeMounts": [{"name": "a", "mountPath": path}]});
         assert_rejected(try_create(with_pod(pod)).await, "volumeMounts may not use the operator's volumes");
     }

@@ -30,7 +30,8 @@ const OPERATOR_GRANTS: &[(&str, &[&str])] = &[
     ("musicbot.dev/musicbots", &["list", "watch", "patch"]),
     ("musicbot.dev/musicbots/status", &["patch"]),
     ("musicbot.dev/musicbots/finalizers", &["update"]),
-    ("apps/statefulsets", &["create", "patch", "list", "watch"]),
+    // delete: only to change a StatefulSet's (immutable) claim templates, its pods orphaned.
+    ("apps/statefulsets", &["create", "patch", "delete", "list", "watch"]),
     ("/secrets", &["get", "list", "watch"]),
     ("/pods", &["list", "watch"]),
     ("events.k8s.io/events", &["create", "patch"]),
@@ -204,7 +205,7 @@ fn the_default_values_render_valid_manifests_with_least_privilege() {
     }
     assert!(!env.contains_key("MUSICBOT_TOKEN_KEY_FILE") && pod.get("volumes").is_none());
 
-    // Least privilege: exactly what the code uses, nowhere a wildcard or a delete.
+    // Least privilege: exactly what the code uses, nowhere a wildcard.
     assert_eq!(grants(find(&docs, "ClusterRole", RELEASE)), expected_grants(&[OPERATOR_GRANTS]));
     assert_eq!(grants(find(&docs, "Role", "musicbot-operator-leader-election")), expected_grants(&[LEADER_GRANTS]));
     let subject = json!([{"kind": "ServiceAccount", "name": RELEASE, "namespace": NS}]);

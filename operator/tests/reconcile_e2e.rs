@@ -310,3 +310,47 @@ async fn a_ca_bundle_is_mounted_into_the_bot_pod_and_named_by_musicbot_ca_file()
     let made_env = made.spec.unwrap().containers[0].env.clone().unwrap();
     assert!(made_env.iter().any(|e| e.name == "MUSICBOT_CA_FILE"));
 }
+
+#[tokio::test]
+async fn adding_a_session_recreates_the_statefulset_with_a_claim_per_shard_and_keeps_the_pod_until_it_rolls() {
+    let (cluster, client) = cluster().await;
+    let ns = cluster.namespace(&client, "session").await.unwrap();
+    let _op = start_operator(&client, &ns, BotDefaults::default());
+    create_secret(&client, &ns, "radio-token", "token", &token_for(CLIENT_ID, "s")).await;
+    create_bot(&client, &ns, "radio", spec()).await;
+    eventually("pod radio-0", || pod_hash(&client, &ns, "radio-0")).await;
+    let before = statefulset(&client, &ns, "radio").await;
+    assert!(before.spec.as_ref().unwrap().volume_claim_templates.is_none());
+
+    // Claim templates are immutable: the operator must delete (orphaning) and re-apply.
+    let bots: Api<MusicBot> = Api::namespaced(client.clone(), &ns);
+    let session = json!({"spec": {"session": {"storageClassName": "none-here"}}});
+    bots.patch("radio", &PatchParams::default(), &Patch::Merge(session)).await.unwrap();
+    let api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let after = eventually("the StatefulSet made again with a claim template", || async {
+        let sts = api.get_opt("radio").await.unwrap()?;
+        let templates = sts.spec.as_ref()?.volume_claim_templates.clone()?;
+        (sts.uid() != before.uid() && templates[0].metadata.name.as_deref() == Some("session")).then_some(sts)
+    })
+    .await;
+    let claim = &after.spec.as_ref().unwrap().volume_claim_templates.as_ref().unwrap()[0];
+    assert_eq!(claim.spec.as_ref().unwrap().storage_class_name.as_deref(), Some("none-here"));
+    // The shard's pod belongs to the new StatefulSet (adopted, then rolled).
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    eventually("radio-0 owned by the new StatefulSet", || async {
+        let pod = pods.get_opt("radio-0").await.unwrap()?;
+        pod.owner_references().iter().any(|o| Some(&o.uid) == after.uid().as_ref()).then_some(())
+    })
+    .await;
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let ours: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("MusicBot"))
+        .map(|e| format!("{:?}: {:?}", e.reason, e.note))
+        .collect();
+    assert!(!ours.iter().any(|r| r.contains("Failed")), "no reconcile failed: {ours:?}");
+}

@@ -6,7 +6,7 @@ mod play;
 mod queue;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use poise::CreateReply;
 use serenity::all::{ChannelId, GuildId};
@@ -136,9 +136,15 @@ fn guild(ctx: Context<'_>) -> Result<GuildId, Error> {
     ctx.guild_id().ok_or_else(|| user("That only works in a server."))
 }
 
+/// How long a command waits for its guild's GUILD_CREATE to be handled.
+const GUILD_CREATE_WAIT: Duration = Duration::from_millis(1500);
+
 /// The voice channel the caller is in, from the bot's guild index.
-fn caller_channel(ctx: Context<'_>, guild: GuildId) -> Option<ChannelId> {
-    ctx.data().guilds.seat(guild, ctx.author().id)
+async fn caller_channel(ctx: Context<'_>, guild: GuildId) -> Option<ChannelId> {
+    let guilds = &ctx.data().guilds;
+    // Within Discord's 3 s to answer, with room left for the answer itself.
+    guilds.arrived(guild, GUILD_CREATE_WAIT).await;
+    guilds.seat(guild, ctx.author().id)
 }
 
 /// Playback controls are for people listening: the caller must be in the bot's channel.
@@ -147,7 +153,7 @@ async fn require_listener(ctx: Context<'_>) -> Result<GuildId, Error> {
     let Some(bot_channel) = ctx.data().music.current_channel(guild).await else {
         return Err(user("I'm not in a voice channel. Use /play to start."));
     };
-    if caller_channel(ctx, guild) != Some(bot_channel) {
+    if caller_channel(ctx, guild).await != Some(bot_channel) {
         return Err(user(format!("Join me in <#{bot_channel}> to do that.")));
     }
     Ok(guild)

@@ -17,7 +17,7 @@ pub async fn play(
     // Everything that can be checked at once is checked before deferring, so mistakes get
     // an ephemeral answer rather than a public one.
     let source = classify(&query).map_err(user)?;
-    let Some(channel) = caller_channel(ctx, guild) else {
+    let Some(channel) = caller_channel(ctx, guild).await else {
         return Err(user("Join a voice channel first, then ask me again."));
     };
     let music = ctx.data().music.clone();

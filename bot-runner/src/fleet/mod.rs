@@ -118,6 +118,9 @@ impl Fleet {
             if let Some(down) = bot.down_for().filter(|d| *d > self.stuck_after) {
                 problems.push(format!("{}: gateway down for {}s", seat.name(), down.as_secs()));
             }
+            if let Some(why) = bot.music.watchdog.unhealthy() {
+                problems.push(format!("{}: {why}", seat.name()));
+            }
         }
         let failed: Vec<Value> = self
             .seats()

@@ -7,12 +7,14 @@ pub mod idle;
 pub mod player;
 pub mod proxy;
 pub mod queue;
+pub mod session;
 pub mod source;
+pub mod watchdog;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serenity::all::{ChannelId, GuildId, Http};
 use songbird::error::JoinError;
@@ -23,6 +25,7 @@ use crate::guilds::GuildIndex;
 use crate::metrics::BotMetrics;
 pub use player::Player;
 pub use queue::Track;
+pub use session::SessionStore;
 pub use source::Sources;
 
 #[derive(Clone, Debug)]
@@ -46,7 +49,20 @@ pub struct MusicService {
     /// connecting, so the call map cannot tell a working connection from a dead one.
     connected: Mutex<HashSet<GuildId>>,
     next_track_id: AtomicU64,
+    /// Where the session is kept across restarts, if anywhere.
+    session: Option<SessionStore>,
+    /// Set once the session was saved for shutdown: nothing after it may overwrite it.
+    session_closed: AtomicBool,
+    /// Saved guilds waiting for their GUILD_CREATE to be brought back.
+    restore: session::Pending,
+    pub watchdog: watchdog::Watchdog,
+    /// When the bot last left each guild's voice itself: the gateway's echo of that leave
+    /// must not be taken for someone disconnecting the bot (it can come after a new join).
+    own_leaves: Mutex<HashMap<GuildId, Instant>>,
 }
+
+/// How long after leaving a voice state update with no channel is taken for its echo.
+const OWN_LEAVE_ECHO: Duration = Duration::from_secs(5);
 
 impl MusicService {
     pub fn new(
@@ -56,6 +72,7 @@ impl MusicService {
         sources: Sources,
         settings: MusicSettings,
         metrics: Arc<BotMetrics>,
+        session: Option<SessionStore>,
     ) -> Arc<Self> {
         Arc::new(Self {
             songbird,
@@ -67,6 +84,11 @@ impl MusicService {
             players: Mutex::new(HashMap::new()),
             connected: Mutex::new(HashSet::new()),
             next_track_id: AtomicU64::new(1),
+            session,
+            session_closed: AtomicBool::new(false),
+            restore: Default::default(),
+            watchdog: Default::default(),
+            own_leaves: Mutex::new(HashMap::new()),
         })
     }
 
@@ -169,17 +191,26 @@ impl MusicService {
 
     /// Leaves voice and forgets the guild's queue.
     pub async fn leave(&self, guild: GuildId, why: &str) {
+        self.watchdog.forget(guild);
         let player = self.players.lock().expect("players lock").remove(&guild);
         if let Some(player) = player {
             player.lock().await.stop();
         }
         self.set_connected(guild, false);
         if self.songbird.get(guild).is_some() {
+            self.own_leaves.lock().expect("own leaves lock").insert(guild, Instant::now());
             if let Err(e) = self.songbird.remove(guild).await {
                 warn!(%guild, error = %e, "leaving voice failed");
             }
             info!(%guild, why, "left voice");
         }
+    }
+
+    /// Whether a voice state update putting the bot in no channel is the echo of its own
+    /// recent leave (handed out once).
+    pub fn is_own_leave_echo(&self, guild: GuildId) -> bool {
+        let left = self.own_leaves.lock().expect("own leaves lock").remove(&guild);
+        left.is_some_and(|at| at.elapsed() < OWN_LEAVE_ECHO)
     }
 
     /// Leaves every voice channel, for shutdown.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serenity::all::GuildId;
-use songbird::tracks::TrackHandle;
+use songbird::tracks::{PlayMode, Track as SongbirdTrack, TrackHandle};
 use songbird::{Event, TrackEvent};
 use tracing::{info, warn};
 
@@ -13,12 +13,18 @@ use super::events::TrackEnd;
 use super::queue::{Ended, Queue, QueueError, Track};
 use super::{MusicService, MusicSettings};
 
+/// How long songbird's mixer gets to answer about a track.
+const MIXER_ANSWER: Duration = Duration::from_millis(500);
+
 pub struct Player {
     pub queue: Queue,
     /// Percent, 0–200.
     pub volume: u16,
     pub paused: bool,
     now: Option<(u64, TrackHandle)>,
+    /// The track that plays next, already on the call, paused, and being readied (its
+    /// source fetched and probed), so it starts the moment the current one ends.
+    next: Option<(u64, TrackHandle)>,
     /// Since when nothing has been playing to anyone (`None`: busy).
     pub idle_since: Option<Instant>,
     /// The call our songbird event handlers are on; a new call (after a leave) needs its own.
@@ -32,6 +38,7 @@ impl Player {
             volume: settings.default_volume,
             paused: false,
             now: None,
+            next: None,
             idle_since: Some(Instant::now()),
             events_on: None,
         }
@@ -56,7 +63,7 @@ impl Player {
 
     /// Stops the track and empties the queue.
     pub fn stop(&mut self) {
-        if let Some((_, h)) = self.now.take() {
+        for (_, h) in self.now.take().into_iter().chain(self.next.take()) {
             let _ = h.stop();
         }
         self.queue.clear();
@@ -66,7 +73,7 @@ impl Player {
 
     pub fn set_volume(&mut self, percent: u16) {
         self.volume = percent;
-        if let Some(h) = self.handle() {
+        for (_, h) in self.now.iter().chain(&self.next) {
             let _ = h.set_volume(gain(percent));
         }
     }
@@ -92,8 +99,10 @@ impl MusicService {
         let player = self.player(guild);
         let mut p = player.lock().await;
         let position = p.queue.push(track)?;
-        if position == 0 {
-            self.start_current(guild, &mut p).await;
+        match position {
+            0 => self.start_current(guild, &mut p).await,
+            1 => self.preload_if_due(guild, &mut p).await,
+            _ => {}
         }
         Ok(position)
     }
@@ -112,7 +121,7 @@ impl MusicService {
 
     /// Plays the queue's current track through songbird. A track that cannot even start is
     /// reported and skipped, so one bad source never stalls the queue.
-    async fn start_current(self: &Arc<Self>, guild: GuildId, p: &mut Player) {
+    pub(super) async fn start_current(self: &Arc<Self>, guild: GuildId, p: &mut Player) {
         loop {
             let Some(track) = p.queue.current().cloned() else {
                 p.touch();
@@ -121,10 +130,14 @@ impl MusicService {
             let Some(call) = self.songbird.get(guild) else {
                 // Not in voice any more (kicked, or left): nothing can play.
                 p.queue.clear();
+                p.next = None;
                 p.touch();
                 return;
             };
-            let handle = call.lock().await.play_only_input(self.sources.input(&track.source));
+            let handle = match self.take_prepared(p, track.id).await {
+                Some(ready) => ready,
+                None => call.lock().await.play_only_input(self.sources.input(&track.source)),
+            };
             let _ = handle.set_volume(gain(p.volume));
             let end = TrackEnd { music: Arc::downgrade(self), guild, track: track.id };
             let hooked = handle.add_event(Event::Track(TrackEvent::End), end.clone()).is_ok()
@@ -134,12 +147,51 @@ impl MusicService {
                 info!(%guild, track = track.id, title = %track.title, "track started");
                 p.now = Some((track.id, handle));
                 p.touch();
+                self.preload_if_due(guild, p).await;
                 return;
             }
             self.metrics.tracks_failed.inc();
             warn!(%guild, track = track.id, "songbird dropped the track before it started");
             p.queue.advance(Ended::Failed);
         }
+    }
+
+    /// The prepared next track, playing, if it is `id` and still sound; any other prepared
+    /// track is dropped (the queue changed since it was readied).
+    async fn take_prepared(&self, p: &mut Player, id: u64) -> Option<TrackHandle> {
+        let (next, handle) = p.next.take()?;
+        let state = tokio::time::timeout(MIXER_ANSWER, handle.get_info()).await;
+        let sound = next == id
+            && state.is_ok_and(|s| {
+                s.is_ok_and(|s| !matches!(s.playing, PlayMode::Errored(_) | PlayMode::End | PlayMode::Stop))
+            });
+        if !sound || handle.play().is_err() {
+            let _ = handle.stop();
+            return None;
+        }
+        Some(handle)
+    }
+
+    /// Readies what plays after the current track, unless it is ready already: songbird
+    /// fetches and probes it on the call, paused, while the current one plays. Called as the
+    /// current track nears its end (and at once when its length is unknown).
+    pub(super) async fn preload(&self, guild: GuildId, p: &mut Player) {
+        let want = p.queue.next_up().cloned();
+        if p.next.as_ref().map(|(id, _)| *id) == want.as_ref().map(|t| t.id) {
+            return;
+        }
+        if let Some((_, old)) = p.next.take() {
+            let _ = old.stop();
+        }
+        // Track loop replays the track playing now: its source is read again from the start.
+        let (Some(track), Some(call)) = (want, self.songbird.get(guild)) else { return };
+        let ready = SongbirdTrack::from(self.sources.input(&track.source)).pause().volume(gain(p.volume));
+        let handle = call.lock().await.play(ready);
+        // Readied in songbird's thread pool; the answer is read when it is wanted.
+        drop(handle.make_playable());
+        self.metrics.tracks_preloaded.inc();
+        tracing::debug!(%guild, track = track.id, title = %track.title, "next track preloading");
+        p.next = Some((track.id, handle));
     }
 
     /// A songbird track ended or failed. Stale events (of a track we already moved past)
@@ -168,6 +220,13 @@ impl MusicService {
 
     /// Where the current track is, for `/nowplaying`.
     pub async fn position(&self, p: &Player) -> Option<Duration> {
-        p.handle()?.get_info().await.ok().map(|s| s.position)
+        self.track_state(p).await.map(|s| s.position)
+    }
+
+    /// songbird's state of the current track. Its mixer answers between two packets, and
+    /// not at all while a stalled source holds it: the question is bounded.
+    pub async fn track_state(&self, p: &Player) -> Option<songbird::tracks::TrackState> {
+        let asked = p.handle()?.get_info();
+        tokio::time::timeout(MIXER_ANSWER, asked).await.ok()?.ok()
     }
 }

@@ -6,12 +6,16 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use poise::ChoiceParameter;
+use serde::{Deserialize, Serialize};
 
 use super::source::Source;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Saved with the session (see `super::session`) as it is, but for the id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Track {
     /// Unique within the process; ties songbird's events to the track they are about.
+    #[serde(skip)]
     pub id: u64,
     pub title: String,
     pub source: Source,
@@ -21,7 +25,8 @@ pub struct Track {
     pub text_channel: u64,
 }
 
-#[derive(ChoiceParameter, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(ChoiceParameter, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum LoopMode {
     #[default]
     #[name = "off"]
@@ -70,6 +75,20 @@ impl Queue {
 
     pub fn current(&self) -> Option<&Track> {
         self.current.as_ref()
+    }
+
+    /// What plays after the current track if it finishes, as `advance` would pick it.
+    pub fn next_up(&self) -> Option<&Track> {
+        match self.loop_mode {
+            LoopMode::Track => self.current.as_ref(),
+            LoopMode::Queue => self.upcoming.front().or(self.current.as_ref()),
+            LoopMode::Off => self.upcoming.front(),
+        }
+    }
+
+    /// The tracks waiting, in order, not counting the one playing.
+    pub fn upcoming(&self) -> impl Iterator<Item = &Track> {
+        self.upcoming.iter()
     }
 
     /// Tracks waiting, not counting the one playing.
@@ -212,6 +231,19 @@ mod tests {
         assert_eq!(q.advance(Ended::Failed).map(|t| t.id), Some(2), "a failed track leaves the loop");
         assert_eq!(ids(&q), (Some(2), vec![]));
         assert_eq!(q.advance(Ended::Finished).map(|t| t.id), Some(2), "a queue of one loops on itself");
+    }
+
+    #[test]
+    fn next_up_is_what_advance_picks_after_a_finished_track() {
+        for mode in [LoopMode::Off, LoopMode::Track, LoopMode::Queue] {
+            for ids_now in [&[1u64][..], &[1, 2, 3]] {
+                let mut q = queue(ids_now);
+                q.loop_mode = mode;
+                let predicted = q.next_up().map(|t| t.id);
+                assert_eq!(q.advance(Ended::Finished).map(|t| t.id), predicted, "{mode:?} {ids_now:?}");
+            }
+        }
+        assert_eq!(Queue::new(5).next_up(), None);
     }
 
     #[test]

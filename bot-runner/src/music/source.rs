@@ -12,7 +12,8 @@ use tokio::sync::Semaphore;
 
 use super::guard::{self, FetchLimits, MediaPolicy};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", content = "query", rename_all = "camelCase")]
 pub enum Source {
     /// An audio file served over HTTP(S).
     Http(String),

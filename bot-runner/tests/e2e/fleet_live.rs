@@ -129,7 +129,8 @@ async fn records_inserted_renamed_rotated_deactivated_and_deleted_change_the_bot
     first.wait_ready(WAIT).await?;
     bots_when(&fleet, "the inserted bot running", |b| running(b, APP)).await?;
     let i = first.inject_interaction(play(&tones.wav(440, 60)))?;
-    sim.wait_reply(i.id, WAIT).await?;
+    let reply = sim.wait_reply(i.id, WAIT).await?.text();
+    assert!(reply.contains("Playing"), "{reply}");
     let heard = first.wait_for_audio(GUILD, 1.0, WAIT).await?;
     assert!(near(heard.dominant_hz, 440.0), "{heard:?}");
 
@@ -169,7 +170,8 @@ async fn records_inserted_renamed_rotated_deactivated_and_deleted_change_the_bot
     })
     .await?;
     let i = second.inject_interaction(play(&tones.wav(550, 60)))?;
-    sim.wait_reply(i.id, WAIT).await?;
+    let reply = sim.wait_reply(i.id, WAIT).await?.text();
+    assert!(reply.contains("Playing"), "{reply}");
     // Both tokens are one bot user to the simulator, which keeps one recording for it:
     // the newest second is the new token's.
     eventually("the rotated token's 550 Hz", WAIT, async || {

@@ -10,6 +10,7 @@ mod identify;
 mod playback;
 mod process;
 mod resilience;
+mod sessions;
 mod support;
 mod tracking;
 mod voice;

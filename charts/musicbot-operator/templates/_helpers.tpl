@@ -62,10 +62,11 @@ and operator/src/http.rs. Rendered into a ClusterRole (every namespace) or a Rol
   resources: ["musicbots/finalizers"]
   verbs: ["update"]
 # Server-side apply; the API server checks "create" when the apply creates the object.
-# Watched as metadata only; never deleted by the operator (garbage collection does that).
+# Watched as metadata only. Deleted (its pods orphaned, then adopted) only to change its
+# claim templates, which are immutable; garbage collection removes it with its MusicBot.
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
-  verbs: ["create", "patch", "list", "watch"]
+  verbs: ["create", "patch", "delete", "list", "watch"]
 # The token check reads the Secret a MusicBot names; the watch (metadata only) notices
 # token rotation.
 - apiGroups: [""]

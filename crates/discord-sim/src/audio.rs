@@ -44,7 +44,14 @@ pub struct AudioStats {
     pub span_seconds: f64,
     /// RTP streams the audio came in: one per voice connection (a reconnect or move adds one).
     pub streams: u32,
+    /// Every silence between audible frames, in seconds, oldest first (the first
+    /// `KEEP_PAUSES`): silent frames, frames missing by RTP timestamp, and the time between
+    /// streams. What a listener hears between two tracks, or while a bot comes back.
+    pub pauses: Vec<f64>,
 }
+
+/// Pauses kept in [`AudioStats::pauses`].
+const KEEP_PAUSES: usize = 1000;
 
 pub(crate) struct AudioTrack {
     decoder: Decoder,
@@ -142,6 +149,10 @@ impl AudioTrack {
         if self.heard_audible && self.silent_frames_since_audible >= GAP_FRAMES {
             self.stats.gaps += 1;
         }
+        if self.heard_audible && self.silent_frames_since_audible > 0 && self.stats.pauses.len() < KEEP_PAUSES {
+            let frame = FRAME_SAMPLES as f64 / f64::from(SAMPLE_RATE);
+            self.stats.pauses.push(self.silent_frames_since_audible as f64 * frame);
+        }
         self.heard_audible = true;
         self.silent_frames_since_audible = 0;
         self.stats.audible_seconds += per_channel as f64 / SAMPLE_RATE as f64;
@@ -217,6 +228,20 @@ pub fn dominant_frequency(samples: &[f32], sample_rate: u32) -> Option<f64> {
     let denom = a - 2.0 * b + c;
     let offset = if denom.abs() > f64::EPSILON { (0.5 * (a - c) / denom).clamp(-0.5, 0.5) } else { 0.0 };
     Some((peak as f64 + offset) * bin_hz)
+}
+
+/// Where a ramp (see [`crate::tones::ramp`]) was when its audio stopped and where it was
+/// when it came back: the second of the ramp sounding in the half second of audible audio
+/// before and after the point `cut` audible seconds in. `samples` are the kept audible
+/// samples and `audible` the audible seconds counted when they were read.
+pub fn ramp_around(samples: &[f32], audible: f64, cut: f64, start_hz: f64) -> Option<(f64, f64)> {
+    let half = SAMPLE_RATE as usize / 2;
+    let after_cut = ((audible - cut) * f64::from(SAMPLE_RATE)) as usize;
+    let at = samples.len().checked_sub(after_cut)?;
+    let before = samples.get(at.checked_sub(half)?..at)?;
+    let after = samples.get(at..at + half)?;
+    let second = |s: &[f32]| Some(crate::tones::ramp_second(start_hz, dominant_frequency(s, SAMPLE_RATE)?));
+    Some((second(before)?, second(after)?))
 }
 
 #[cfg(test)]

@@ -6,7 +6,16 @@
 //!   passes through without decoding;
 //! - `/webm/{hz}/{seconds}.webm`: the same Opus packets in WebM, as YouTube serves audio;
 //! - `/page/{hz}/{seconds}`: the WAV without an extension, for yt-dlp's generic extractor;
+//! - `/ramp/{hz}/{seconds}.wav`: a WAV whose pitch climbs [`RAMP_STEP_HZ`] each second, so
+//!   the pitch heard tells where in the track a bot is ([`ramp_second`]);
+//! - `/stall/{hz}/{seconds}.wav`, `/stall-always/…`: the tone's WAV, whose first answer
+//!   sends [`STALL_AFTER_SECONDS`] of audio and then nothing (the connection held open for a
+//!   minute), as a server that stops mid-stream; later answers are whole (for `stall-always`,
+//!   every answer stalls);
 //! - `/broken/noise.mp3`: 200 with bytes no decoder accepts; anything else: 404.
+//!
+//! Files are served with `Accept-Ranges` and answer `Range` requests, as media servers and
+//! CDNs do: a bot seeks in them by asking for the bytes from a point on.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -14,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use opus2::{Application, Channels, Encoder};
@@ -26,8 +35,34 @@ fn sample(hz: f64, i: u32) -> i16 {
     (AMPLITUDE * (2.0 * std::f64::consts::PI * hz * f64::from(i) / f64::from(RATE)).sin() * f64::from(i16::MAX)) as i16
 }
 
+/// Seconds of audio a stalling file sends before it stops.
+pub const STALL_AFTER_SECONDS: usize = 4;
+
+/// How much a ramp's pitch climbs each second.
+pub const RAMP_STEP_HZ: f64 = 20.0;
+
+/// The second of a ramp starting at `start_hz` that sounds at `heard_hz`.
+pub fn ramp_second(start_hz: f64, heard_hz: f64) -> f64 {
+    (heard_hz - start_hz) / RAMP_STEP_HZ
+}
+
 /// 16-bit stereo PCM WAV at 48 kHz, amplitude 0.4.
 pub fn wav(hz: f64, seconds: f64) -> Vec<u8> {
+    pcm_wav(seconds, |i| sample(hz, i))
+}
+
+/// A WAV at `hz` for its first second, `hz + RAMP_STEP_HZ` for the next, and so on. The
+/// phase carries over from one second to the next, so the steps do not click.
+pub fn ramp(hz: f64, seconds: f64) -> Vec<u8> {
+    let mut phase = 0.0f64;
+    pcm_wav(seconds, |i| {
+        let f = hz + RAMP_STEP_HZ * f64::from(i / RATE);
+        phase = (phase + 2.0 * std::f64::consts::PI * f / f64::from(RATE)) % (2.0 * std::f64::consts::PI);
+        (AMPLITUDE * phase.sin() * f64::from(i16::MAX)) as i16
+    })
+}
+
+fn pcm_wav(seconds: f64, mut sample_at: impl FnMut(u32) -> i16) -> Vec<u8> {
     let frames = (seconds * f64::from(RATE)) as u32;
     let data_len = frames * 4;
     let mut w = Vec::with_capacity(44 + data_len as usize);
@@ -44,7 +79,7 @@ pub fn wav(hz: f64, seconds: f64) -> Vec<u8> {
     w.extend_from_slice(b"data");
     w.extend_from_slice(&data_len.to_le_bytes());
     for i in 0..frames {
-        let s = sample(hz, i).to_le_bytes();
+        let s = sample_at(i).to_le_bytes();
         w.extend_from_slice(&s);
         w.extend_from_slice(&s);
     }
@@ -169,6 +204,21 @@ impl Drop for ToneServer {
     }
 }
 
+/// The one range of a `Range: bytes=…` header over `len` bytes, inclusive, as RFC 9110
+/// reads it (`first-`, `first-last`, `-suffix`); `None` when it is not satisfiable. Ranges
+/// of several parts are answered with the first.
+fn byte_range(header: &str, len: usize) -> Option<(usize, usize)> {
+    let spec = header.trim().strip_prefix("bytes=")?.split(',').next()?.trim();
+    let (first, last) = spec.split_once('-')?;
+    let end = len.checked_sub(1)?;
+    let (first, last) = match (first.trim(), last.trim()) {
+        ("", suffix) => (len.saturating_sub(suffix.parse().ok()?), end),
+        (first, "") => (first.parse().ok()?, end),
+        (first, last) => (first.parse().ok()?, last.parse::<usize>().ok()?.min(end)),
+    };
+    (first <= last && first <= end).then_some((first, last))
+}
+
 fn parse(file: &str) -> f64 {
     file.split('.').next().and_then(|s| s.parse().ok()).unwrap_or(1.0)
 }
@@ -187,25 +237,66 @@ impl ToneServer {
         // Each file is made once: a benchmark asks for the same tone in many guilds, and
         // encoding two minutes of Opus per request would load the machine it measures.
         type Files = Arc<Mutex<HashMap<String, axum::body::Bytes>>>;
-        async fn file(State(files): State<Files>, Path((kind, hz, file)): Path<(String, u32, String)>) -> Response {
+        // Stalling files already answered once.
+        type Stalled = Arc<Mutex<std::collections::HashSet<String>>>;
+        async fn file(
+            State((files, stalled)): State<(Files, Stalled)>,
+            Path((kind, hz, file)): Path<(String, u32, String)>,
+            method: axum::http::Method,
+            headers: HeaderMap,
+        ) -> Response {
             let key = format!("{kind}/{hz}/{file}");
-            if let Some(bytes) = files.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-                return (content_type(&kind), bytes.clone()).into_response();
-            }
-            let (hz, seconds) = (f64::from(hz), parse(&file));
-            let made = match kind.as_str() {
-                "tone" | "page" => Ok(wav(hz, seconds)),
-                "dca" => dca(hz, seconds),
-                "webm" => webm(hz, seconds),
-                _ => return StatusCode::NOT_FOUND.into_response(),
-            };
-            match made {
-                Ok(bytes) => {
-                    let bytes = axum::body::Bytes::from(bytes);
-                    files.lock().unwrap_or_else(|e| e.into_inner()).insert(key, bytes.clone());
-                    (content_type(&kind), bytes).into_response()
+            let cached = files.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+            let bytes = match cached {
+                Some(bytes) => bytes,
+                None => {
+                    let (hz, seconds) = (f64::from(hz), parse(&file));
+                    let made = match kind.as_str() {
+                        "tone" | "page" | "stall" | "stall-always" => Ok(wav(hz, seconds)),
+                        "ramp" => Ok(ramp(hz, seconds)),
+                        "dca" => dca(hz, seconds),
+                        "webm" => webm(hz, seconds),
+                        _ => return StatusCode::NOT_FOUND.into_response(),
+                    };
+                    match made {
+                        Ok(bytes) => {
+                            let bytes = axum::body::Bytes::from(bytes);
+                            files.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), bytes.clone());
+                            bytes
+                        }
+                        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+                    }
                 }
-                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+            };
+            let accept = (header::ACCEPT_RANGES, "bytes");
+            let [ctype] = content_type(&kind);
+            // A HEAD (a bot checking the link) is not the answer that stalls.
+            let first =
+                method == axum::http::Method::GET && stalled.lock().unwrap_or_else(|e| e.into_inner()).insert(key);
+            if method == axum::http::Method::GET && (kind == "stall-always" || (kind == "stall" && first)) {
+                // 44 header bytes, then 4 bytes a frame at 48 kHz.
+                let cut = (44 + STALL_AFTER_SECONDS * RATE as usize * 4).min(bytes.len());
+                let head = bytes.slice(..cut);
+                let held = futures::stream::once(async move {
+                    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                    Err::<axum::body::Bytes, _>(std::io::Error::other("the stalled answer ends"))
+                });
+                let body = futures::StreamExt::chain(futures::stream::once(async { Ok(head) }), held);
+                let len = (header::CONTENT_LENGTH, bytes.len().to_string());
+                return ([ctype, accept], [len], axum::body::Body::from_stream(body)).into_response();
+            }
+            match headers.get(header::RANGE).and_then(|r| r.to_str().ok()).map(|r| byte_range(r, bytes.len())) {
+                None => ([ctype, accept], bytes).into_response(),
+                Some(Some((first, last))) => {
+                    let range = format!("bytes {first}-{last}/{}", bytes.len());
+                    let part = bytes.slice(first..=last);
+                    (StatusCode::PARTIAL_CONTENT, [ctype, accept], [(header::CONTENT_RANGE, range)], part)
+                        .into_response()
+                }
+                Some(None) => {
+                    let range = format!("bytes */{}", bytes.len());
+                    (StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, range)]).into_response()
+                }
             }
         }
         fn content_type(kind: &str) -> [(header::HeaderName, &'static str); 1] {
@@ -223,7 +314,7 @@ impl ToneServer {
                 get(|| async { ([(header::CONTENT_TYPE, "audio/mpeg")], "not audio at all ".repeat(512)) }),
             )
             .fallback(|| async { StatusCode::NOT_FOUND })
-            .with_state(Files::default());
+            .with_state((Files::default(), Stalled::default()));
         let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0)).await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
@@ -248,6 +339,17 @@ impl ToneServer {
         format!("http://{}/webm/{hz}/{seconds}.webm", self.addr)
     }
 
+    /// A ramp: its pitch tells the second of it that plays (see [`ramp_second`]).
+    pub fn ramp(&self, hz: u32, seconds: u32) -> String {
+        format!("http://{}/ramp/{hz}/{seconds}.wav", self.addr)
+    }
+
+    /// A WAV whose first answer stops after [`STALL_AFTER_SECONDS`]; `always`: every one.
+    pub fn stalling(&self, hz: u32, seconds: u32, always: bool) -> String {
+        let kind = if always { "stall-always" } else { "stall" };
+        format!("http://{}/{kind}/{hz}/{seconds}.wav", self.addr)
+    }
+
     pub fn page(&self, hz: u32, seconds: u32) -> String {
         format!("http://{}/page/{hz}/{seconds}", self.addr)
     }
@@ -263,6 +365,31 @@ impl ToneServer {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn byte_ranges_are_read_as_rfc_9110_says() {
+        use super::byte_range;
+        assert_eq!(byte_range("bytes=0-", 10), Some((0, 9)));
+        assert_eq!(byte_range("bytes=4-6", 10), Some((4, 6)));
+        assert_eq!(byte_range("bytes=4-60", 10), Some((4, 9)), "a last byte past the end is the end");
+        assert_eq!(byte_range("bytes=-3", 10), Some((7, 9)));
+        assert_eq!(byte_range("bytes=10-", 10), None, "past the end");
+        assert_eq!(byte_range("bytes=6-4", 10), None);
+        assert_eq!(byte_range("lines=1-2", 10), None);
+        assert_eq!(byte_range("bytes=0-", 0), None);
+    }
+
+    #[test]
+    fn a_ramp_climbs_a_step_each_second() {
+        let bytes = super::ramp(300.0, 3.0);
+        let pcm: Vec<f32> =
+            bytes[44..].chunks_exact(4).map(|f| f32::from(i16::from_le_bytes([f[0], f[1]])) / 32768.0).collect();
+        for second in 0..3 {
+            let part = &pcm[second * 48_000..(second + 1) * 48_000];
+            let hz = crate::audio::dominant_frequency(part, 48_000).unwrap();
+            assert!((super::ramp_second(300.0, hz) - second as f64).abs() < 0.1, "second {second}: {hz} Hz");
+        }
+    }
+
     #[test]
     fn ebml_sizes_and_integers_take_the_shortest_form() {
         assert_eq!(super::vint(0), [0x80]);

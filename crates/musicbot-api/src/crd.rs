@@ -68,6 +68,12 @@ pub struct MusicBotSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub presence: Option<Presence>,
 
+    /// Keep what each guild is playing across restarts: a volume claim per shard holds the
+    /// session, and a replaced pod plays on from where the last one stopped. Without it a
+    /// new pod starts silent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionSettings>,
+
     /// Remove the bot's slash commands from Discord when this MusicBot is deleted.
     #[serde(default)]
     pub clear_commands_on_delete: bool,
@@ -151,6 +157,26 @@ impl Default for MusicSettings {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+pub struct SessionSettings {
+    /// The StorageClass of the shards' claims (the cluster's default when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub storage_class_name: Option<String>,
+    /// A session older than this when the bot starts again is dropped, not played.
+    #[serde(default = "default_session_max_age")]
+    #[schemars(range(min = 10, max = 604800))]
+    pub max_age_seconds: u32,
+}
+
+fn default_session_max_age() -> u32 {
+    900
+}
+
+/// Size of a shard's session claim: a session is a few kilobytes of JSON.
+pub const SESSION_CLAIM_SIZE: &str = "16Mi";
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Presence {
     #[serde(default)]
     pub status: OnlineStatus,
@@ -227,17 +253,18 @@ pub struct PodOverrides {
     /// `MUSICBOT_CA_FILE`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_bundle: Option<CaBundle>,
-    /// Extra volumes for the bot pod. The names `token`, `tmp` and `ca-bundle` are the
-    /// operator's.
+    /// Extra volumes for the bot pod. The names `token`, `tmp`, `ca-bundle` and `session`
+    /// are the operator's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), transform = keyed_by_name)]
     #[schemars(extend("x-kubernetes-validations" = [{
-        "rule": "self.all(v, !(v.name in ['token', 'tmp', 'ca-bundle']))",
-        "message": "the volume names token, tmp and ca-bundle are the operator's"
+        "rule": "self.all(v, !(v.name in ['token', 'tmp', 'ca-bundle', 'session']))",
+        "message": "the volume names token, tmp, ca-bundle and session are the operator's"
     }]))]
     pub volumes: Vec<Volume>,
     /// Where the bot-runner container mounts `volumes`. The operator's paths (the token's
-    /// directory, `/tmp`, the CA bundle's directory) and anything below them are reserved.
+    /// directory, `/tmp`, the CA bundle's and the session's directories) and anything below
+    /// them are reserved.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), transform = keyed_by_mount_path)]
     #[schemars(extend("x-kubernetes-validations" = [{
@@ -272,12 +299,14 @@ fn keyed_by_mount_path(schema: &mut schemars::Schema) {
 }
 
 /// Mount paths of the operator's own volumes in bot pods.
-pub const RESERVED_MOUNT_PATHS: [&str; 3] = ["/var/run/secrets/musicbot", "/tmp", "/etc/musicbot/ca"];
-const RESERVED_MOUNT_RULE: &str = "self.all(m, !(m.mountPath in ['/var/run/secrets/musicbot', '/tmp', '/etc/musicbot/ca']) \
-    && !m.mountPath.startsWith('/var/run/secrets/musicbot/') && !m.mountPath.startsWith('/tmp/') \
-    && !m.mountPath.startsWith('/etc/musicbot/ca/') && !(m.name in ['token', 'tmp', 'ca-bundle']))";
-const RESERVED_MOUNT_MESSAGE: &str = "volumeMounts may not use the operator's volumes (token, tmp, ca-bundle) or \
-    mount at or below /var/run/secrets/musicbot, /tmp or /etc/musicbot/ca";
+pub const RESERVED_MOUNT_PATHS: [&str; 4] =
+    ["/var/run/secrets/musicbot", "/tmp", "/etc/musicbot/ca", "/var/lib/musicbot/session"];
+const RESERVED_MOUNT_RULE: &str = "self.all(m, !(m.mountPath in ['/var/run/secrets/musicbot', '/tmp', '/etc/musicbot/ca', \
+    '/var/lib/musicbot/session']) && !m.mountPath.startsWith('/var/run/secrets/musicbot/') \
+    && !m.mountPath.startsWith('/tmp/') && !m.mountPath.startsWith('/etc/musicbot/ca/') \
+    && !m.mountPath.startsWith('/var/lib/musicbot/session/') && !(m.name in ['token', 'tmp', 'ca-bundle', 'session']))";
+const RESERVED_MOUNT_MESSAGE: &str = "volumeMounts may not use the operator's volumes (token, tmp, ca-bundle, session) \
+    or mount at or below /var/run/secrets/musicbot, /tmp, /etc/musicbot/ca or /var/lib/musicbot/session";
 
 /// Whether a mount of `spec.pod.volumeMounts` would clash with the operator's own mounts
 /// (the API server's CEL rule says the same; this also covers objects stored before it).
@@ -288,7 +317,7 @@ pub fn reserved_mount(mount: &VolumeMount) -> bool {
 }
 
 /// Names of the operator's own volumes in bot pods.
-pub const RESERVED_VOLUMES: [&str; 3] = ["token", "tmp", "ca-bundle"];
+pub const RESERVED_VOLUMES: [&str; 4] = ["token", "tmp", "ca-bundle", "session"];
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -38,6 +38,8 @@ pub mod var {
     pub const BOTS_COLLECTION: &str = "MUSICBOT_BOTS_COLLECTION";
     pub const GUILDS_COLLECTION: &str = "MUSICBOT_GUILDS_COLLECTION";
     pub const MEDIA_ALLOW: &str = "MUSICBOT_MEDIA_ALLOW";
+    pub const SESSION_DIR: &str = "MUSICBOT_SESSION_DIR";
+    pub const SESSION_MAX_AGE_SECONDS: &str = "MUSICBOT_SESSION_MAX_AGE_SECONDS";
 }
 
 /// The StatefulSet controller labels each pod with its ordinal: shard id = ordinal.
@@ -49,6 +51,8 @@ pub const TOKEN_FILE: &str = "/var/run/secrets/musicbot/token";
 /// Where a CA bundle is mounted in bot pods.
 pub const CA_MOUNT_DIR: &str = "/etc/musicbot/ca";
 pub const CA_FILE: &str = "/etc/musicbot/ca/ca.crt";
+/// Where a shard's session claim is mounted in bot pods.
+pub const SESSION_MOUNT_DIR: &str = "/var/lib/musicbot/session";
 
 /// How bot-runner writes its logs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -148,6 +152,8 @@ pub struct BotEnv {
     pub discord_api_url: Option<String>,
     /// Private address ranges (CIDR) `/play` may fetch from besides public addresses.
     pub media_allow: Vec<String>,
+    /// The session is kept at [`SESSION_MOUNT_DIR`], dropped when older than this.
+    pub session_max_age_seconds: Option<u32>,
 }
 
 /// A variable's value in the pod.
@@ -195,6 +201,10 @@ impl BotEnv {
         if !self.media_allow.is_empty() {
             vars.push(value(var::MEDIA_ALLOW, self.media_allow.join(",")));
         }
+        if let Some(max_age) = self.session_max_age_seconds {
+            vars.push(value(var::SESSION_DIR, SESSION_MOUNT_DIR.into()));
+            vars.push(value(var::SESSION_MAX_AGE_SECONDS, max_age.to_string()));
+        }
         vars
     }
 
@@ -237,6 +247,7 @@ pub fn example() -> BotEnv {
         }),
         discord_api_url: Some("http://10.244.0.1:5000".into()),
         media_allow: vec!["10.244.0.1/32".into(), "192.168.50.0/24".into()],
+        session_max_age_seconds: Some(600),
     }
 }
 
@@ -252,7 +263,7 @@ mod tests {
         assert_eq!(unique.len(), names.len(), "{names:?}");
         assert!(names.iter().all(|n| n.starts_with(RESERVED_PREFIX)));
         assert!(!names.iter().any(|n| n.contains("TOKEN") && *n != var::TOKEN_FILE));
-        assert_eq!(names.len(), 18, "the example sets every variable: {names:?}");
+        assert_eq!(names.len(), 20, "the example sets every variable: {names:?}");
     }
 
     #[test]

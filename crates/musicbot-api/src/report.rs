@@ -51,6 +51,8 @@ pub struct BotReport {
     /// unconnected until then; the process stays up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identify_held_until: Option<String>,
+    /// Times a playing track stopped moving and the bot rejoined its channel to play on.
+    pub voice_stalls: u64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

@@ -114,8 +114,22 @@ async fn apply_statefulset(
     let desired = workload::statefulset(bot, &ctx.defaults, token_digest);
     let desired = if held { workload::held(desired) } else { desired };
     let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &bot.namespace().ok_or(Error::NotNamespaced)?);
-    let applied =
-        sts.patch(&bot.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&desired)).await?;
+    let name = bot.name_any();
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let applied = match sts.patch(&name, &params, &Patch::Apply(&desired)).await {
+        // A StatefulSet's claim templates cannot change (`spec.session` added or removed):
+        // it is deleted leaving its pods, and made again, which adopts and then rolls them.
+        Err(kube::Error::Api(e)) if e.code == 422 && e.message.contains("Forbidden: updates to statefulset spec") => {
+            info!(statefulset = %name, "claim templates changed; recreating the StatefulSet, its pods kept");
+            let orphan = kube::api::DeleteParams {
+                propagation_policy: Some(kube::api::PropagationPolicy::Orphan),
+                ..Default::default()
+            };
+            sts.delete(&name, &orphan).await?;
+            sts.patch(&name, &params, &Patch::Apply(&desired)).await?
+        }
+        other => other?,
+    };
     ctx.seen_statefulsets.saw(&applied);
     Ok(applied)
 }

@@ -226,8 +226,6 @@ pub async fn refused_beyond_the_chart(sa: &Client, inst: &Installed, bots_ns: &s
     assert_refused("to delete the CRD", crds.delete("musicbots.musicbot.dev", &delete).await);
     let pod = json!({"metadata": {"name": "intruder"}, "spec": {"containers": [{"name": "c", "image": "x"}]}});
     assert_refused("to create a Pod", Api::<Pod>::namespaced(sa.clone(), bots_ns).create(&post, &object(pod)).await);
-    let stsets: Api<StatefulSet> = Api::namespaced(sa.clone(), bots_ns);
-    assert_refused("to delete a StatefulSet (garbage collection does that)", stsets.delete("radio", &delete).await);
     assert_refused(
         "to read ConfigMaps",
         Api::<ConfigMap>::namespaced(sa.clone(), bots_ns).get("kube-root-ca.crt").await,

@@ -8,7 +8,7 @@ use kube::api::{Api, Patch, PatchParams};
 use musicbot_api::crd::Phase;
 use serde_json::json;
 
-use crate::product::{Product, Slot, WAIT, product};
+use crate::product::{Product, Slot, WAIT, host_pid_of, kill, product};
 use crate::run;
 
 const CA: &str = "  pod:\n    caBundle: {configMapName: discord-ca}\n";
@@ -93,21 +93,6 @@ fn a_musicbot_applied_with_kubectl_plays_reports_rolls_on_token_rotation_and_goe
     })
 }
 
-/// The process `comm` (as /proc shows it, at most 15 characters) of a pod, as the host sees
-/// it: its cgroup names the pod's uid.
-pub fn host_pid_of(pod: &Pod, comm_name: &str) -> u32 {
-    let uid = pod.uid().unwrap();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        let cgroup = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
-        if comm.trim() == comm_name && cgroup.contains(&uid) {
-            return pid;
-        }
-    }
-    panic!("no {comm_name} process of pod {} on the host", pod.name_any())
-}
-
 #[test]
 fn a_frozen_bot_is_restarted_by_its_liveness_probe_and_plays_again() {
     run(async {
@@ -144,11 +129,6 @@ fn a_frozen_bot_is_restarted_by_its_liveness_probe_and_plays_again() {
         let events = p.events(&ns, "frozen-0", "Unhealthy");
         assert!(events.contains("Liveness probe failed"), "{events}");
     })
-}
-
-pub fn kill(pid: u32, signal: &str) {
-    let status = std::process::Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
-    assert!(status.success(), "kill -{signal} {pid}");
 }
 
 #[test]

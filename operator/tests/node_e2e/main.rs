@@ -13,6 +13,7 @@ mod identify;
 mod operator_pods;
 mod product;
 mod records;
+mod sessions;
 
 use std::future::Future;
 use std::sync::LazyLock;

@@ -8,8 +8,9 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 
-use crate::bots::{create_token, host_pid_of, kill};
+use crate::bots::create_token;
 use crate::product::{RELEASE, Slot, WAIT, product};
+use crate::product::{host_pid_of, kill};
 use crate::run;
 
 #[test]

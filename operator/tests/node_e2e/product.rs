@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use base64::Engine;
 use discord_sim::tones::ToneServer;
 use discord_sim::{BotSpec, DiscordSim, GuildSpec, SlashCommand, UserSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use musicbot_api::crd::MusicBot;
@@ -21,6 +21,8 @@ use tokio::sync::OnceCell;
 pub const SLOTS: u64 = 12;
 pub const RELEASE: &str = "musicbot";
 pub const WAIT: Duration = Duration::from_secs(120);
+/// The node's dynamic volumes (kube-controller-manager's hostPath provisioner).
+pub const STORAGE_CLASS: &str = "node-hostpath";
 
 pub struct Slot {
     pub guild: u64,
@@ -57,6 +59,19 @@ impl Slot {
             .member(UserSpec::new(self.user, format!("listener-{}", self.user)))
             .in_voice(self.user, self.voice)
             .owner(self.user)
+    }
+}
+
+/// Where the audio of a guild stood when the music stopped.
+pub struct Cut {
+    pub audible: f64,
+    pub pauses: usize,
+}
+
+impl Cut {
+    pub fn of(b: &discord_sim::Bot<'_>, guild: u64) -> Self {
+        let stats = b.audio(guild);
+        Self { audible: stats.audible_seconds, pauses: stats.pauses.len() }
     }
 }
 
@@ -246,6 +261,42 @@ impl Product {
         }
     }
 
+    /// The StorageClass of the node's dynamic volumes, as a cluster offers its own.
+    pub fn storage_class(&self) {
+        let yaml = format!(
+            "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {{name: {STORAGE_CLASS}}}\n\
+             provisioner: kubernetes.io/host-path\nreclaimPolicy: Delete\nvolumeBindingMode: Immediate\n"
+        );
+        let path = std::env::temp_dir().join(format!("storageclass-{}.yaml", std::process::id()));
+        std::fs::write(&path, yaml).unwrap();
+        let out = self.node.kubectl_ok(&["apply", "-f", &path.display().to_string()]);
+        std::fs::remove_file(&path).ok();
+        out.unwrap_or_else(|e| panic!("{e:#}"));
+    }
+
+    /// The node's provisioner makes a hostPath directory only root may write to, and the
+    /// kubelet applies no `fsGroup` to hostPath volumes (the storage drivers of real
+    /// clusters do): this opens the claim's directory to the bot's user, as such a driver
+    /// would. Until then the bot's saves fail and are retried each second.
+    pub async fn open_claim_to_pods(&self, claim: &PersistentVolumeClaim) {
+        use std::os::unix::fs::PermissionsExt;
+        let volume = claim.spec.as_ref().and_then(|s| s.volume_name.clone()).expect("a bound claim names its volume");
+        let pv = Api::<PersistentVolume>::all(self.client.clone()).get(&volume).await.unwrap();
+        let dir = pv.spec.and_then(|s| s.host_path).map(|h| h.path).expect("a hostPath volume");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+
+    /// Waits until `more` audible seconds were heard after `cut`; returns the longest
+    /// silence heard since: the time without music.
+    pub async fn heard_again(&self, b: &discord_sim::Bot<'_>, guild: u64, cut: &Cut, more: f64) -> f64 {
+        let deadline = Instant::now() + WAIT;
+        while b.audio(guild).audible_seconds < cut.audible + more {
+            assert!(Instant::now() < deadline, "no audio came back: {:?}", b.audio(guild));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        b.audio(guild).pauses.get(cut.pauses..).unwrap_or_default().iter().copied().fold(0.0, f64::max)
+    }
+
     /// The Events about `object` with `reason` in `ns`, as `kubectl get events` lists them.
     pub fn events(&self, ns: &str, object: &str, reason: &str) -> String {
         let selector = format!("involvedObject.name={object},reason={reason}");
@@ -268,4 +319,24 @@ impl Product {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
+}
+
+/// The process `comm` (as /proc shows it, at most 15 characters) of a pod, as the host sees
+/// it: its cgroup names the pod's uid.
+pub fn host_pid_of(pod: &Pod, comm_name: &str) -> u32 {
+    let uid = pod.uid().unwrap();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        let cgroup = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
+        if comm.trim() == comm_name && cgroup.contains(&uid) {
+            return pid;
+        }
+    }
+    panic!("no {comm_name} process of pod {} on the host", pod.name_any())
+}
+
+pub fn kill(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
 }

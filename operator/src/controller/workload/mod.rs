@@ -1,18 +1,21 @@
 //! The desired bot-runner StatefulSet for a MusicBot: a pure function of the spec, the
 //! operator's defaults and the token's digest, unit-tested without an API server.
 
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec, StatefulSetUpdateStrategy,
+};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction,
-    KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
-use musicbot_api::crd::{CaBundle, ImagePullPolicy, MusicBot, PodOverrides};
-use musicbot_api::env::{BotEnv, CA_MOUNT_DIR, LogFormat, TOKEN_MOUNT_DIR};
+use musicbot_api::crd::{CaBundle, ImagePullPolicy, MusicBot, PodOverrides, SESSION_CLAIM_SIZE, SessionSettings};
+use musicbot_api::env::{BotEnv, CA_MOUNT_DIR, LogFormat, SESSION_MOUNT_DIR, TOKEN_MOUNT_DIR};
 use musicbot_api::labels::{self, CONFIG_HASH_ANNOTATION, selector_labels};
 use std::collections::BTreeMap;
 
@@ -27,6 +30,8 @@ const STARTUP_PROBE_PATH: &str = "/ready?wait=9&startup=true";
 const RUNNER_UID: i64 = 65532;
 /// The container port's name, which the probes address it by.
 const HTTP_PORT_NAME: &str = "http";
+/// The volume (a claim template: one claim per shard) the session is kept on.
+const SESSION_VOLUME: &str = "session";
 
 /// Operator-wide settings for bot pods (flags of the operator, values of the chart).
 #[derive(Clone, Debug)]
@@ -102,6 +107,7 @@ fn bot_env(bot: &MusicBot, defaults: &BotDefaults) -> Vec<EnvVar> {
         presence: spec.presence.clone(),
         discord_api_url: defaults.discord_api_url.clone(),
         media_allow: defaults.media_allow.clone(),
+        session_max_age_seconds: spec.session.as_ref().map(|s| s.max_age_seconds),
     };
     let mut env = contract.env_vars();
     // Read-only root filesystem: yt-dlp and friends write under $HOME.
@@ -141,6 +147,32 @@ pub fn statefulset(bot: &MusicBot, defaults: &BotDefaults, token_digest: &str) -
                 ..Default::default()
             }),
             template: pod_template(bot, defaults, token_digest),
+            volume_claim_templates: bot.spec.session.as_ref().map(|s| vec![session_claim(s)]),
+            // A shard's session goes with its MusicBot, and stays while the bot is scaled
+            // down (suspended, or held) to be played on when it comes back.
+            persistent_volume_claim_retention_policy: bot.spec.session.as_ref().map(|_| {
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some("Delete".into()),
+                    when_scaled: Some("Retain".into()),
+                }
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The claim each shard keeps its session on (mounted at [`SESSION_MOUNT_DIR`]).
+fn session_claim(session: &SessionSettings) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta { name: Some(SESSION_VOLUME.into()), ..Default::default() },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: session.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(quantities([("storage", SESSION_CLAIM_SIZE)])),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -301,6 +333,10 @@ fn pod_volumes(bot: &MusicBot, defaults: &BotDefaults) -> (Vec<Volume>, Vec<Volu
             ..Default::default()
         });
         mounts.push(mount("ca-bundle", CA_MOUNT_DIR, true));
+    }
+    // The volume itself is the claim template's, which the StatefulSet adds to each pod.
+    if spec.session.is_some() {
+        mounts.push(mount(SESSION_VOLUME, SESSION_MOUNT_DIR, false));
     }
     let Some(pod) = &spec.pod else { return (volumes, mounts) };
     let mut names: std::collections::BTreeSet<String> = volumes.iter().map(|v| v.name.clone()).collect();

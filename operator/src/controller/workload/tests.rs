@@ -282,3 +282,44 @@ fn what_the_api_server_receives_keeps_its_shape() {
     assert_eq!(c["livenessProbe"]["httpGet"], json!({"path": "/health", "port": "http"}));
     assert_eq!(c["resources"], json!({"requests": {"cpu": "50m", "memory": "48Mi"}, "limits": {"memory": "256Mi"}}));
 }
+
+#[test]
+fn a_session_is_a_claim_per_shard_mounted_where_bot_runner_is_told() {
+    let plain = statefulset(&basic(), &BotDefaults::default(), "d");
+    let spec = plain.spec.as_ref().unwrap();
+    assert!(spec.volume_claim_templates.is_none() && spec.persistent_volume_claim_retention_policy.is_none());
+    let env = pod_spec(&plain).containers[0].env.clone().unwrap();
+    assert!(!env.iter().any(|e| e.name.starts_with("MUSICBOT_SESSION")), "no session without spec.session");
+
+    let kept = bot(json!({"clientId": "123456789012345678", "tokenSecretRef": {"name": "radio-token"},
+        "session": {"storageClassName": "fast", "maxAgeSeconds": 120}}));
+    let sts = statefulset(&kept, &BotDefaults::default(), "d");
+    let spec = sts.spec.as_ref().unwrap();
+    let claim = &spec.volume_claim_templates.as_ref().unwrap()[0];
+    let claim_spec = claim.spec.as_ref().unwrap();
+    assert_eq!(claim.metadata.name.as_deref(), Some("session"));
+    assert_eq!(claim_spec.storage_class_name.as_deref(), Some("fast"));
+    assert_eq!(claim_spec.access_modes, Some(vec!["ReadWriteOnce".to_string()]));
+    let policy = spec.persistent_volume_claim_retention_policy.as_ref().unwrap();
+    assert_eq!((policy.when_deleted.as_deref(), policy.when_scaled.as_deref()), (Some("Delete"), Some("Retain")));
+    let c = &pod_spec(&sts).containers[0];
+    let mount = c.volume_mounts.as_ref().unwrap().iter().find(|m| m.name == "session").unwrap();
+    assert_eq!(mount.mount_path, SESSION_MOUNT_DIR);
+    assert_ne!(mount.read_only, Some(true));
+    let env = c.env.as_ref().unwrap();
+    let get = |n: &str| env.iter().find(|e| e.name == n).and_then(|e| e.value.clone());
+    assert_eq!(get("MUSICBOT_SESSION_DIR").as_deref(), Some(SESSION_MOUNT_DIR));
+    assert_eq!(get("MUSICBOT_SESSION_MAX_AGE_SECONDS").as_deref(), Some("120"));
+    // A spec volume may not take the claim's name, nor a mount its path.
+    let mut hijack = kept.clone();
+    hijack.spec.pod = Some(
+        serde_json::from_value(json!({
+            "volumes": [{"name": "session", "emptyDir": {}}],
+            "volumeMounts": [{"name": "x", "mountPath": "/var/lib/musicbot/session/inner"}]
+        }))
+        .unwrap(),
+    );
+    let (volumes, mounts) = pod_volumes(&hijack, &BotDefaults::default());
+    assert!(!volumes.iter().any(|v| v.name == "session"));
+    assert_eq!(mounts.iter().filter(|m| m.mount_path.starts_with(SESSION_MOUNT_DIR)).count(), 1);
+}
