@@ -46,6 +46,8 @@ struct Watch {
     /// Stalls in a row, and when the last one was healed.
     stalls: u32,
     healed_at: Option<Instant>,
+    /// A rejoin is bringing the track back (under a new id): the count goes on with it.
+    rejoining: bool,
 }
 
 /// What one look at a guild found.
@@ -66,8 +68,14 @@ impl Watchdog {
             still_since: now,
             stalls: 0,
             healed_at: None,
+            rejoining: false,
         });
         if w.healed_at.is_some_and(|t| now.duration_since(t) >= HEALED_AFTER) {
+            w.stalls = 0;
+            w.healed_at = None;
+        }
+        if w.track != track && !std::mem::take(&mut w.rejoining) {
+            // Another track (skipped to, or asked for after a stop): a new count.
             w.stalls = 0;
             w.healed_at = None;
         }
@@ -105,7 +113,8 @@ impl Watchdog {
     }
 
     fn put_back(&self, guild: GuildId, watch: Option<Watch>) {
-        if let Some(w) = watch {
+        if let Some(mut w) = watch {
+            w.rejoining = true;
             self.guilds.lock().expect("watchdog lock").insert(guild, w);
         }
     }
@@ -192,9 +201,15 @@ mod tests {
         // No answer from songbird counts as not moving.
         assert_eq!(w.observe(G, 1, None, at(11)), Verdict::Stalled { in_a_row: 2 });
         assert_eq!(w.last_position(G, 1), Some(Duration::from_secs(2)));
-        // A new track moves; a minute of music clears the count.
+        // The track a rejoin brings back (a new id) goes on counting...
+        let watch = w.take(G);
+        w.put_back(G, watch);
         assert_eq!(w.observe(G, 2, Some(Duration::ZERO), at(12)), Verdict::Fine);
-        assert_eq!(w.observe(G, 2, Some(Duration::from_secs(70)), at(75)), Verdict::Fine);
-        assert_eq!(w.observe(G, 2, Some(Duration::from_secs(70)), at(80)), Verdict::Stalled { in_a_row: 1 });
+        assert_eq!(w.observe(G, 2, Some(Duration::ZERO), at(17)), Verdict::Stalled { in_a_row: 3 });
+        // ...another track starts a new count, and so does a minute of music.
+        assert_eq!(w.observe(G, 3, Some(Duration::ZERO), at(18)), Verdict::Fine);
+        assert_eq!(w.observe(G, 3, Some(Duration::ZERO), at(23)), Verdict::Stalled { in_a_row: 1 });
+        assert_eq!(w.observe(G, 3, Some(Duration::from_secs(70)), at(90)), Verdict::Fine);
+        assert_eq!(w.observe(G, 3, Some(Duration::from_secs(70)), at(95)), Verdict::Stalled { in_a_row: 1 });
     }
 }
