@@ -29,6 +29,17 @@ fn says(c: &Condition) -> (ConditionStatus, Reason) {
 }
 
 /// A point in time, `s` seconds after the epoch.
+/// What reconcile saw, with the image allowed and identifies to spare.
+fn observed<'a>(
+    token: &'a Result<String, TokenProblem>,
+    statefulset: Option<&'a StatefulSet>,
+    pods: &'a [Pod],
+    reports: &'a [PodReport],
+    now: Time,
+) -> Observed<'a> {
+    Observed { token, image: None, statefulset, pods, reports, budget: &Budget::Fine, now }
+}
+
 fn t(s: i64) -> Time {
     Time(k8s_openapi::jiff::Timestamp::from_second(s).unwrap())
 }
@@ -36,18 +47,7 @@ fn t(s: i64) -> Time {
 #[test]
 fn a_missing_secret_fails_the_bot_with_a_reason() {
     let token = Err(TokenProblem::SecretNotFound("t".into()));
-    let s = compute(
-        &bot(None, false),
-        &Observed {
-            token: &token,
-            image: None,
-            statefulset: None,
-            pods: &[],
-            reports: &[],
-            budget: &Budget::Fine,
-            now: t(1),
-        },
-    );
+    let s = compute(&bot(None, false), &observed(&token, None, &[], &[], t(1)));
     assert_eq!(s.phase, Some(Phase::Failed));
     let c = cond(&s, ConditionType::TokenResolved);
     assert_eq!(says(c), (ConditionStatus::False, Reason::SecretNotFound));
@@ -60,18 +60,7 @@ fn a_missing_secret_fails_the_bot_with_a_reason() {
 #[test]
 fn phase_follows_ready_shards_and_counts_sum_reports() {
     let token = Ok("d".to_string());
-    let pending = compute(
-        &bot(None, false),
-        &Observed {
-            token: &token,
-            image: None,
-            statefulset: Some(&sts(0)),
-            pods: &[],
-            reports: &[],
-            budget: &Budget::Fine,
-            now: t(1),
-        },
-    );
+    let pending = compute(&bot(None, false), &observed(&token, Some(&sts(0)), &[], &[], t(1)));
     assert_eq!(pending.phase, Some(Phase::Pending));
     assert_eq!(cond(&pending, ConditionType::GatewayConnected).status, ConditionStatus::Unknown);
     let reports = [PodReport {
@@ -85,18 +74,7 @@ fn phase_follows_ready_shards_and_counts_sum_reports() {
             ..Default::default()
         },
     }];
-    let running = compute(
-        &bot(Some(pending.clone()), false),
-        &Observed {
-            token: &token,
-            image: None,
-            statefulset: Some(&sts(1)),
-            pods: &[],
-            reports: &reports,
-            budget: &Budget::Fine,
-            now: t(2),
-        },
-    );
+    let running = compute(&bot(Some(pending.clone()), false), &observed(&token, Some(&sts(1)), &[], &reports, t(2)));
     assert_eq!(running.phase, Some(Phase::Running));
     assert_eq!((running.guilds, running.users, running.voice_connections), (Some(5), Some(1250), Some(2)));
     assert_eq!(running.pod_name.as_deref(), Some("radio-0"));
@@ -106,18 +84,7 @@ fn phase_follows_ready_shards_and_counts_sum_reports() {
     assert_eq!(cond(&running, ConditionType::TokenResolved).last_transition_time, t(1));
     assert!(notices(Some(&pending), &running).iter().any(|n| n.reason == Reason::Running));
     // A steady state publishes nothing.
-    let again = compute(
-        &bot(Some(running.clone()), false),
-        &Observed {
-            token: &token,
-            image: None,
-            statefulset: Some(&sts(1)),
-            pods: &[],
-            reports: &reports,
-            budget: &Budget::Fine,
-            now: t(3),
-        },
-    );
+    let again = compute(&bot(Some(running.clone()), false), &observed(&token, Some(&sts(1)), &[], &reports, t(3)));
     assert_eq!(again, running);
     assert!(notices(Some(&running), &again).is_empty());
 }
@@ -125,32 +92,10 @@ fn phase_follows_ready_shards_and_counts_sum_reports() {
 #[test]
 fn suspension_and_resumption_are_reported() {
     let token = Ok("d".to_string());
-    let suspended = compute(
-        &bot(None, true),
-        &Observed {
-            token: &token,
-            image: None,
-            statefulset: Some(&sts(0)),
-            pods: &[],
-            reports: &[],
-            budget: &Budget::Fine,
-            now: t(0),
-        },
-    );
+    let suspended = compute(&bot(None, true), &observed(&token, Some(&sts(0)), &[], &[], t(0)));
     assert_eq!(suspended.phase, Some(Phase::Suspended));
     assert_eq!(cond(&suspended, ConditionType::Ready).reason, Reason::Suspended);
-    let resumed = compute(
-        &bot(Some(suspended.clone()), false),
-        &Observed {
-            token: &token,
-            image: None,
-            statefulset: Some(&sts(0)),
-            pods: &[],
-            reports: &[],
-            budget: &Budget::Fine,
-            now: t(0),
-        },
-    );
+    let resumed = compute(&bot(Some(suspended.clone()), false), &observed(&token, Some(&sts(0)), &[], &[], t(0)));
     let reasons: Vec<_> = notices(Some(&suspended), &resumed).into_iter().map(|n| n.reason).collect();
     assert_eq!(reasons, [Reason::Resumed]);
 }
@@ -158,31 +103,9 @@ fn suspension_and_resumption_are_reported() {
 #[test]
 fn a_fixed_token_is_announced() {
     let bad = Err(TokenProblem::Empty { secret: "t".into(), key: "token".into() });
-    let failed = compute(
-        &bot(None, false),
-        &Observed {
-            token: &bad,
-            image: None,
-            statefulset: None,
-            pods: &[],
-            reports: &[],
-            budget: &Budget::Fine,
-            now: t(0),
-        },
-    );
+    let failed = compute(&bot(None, false), &observed(&bad, None, &[], &[], t(0)));
     let good = Ok("d".to_string());
-    let fixed = compute(
-        &bot(Some(failed.clone()), false),
-        &Observed {
-            token: &good,
-            image: None,
-            statefulset: Some(&sts(0)),
-            pods: &[],
-            reports: &[],
-            budget: &Budget::Fine,
-            now: t(0),
-        },
-    );
+    let fixed = compute(&bot(Some(failed.clone()), false), &observed(&good, Some(&sts(0)), &[], &[], t(0)));
     assert!(notices(Some(&failed), &fixed).iter().any(|n| n.reason == Reason::TokenResolved && !n.warning));
 }
 
@@ -256,10 +179,7 @@ fn waiting(reason: &str, message: &str, last: Option<serde_json::Value>) -> serd
 
 fn observe(b: &MusicBot, pods: &[Pod], reports: &[PodReport], now: Time) -> MusicBotStatus {
     let token = Ok("d".to_string());
-    compute(
-        b,
-        &Observed { token: &token, image: None, statefulset: Some(&sts(0)), pods, reports, budget: &Budget::Fine, now },
-    )
+    compute(b, &observed(&token, Some(&sts(0)), pods, reports, now))
 }
 
 #[test]
@@ -343,18 +263,7 @@ fn a_crash_loop_stays_one_problem_while_the_kubelet_restarts_the_container() {
     assert_eq!(observe(&bot(None, false), std::slice::from_ref(&running), &[], t(0)).phase, Some(Phase::Pending));
     let ready = with_state(json!({"running": {"startedAt": "2026-12-01T10:00:00Z"}}), exit(1), true);
     let token = Ok("d".to_string());
-    let s = compute(
-        &bot(Some(last), false),
-        &Observed {
-            token: &token,
-            image: None,
-            statefulset: Some(&sts(1)),
-            pods: &[ready],
-            reports: &[],
-            budget: &Budget::Fine,
-            now: t(3),
-        },
-    );
+    let s = compute(&bot(Some(last), false), &observed(&token, Some(&sts(1)), &[ready], &[], t(3)));
     assert_eq!(s.phase, Some(Phase::Running));
 }
 
@@ -397,18 +306,7 @@ fn one_broken_shard_of_two_degrades_the_bot_and_names_the_pod() {
     b.spec.shards = 2;
     let token = Ok("d".to_string());
     let broken = pod("radio-1", waiting("CreateContainerConfigError", "configmap \"corp-ca\" not found", None));
-    let s = compute(
-        &b,
-        &Observed {
-            token: &token,
-            image: None,
-            statefulset: Some(&sts(1)),
-            pods: &[broken],
-            reports: &[],
-            budget: &Budget::Fine,
-            now: t(0),
-        },
-    );
+    let s = compute(&b, &observed(&token, Some(&sts(1)), &[broken], &[], t(0)));
     assert_eq!(s.phase, Some(Phase::Degraded));
     let ready = cond(&s, ConditionType::Ready);
     assert_eq!(ready.reason, Reason::ContainerConfigError);
