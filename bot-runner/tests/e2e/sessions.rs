@@ -45,10 +45,8 @@ fn positions(b: &discord_sim::Bot<'_>, cut: f64) -> (f64, f64) {
 
 #[tokio::test]
 async fn a_stopped_or_killed_bot_plays_on_from_where_it_was_with_its_queue() -> anyhow::Result<()> {
-    let sim = world().start().await?;
-    let tones = Tones::start().await?;
     let dir = tempfile::tempdir()?;
-    let mut bot = started(&sim, with_session(dir.path())).await?;
+    let Scene { sim, tones, mut bot } = Scene::start(with_session(dir.path())).await?;
     let b = sim.bot(&token_for(APP));
 
     let reply = ask(&sim, &b, play(&tones.ramp(RAMP_HZ, 24))).await?;
@@ -97,10 +95,8 @@ async fn a_stopped_or_killed_bot_plays_on_from_where_it_was_with_its_queue() -> 
 
 #[tokio::test]
 async fn a_session_older_than_the_maximum_age_is_not_played() -> anyhow::Result<()> {
-    let sim = world().start().await?;
-    let tones = Tones::start().await?;
     let dir = tempfile::tempdir()?;
-    let mut bot = started(&sim, with_session(dir.path())).await?;
+    let Scene { sim, tones, mut bot } = Scene::start(with_session(dir.path())).await?;
     let b = sim.bot(&token_for(APP));
     ask(&sim, &b, play(&tones.wav(440, 60))).await?;
     b.wait_for_audio(GUILD, 1.0, WAIT).await?;
@@ -137,9 +133,7 @@ async fn hear(b: &discord_sim::Bot<'_>, hz: f64) -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn queued_files_and_pages_play_back_to_back() -> anyhow::Result<()> {
-    let sim = world().start().await?;
-    let tones = Tones::start().await?;
-    let bot = started(&sim, Launch::bot(APP)).await?;
+    let Scene { sim, tones, bot } = Scene::start(Launch::bot(APP)).await?;
     let b = sim.bot(&token_for(APP));
     // Pages go through yt-dlp, which takes a second or more to start: only a next track
     // readied in advance starts without a pause.
@@ -170,9 +164,7 @@ fn kill9(pid: u32) {
 #[tokio::test]
 async fn a_source_that_stops_sending_is_healed_by_rejoining_and_one_that_keeps_stopping_fails_health()
 -> anyhow::Result<()> {
-    let sim = world().start().await?;
-    let tones = Tones::start().await?;
-    let bot = started(&sim, Launch::bot(APP)).await?;
+    let Scene { sim, tones, bot } = Scene::start(Launch::bot(APP)).await?;
     let b = sim.bot(&token_for(APP));
 
     // The file's first answer stops after 4 s of audio; songbird's mixer waits on it and
