@@ -260,7 +260,7 @@ async fn seek_when_ready(
 /// readies the next track as the current one nears its end, and writes the session (when
 /// the bot has a store). Ends with the service.
 pub async fn keep(music: std::sync::Weak<MusicService>) {
-    let mut last: Option<Vec<u8>> = None;
+    let mut last: Option<Vec<SavedGuild>> = None;
     let mut tick = tokio::time::interval(SAVE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -274,12 +274,12 @@ pub async fn keep(music: std::sync::Weak<MusicService>) {
         }
         let saved = music.snapshot().await;
         // Written when something changed: an idle bot does not touch its disk.
-        let body = serde_json::to_vec(&saved.guilds).unwrap_or_default();
-        if last.as_ref() == Some(&body) {
+        if last.as_ref() == Some(&saved.guilds) {
             continue;
         }
+        let guilds = saved.guilds.clone();
         match tokio::task::spawn_blocking(move || store.save(&saved)).await {
-            Ok(Ok(())) => last = Some(body),
+            Ok(Ok(())) => last = Some(guilds),
             Ok(Err(e)) => warn!(error = %e, "cannot save the session"),
             Err(e) => warn!(error = %e, "saving the session panicked"),
         }
