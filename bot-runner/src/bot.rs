@@ -79,7 +79,11 @@ impl Bot {
         let client_id = spec.client_id.unwrap_or_else(|| token.client_id());
         // poise hands the bot to every command, but the bot needs the client built first.
         let cell: Arc<OnceLock<Arc<Bot>>> = Arc::new(OnceLock::new());
-        let songbird = songbird::Songbird::serenity();
+        // Decrypted, not decoded: the watchdog reads the voice server's RTCP reports, and
+        // what listeners say is never needed.
+        let songbird = songbird::Songbird::serenity_from_config(
+            songbird::Config::default().decode_mode(songbird::driver::DecodeMode::Decrypt),
+        );
         let guilds = Arc::new(GuildIndex::default());
         let hook = VoiceHook { songbird: songbird.clone(), guilds: guilds.clone() };
         let client = build_client(&spec, &token, client_id, rt, hook, cell.clone()).await?;

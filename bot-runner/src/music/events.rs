@@ -2,7 +2,7 @@
 //! runs handlers one after another, and ours wait on a guild's lock.
 
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use backon::Retryable as _;
 use serenity::all::{ChannelId, GuildId};
@@ -59,12 +59,35 @@ impl EventHandler for DriverState {
             return None;
         }
         match ctx {
-            EventContext::DriverConnect(_) | EventContext::DriverReconnect(_) => music.set_connected(self.guild, true),
+            EventContext::DriverConnect(c) | EventContext::DriverReconnect(c) => {
+                music.set_connected(self.guild, true);
+                music.watchdog.connected(self.guild, c.ssrc, Instant::now());
+            }
             EventContext::DriverDisconnect(d) => {
                 info!(guild = %self.guild, kind = ?d.kind, reason = ?d.reason, "voice driver disconnected");
                 music.set_connected(self.guild, false);
             }
             _ => {}
+        }
+        None
+    }
+}
+
+/// Hands the voice server's RTCP reports on the bot's audio to the watchdog. Runs inline:
+/// it only takes a lock to note a number.
+pub(super) struct Reports {
+    pub music: Weak<MusicService>,
+    pub guild: GuildId,
+}
+
+#[serenity::async_trait]
+impl EventHandler for Reports {
+    async fn act(&self, ctx: &EventContext<'_>) -> Option<Event> {
+        let EventContext::RtcpPacket(data) = ctx else { return None };
+        let music = self.music.upgrade()?;
+        let blocks = super::watchdog::report_blocks(&data.packet, data.payload_offset, data.payload_end_pad);
+        for (ssrc, highest) in blocks {
+            music.watchdog.reported(self.guild, ssrc, highest, Instant::now());
         }
         None
     }

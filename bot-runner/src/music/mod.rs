@@ -158,6 +158,10 @@ impl MusicService {
                     Event::Core(CoreEvent::DriverDisconnect),
                     events::Rejoin { music: Arc::downgrade(self), guild },
                 );
+                c.add_global_event(
+                    Event::Core(CoreEvent::RtcpPacket),
+                    events::Reports { music: Arc::downgrade(self), guild },
+                );
                 p.events_on = Some(Arc::downgrade(&call));
             }
         }
@@ -191,7 +195,7 @@ impl MusicService {
 
     /// Leaves voice and forgets the guild's queue.
     pub async fn leave(&self, guild: GuildId, why: &str) {
-        self.watchdog.forget(guild);
+        self.watchdog.left(guild);
         let player = self.players.lock().expect("players lock").remove(&guild);
         if let Some(player) = player {
             player.lock().await.stop();

@@ -162,6 +162,35 @@ fn kill9(pid: u32) {
 }
 
 #[tokio::test]
+async fn a_call_whose_udp_the_server_stops_taking_in_is_rejoined_and_plays_on_from_the_last_heard_second()
+-> anyhow::Result<()> {
+    let Scene { sim, tones, bot } = Scene::start(Launch::bot(APP)).await?;
+    let b = sim.bot(&token_for(APP));
+    ask(&sim, &b, play(&tones.ramp(RAMP_HZ, 40))).await?;
+    b.wait_for_audio(GUILD, 4.0, WAIT).await?;
+    let before = b.voice(GUILD).expect("in voice");
+    assert!(before.reports_sent > 0, "the server reports what it hears: {before:?}");
+
+    // songbird goes on sending, its websocket stays up, nothing reaches the server: only the
+    // reports that stop rising tell the bot.
+    assert!(b.blackhole_voice(GUILD));
+    let cut = audible(&b);
+    heard_past(&b, cut, 3.0).await?;
+    let after = b.voice(GUILD).expect("in voice again");
+    assert_ne!(after.ssrc, before.ssrc, "a new voice session");
+    assert!(!after.blackholed);
+    let (stopped, resumed) = positions(&b, cut);
+    eprintln!("blackholed at ramp second {stopped:.0}, resumed at {resumed:.0}");
+    assert!((resumed - stopped).abs() <= 2.0, "the listeners stopped at {stopped}, it resumed at {resumed}");
+    let status = bot.json("/status").await?;
+    assert_eq!(status["bots"][0]["voiceStalls"], 1, "{status}");
+    let said: Vec<String> = b.messages().iter().filter_map(|m| m["content"].as_str().map(str::to_string)).collect();
+    assert_eq!(said.iter().filter(|m| m.contains("stalled")).count(), 1, "{said:?}");
+    assert!(bot.logs().contains("the voice server hears nothing"), "the log says why");
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_source_that_stops_sending_is_healed_by_rejoining_and_one_that_keeps_stopping_fails_health()
 -> anyhow::Result<()> {
     let Scene { sim, tones, bot } = Scene::start(Launch::bot(APP)).await?;

@@ -218,6 +218,21 @@ impl Bot<'_> {
         self.voice_conn(guild, Outgoing::Close(code, format!("closed by test ({code})")))
     }
 
+    /// Fault: the voice server silently takes in none of the UDP of the bot's current voice
+    /// session in `guild` (no audio heard, no receiver reports), as when a NAT forgot the
+    /// path or the server forgot the session; the websocket stays up. A new session (the bot
+    /// leaves and joins again) is not affected. False without a session.
+    pub fn blackhole_voice(&self, guild: u64) -> bool {
+        let user = self.user_id();
+        self.sim.shared.update(|s, _| match s.voice.get_mut(&(guild, user)) {
+            Some(v) => {
+                v.blackholed = true;
+                true
+            }
+            None => false,
+        })
+    }
+
     fn voice_conn(&self, guild: u64, out: Outgoing) -> bool {
         let user = self.user_id();
         self.sim.shared.update(|s, _| match s.voice.get_mut(&(guild, user)).and_then(|v| v.conn.take()) {
@@ -295,5 +310,7 @@ fn voice_view(s: &State, guild: u64, user: u64) -> Option<VoiceConnection> {
         mode: v.mode.clone(),
         speaking: v.speaking,
         resumes: v.resumes,
+        reports_sent: v.reports.sent,
+        blackholed: v.blackholed,
     })
 }

@@ -93,6 +93,8 @@ impl State {
                 udp_peer: None,
                 speaking: None,
                 resumes: 0,
+                blackholed: false,
+                reports: Default::default(),
             };
             old = self.voice.insert(key, session);
         }

@@ -30,6 +30,7 @@ mod payloads;
 pub mod pki;
 mod records;
 pub mod rest;
+pub mod rtcp;
 pub mod rtp;
 mod spec;
 mod state;

@@ -111,4 +111,8 @@ pub struct VoiceConnection {
     /// Last SPEAKING flags the bot sent.
     pub speaking: Option<u64>,
     pub resumes: u32,
+    /// RTCP receiver reports sent to the bot on this session.
+    pub reports_sent: u32,
+    /// [`crate::Bot::blackhole_voice`] is dropping this session's UDP.
+    pub blackholed: bool,
 }

@@ -97,27 +97,32 @@ pub fn decrypt(cipher: &VoiceCipher, packet: &[u8]) -> Result<VoiceFrame, Decryp
     })
 }
 
+/// Seals a packet the way songbird does: the header in clear as additional data, then the
+/// ciphertext, the tag and the counter. RTCP is sealed the same way, with its 8-byte header.
+pub fn seal(cipher: &VoiceCipher, header: &[u8], body: &[u8], counter: u32) -> Vec<u8> {
+    let mut buf = body.to_vec();
+    let tag = match cipher {
+        VoiceCipher::Aes(c) => {
+            let mut nonce = Nonce::default();
+            nonce[..4].copy_from_slice(&counter.to_be_bytes());
+            c.encrypt_in_place_detached(&nonce, header, &mut buf)
+                .expect("a buffer of any length can be sealed")
+                .to_vec()
+        }
+        VoiceCipher::XChaCha(c) => {
+            let mut nonce = XNonce::default();
+            nonce[..4].copy_from_slice(&counter.to_be_bytes());
+            c.encrypt_in_place_detached(&nonce, header, &mut buf)
+                .expect("a buffer of any length can be sealed")
+                .to_vec()
+        }
+    };
+    [header, &buf, &tag, &counter.to_be_bytes()].concat()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Seals a packet the way songbird does (header as AAD, counter appended).
-    fn seal(cipher: &VoiceCipher, header: &[u8], body: &[u8], counter: u32) -> Vec<u8> {
-        let mut buf = body.to_vec();
-        let tag = match cipher {
-            VoiceCipher::Aes(c) => {
-                let mut nonce = Nonce::default();
-                nonce[..4].copy_from_slice(&counter.to_be_bytes());
-                c.encrypt_in_place_detached(&nonce, header, &mut buf).unwrap().to_vec()
-            }
-            VoiceCipher::XChaCha(c) => {
-                let mut nonce = XNonce::default();
-                nonce[..4].copy_from_slice(&counter.to_be_bytes());
-                c.encrypt_in_place_detached(&nonce, header, &mut buf).unwrap().to_vec()
-            }
-        };
-        [header, &buf, &tag, &counter.to_be_bytes()].concat()
-    }
 
     fn header(extension: bool) -> Vec<u8> {
         let mut h = vec![

@@ -1,7 +1,9 @@
-//! The UDP voice server: answers IP discovery, then decrypts and decodes every audio packet.
+//! The UDP voice server: answers IP discovery, then decrypts and decodes every audio packet
+//! and says how far the audio got in a receiver report each second.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use discortp::discord::{IpDiscoveryPacket, IpDiscoveryType, MutableIpDiscoveryPacket};
 use tokio::net::UdpSocket;
@@ -43,16 +45,28 @@ fn on_packet(s: &mut State, packet: &[u8], peer: SocketAddr) -> Option<Vec<u8>> 
     }
     // Anything else that is not Opus over RTP (UDP keepalives, RTCP) needs no answer.
     let key = *s.ssrcs.get(&rtp::opus_ssrc(packet)?)?;
-    let cipher = s.voice.get(&key)?.cipher.as_ref()?;
+    let session = s.voice.get_mut(&key)?;
+    if session.blackholed {
+        return None;
+    }
+    let cipher = session.cipher.as_ref()?;
+    let frame = rtp::decrypt(cipher, packet);
+    let report = match &frame {
+        Ok(f) => {
+            session.reports.received(f.sequence);
+            session.reports.due(cipher, f.ssrc, Instant::now())
+        }
+        Err(_) => None,
+    };
     let track = match s.audio.entry(key) {
         std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
         std::collections::hash_map::Entry::Vacant(e) => e.insert(AudioTrack::new().ok()?),
     };
-    match rtp::decrypt(cipher, packet) {
+    match frame {
         Ok(frame) => track.push(frame.ssrc, frame.timestamp, &frame.opus),
         Err(_) => track.decrypt_failed(),
     }
-    None
+    report
 }
 
 /// The peer's address as the server sees it, NUL-padded, as songbird expects.

@@ -1,7 +1,8 @@
 //! Music that survives the pod: a MusicBot with `spec.session` keeps its session on a claim
 //! per shard (the node's hostPath provisioner makes the volume), so the pod that replaces
 //! one rolled by a token rotation, or the container the kubelet restarts after a SIGKILL,
-//! plays on from where the music was.
+//! plays on from where the music was; and a pod whose voice UDP the server stops taking
+//! in rejoins and plays on.
 
 use std::time::{Duration, Instant};
 
@@ -74,6 +75,22 @@ fn a_replaced_or_killed_bot_pod_plays_on_from_where_it_was() {
         let (stopped, resumed) = positions(&next, slot.guild, cut.audible);
         eprintln!("SIGKILL: stopped at ramp second {stopped:.0}, resumed at {resumed:.0}, silence {silence:.1} s");
         assert!((resumed - stopped).abs() <= 2.0, "stopped at {stopped}, resumed at {resumed}");
+
+        // The voice server stops taking in the pod's UDP (the websocket stays up): the
+        // watchdog hears no more reports, rejoins on a new session, and plays on from where
+        // the listeners stopped hearing.
+        next.wait_for_audio(slot.guild, cut.audible + 4.0, WAIT).await.unwrap();
+        let cut = Cut::of(&next, slot.guild);
+        let ssrc = next.voice(slot.guild).and_then(|v| v.ssrc);
+        assert!(next.voice(slot.guild).is_some_and(|v| v.reports_sent > 0), "{:?}", next.voice(slot.guild));
+        assert!(next.blackhole_voice(slot.guild));
+        let silence = p.heard_again(&next, slot.guild, &cut, 1.5).await;
+        let (stopped, resumed) = positions(&next, slot.guild, cut.audible);
+        eprintln!(
+            "UDP blackholed: stopped at ramp second {stopped:.0}, resumed at {resumed:.0}, silence {silence:.1} s"
+        );
+        assert!((resumed - stopped).abs() <= 2.0, "stopped at {stopped}, resumed at {resumed}");
+        assert_ne!(next.voice(slot.guild).and_then(|v| v.ssrc), ssrc, "a new voice session");
 
         // The queue goes on after the ramp.
         let deadline = Instant::now() + Duration::from_secs(90);

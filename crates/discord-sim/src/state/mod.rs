@@ -19,6 +19,7 @@ pub(crate) use budget::IdentifyBudget;
 
 use super::audio::AudioTrack;
 use super::records::{GatewayFrame, InteractionRecord, RecordedRequest};
+use super::rtcp::ReceiverReports;
 use super::rtp::VoiceCipher;
 use super::spec::{BotSpec, GuildSpec};
 
@@ -91,6 +92,10 @@ pub(crate) struct VoiceSession {
     pub udp_peer: Option<SocketAddr>,
     pub speaking: Option<u64>,
     pub resumes: u32,
+    /// Fault: the server takes in none of this session's UDP (see `Bot::blackhole_voice`).
+    pub blackholed: bool,
+    /// What the RTCP receiver reports say of the bot's audio.
+    pub reports: ReceiverReports,
 }
 
 pub(crate) struct Endpoints {
