@@ -15,6 +15,7 @@ use crate::bot::{Bot, BotSpec, Runtime};
 use crate::cli::{CommandsArgs, CommandsCommand, CommonArgs, FleetArgs, RunArgs};
 use crate::fleet::records::FleetRecords;
 use crate::fleet::{Fleet, Seat};
+use crate::handoff::FleetLink;
 use crate::metrics::Metrics;
 use crate::music::{MusicSettings, Sources};
 use crate::token;
@@ -35,6 +36,10 @@ async fn runtime(common: &CommonArgs) -> Result<Runtime> {
         metrics: Arc::new(Metrics::default()),
         mongo,
         identify_reserve: common.identify_reserve,
+        fleet_link: match &common.fleet_key_file {
+            Some(path) => Some(Arc::new(FleetLink::from_file(path)?)),
+            None => None,
+        },
     })
 }
 
@@ -176,7 +181,7 @@ async fn serve(
     // Not the signal's token: /health and /status answer until the bots have stopped.
     let stop_serving = CancellationToken::new();
     let server =
-        tokio::spawn(http::serve(listener, fleet.clone(), rt.metrics.clone(), stop_serving.clone().cancelled_owned()));
+        tokio::spawn(http::serve(listener, http::App::new(fleet.clone(), rt), stop_serving.clone().cancelled_owned()));
     let gave_up = async {
         match &exit {
             Exit::WhenTheBotStops(bot) => format!("{}: {}", bot.name, bot.stopped().await),

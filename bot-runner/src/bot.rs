@@ -14,6 +14,7 @@ use tracing::{Instrument as _, info, warn};
 
 use crate::cli::{PresenceArgs, SessionArgs};
 use crate::guilds::{GuildIndex, VoiceHook};
+use crate::handoff::FleetLink;
 use crate::metrics::{BotMetrics, Metrics, Snapshot};
 use crate::music::{MusicService, MusicSettings, SessionStore, Sources};
 use crate::tracking::Tracking;
@@ -43,6 +44,8 @@ pub struct Runtime {
     pub mongo: Option<(mongodb::Database, musicbot_db::Collections)>,
     /// Identifies kept back: at this many left the bot waits for Discord's reset.
     pub identify_reserve: u64,
+    /// The fleet this process's bots hand requests to, with `--fleet-key-file`.
+    pub fleet_link: Option<Arc<FleetLink>>,
 }
 
 pub struct Bot {
@@ -71,6 +74,7 @@ pub struct Bot {
     identify: Mutex<identify::Seen>,
     /// Cancelled by `shutdown`: a bot waiting for identifies stops waiting.
     stopping: CancellationToken,
+    pub fleet_link: Option<Arc<FleetLink>>,
 }
 
 impl Bot {
@@ -125,6 +129,7 @@ impl Bot {
             identify_reserve: rt.identify_reserve,
             identify: Mutex::new(identify::Seen::default()),
             stopping: CancellationToken::new(),
+            fleet_link: rt.fleet_link.clone(),
         });
         let _ = cell.set(bot.clone());
         tokio::spawn(crate::music::idle::sweep(Arc::downgrade(&music)));

@@ -155,6 +155,12 @@ pub struct CommonArgs {
     #[arg(long, env = "MUSICBOT_HTTP_HOST", default_value = "0.0.0.0")]
     pub http_host: String,
 
+    /// File holding the key of this bot's fleet: with it, a bot busy in another voice
+    /// channel hands `/play` to a free bot of the fleet, and takes such requests from them
+    /// (`POST /fleet/play`, `POST /fleet/directory`, the key as a bearer token).
+    #[arg(long, env = var::FLEET_KEY_FILE)]
+    pub fleet_key_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub music: MusicArgs,
 

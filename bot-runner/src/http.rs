@@ -1,33 +1,46 @@
-//! `/health` (liveness), `/ready` (readiness), `/metrics`, `/status` (for the operator) and
-//! `/bots` (the seed's listing). Nothing here can show a token: reports hold none.
+//! `/health` (liveness), `/ready` (readiness), `/metrics`, `/status` (for the operator),
+//! `/bots` (the seed's listing), and with a fleet key the fleet's two endpoints (the key as
+//! a bearer token). Nothing here can show a token: reports hold none.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use musicbot_api::handoff::{DIRECTORY_PATH, FleetDirectory, HandoffAnswer, HandoffRequest, PLAY_PATH};
 
-use crate::fleet::Fleet;
+use crate::bot::Runtime;
+use crate::fleet::{Fleet, SeatState};
+use crate::handoff::{self, FleetLink};
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
-struct App {
+pub struct App {
     fleet: Arc<Fleet>,
     metrics: Arc<Metrics>,
+    fleet_link: Option<Arc<FleetLink>>,
 }
 
-pub fn router(fleet: Arc<Fleet>, metrics: Arc<Metrics>) -> Router {
+impl App {
+    pub fn new(fleet: Arc<Fleet>, rt: &Runtime) -> Self {
+        Self { fleet, metrics: rt.metrics.clone(), fleet_link: rt.fleet_link.clone() }
+    }
+}
+
+pub fn router(app: App) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
         .route("/status", get(status))
         .route("/bots", get(bots))
-        .with_state(App { fleet, metrics })
+        .route(DIRECTORY_PATH, post(directory))
+        .route(PLAY_PATH, post(take))
+        .with_state(app)
 }
 
 /// How long a client may take to send a request's headers, and how long a kept-alive
@@ -36,15 +49,15 @@ pub fn router(fleet: Arc<Fleet>, metrics: Arc<Metrics>) -> Router {
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a request may take: the longest `/ready` hold and some time to answer.
 pub const REQUEST_TIMEOUT: Duration = MAX_READY_WAIT.saturating_add(Duration::from_secs(10));
-/// No endpoint reads a body; a larger one is refused with 413 before any handler runs.
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Only the fleet's endpoints read a body (a request, a directory of a hundred bots);
+/// a larger one is refused with 413 before any handler runs.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// How long shutdown waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    fleet: Arc<Fleet>,
-    metrics: Arc<Metrics>,
+    app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -52,7 +65,7 @@ pub async fn serve(
     use tower_http::limit::RequestBodyLimitLayer;
     use tower_http::timeout::TimeoutLayer;
 
-    let app = router(fleet, metrics)
+    let app = router(app)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT));
     let mut http1 = hyper::server::conn::http1::Builder::new();
@@ -158,6 +171,58 @@ async fn bots(State(app): State<App>) -> Json<serde_json::Value> {
     Json(app.fleet.bots().await)
 }
 
+/// The fleet's key checked: 503 without one (the process is in no fleet), 401 for a wrong
+/// or missing one. Neither says anything of the key.
+fn fleet_caller(app: &App, headers: &HeaderMap) -> Result<Arc<FleetLink>, (StatusCode, &'static str)> {
+    let Some(link) = app.fleet_link.clone() else {
+        return Err((StatusCode::SERVICE_UNAVAILABLE, "no fleet key configured\n"));
+    };
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if !link.authorized(given) {
+        return Err((StatusCode::UNAUTHORIZED, "unauthorized\n"));
+    }
+    Ok(link)
+}
+
+/// The body of a fleet request, read only once the key was checked: a stranger learns
+/// nothing, not even what a valid body looks like.
+fn fleet_body<T: serde::de::DeserializeOwned>(
+    app: &App,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Arc<FleetLink>, T), (StatusCode, String)> {
+    let link = fleet_caller(app, headers).map_err(|(code, why)| (code, why.to_string()))?;
+    let parsed =
+        serde_json::from_slice(body).map_err(|e| (StatusCode::BAD_REQUEST, format!("not a fleet request: {e}\n")))?;
+    Ok((link, parsed))
+}
+
+async fn directory(State(app): State<App>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    match fleet_body::<FleetDirectory>(&app, &headers, &body) {
+        Ok((link, directory)) => {
+            link.set_directory(directory);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(refused) => refused.into_response(),
+    }
+}
+
+async fn take(State(app): State<App>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let (link, request) = match fleet_body::<HandoffRequest>(&app, &headers, &body) {
+        Ok(ok) => ok,
+        Err(refused) => return refused.into_response(),
+    };
+    let bot = request.to.parse().ok().and_then(|id| app.fleet.seat(id)).and_then(|seat| match seat.state() {
+        SeatState::Running(bot) => Some(bot),
+        _ => None,
+    });
+    let answer = match bot {
+        Some(bot) => handoff::take(&bot, &link, &request).await,
+        None => HandoffAnswer::NotInGuild,
+    };
+    Json(answer).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,7 +259,8 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let fleet = Fleet::new(Vec::new(), false, Duration::from_secs(60));
-        tokio::spawn(serve(listener, fleet, Arc::new(Metrics::default()), std::future::pending()));
+        let app = App { fleet, metrics: Arc::new(Metrics::default()), fleet_link: None };
+        tokio::spawn(serve(listener, app, std::future::pending()));
         // Reads until the server closes the connection, or gives up after `within`.
         async fn closed_within(conn: &mut tokio::net::TcpStream, within: Duration) -> Option<(Duration, Vec<u8>)> {
             let start = std::time::Instant::now();
@@ -236,13 +302,42 @@ mod tests {
         assert_eq!(requested_wait(Some(u64::MAX)), MAX_READY_WAIT);
     }
 
+    /// Hostile: the fleet's endpoints answer nobody without the key, and nothing at all in
+    /// a process that has none; neither answer says anything of the key.
+    #[tokio::test]
+    async fn the_fleet_endpoints_want_the_fleet_key() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("key"), "k2Vx4u1cYtq3mB0sWf9hZrPL").unwrap();
+        let link = Arc::new(FleetLink::from_file(&dir.path().join("key")).unwrap());
+        let http = reqwest::Client::new();
+        let directory = serde_json::json!({"fleet": "f", "bots": []});
+        for (link, want) in [(None, StatusCode::SERVICE_UNAVAILABLE), (Some(link), StatusCode::UNAUTHORIZED)] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            let fleet = Fleet::new(Vec::new(), false, Duration::from_secs(60));
+            let app = App { fleet, metrics: Arc::new(Metrics::default()), fleet_link: link.clone() };
+            tokio::spawn(serve(listener, app, std::future::pending()));
+            for path in [DIRECTORY_PATH, PLAY_PATH] {
+                let r = http.post(format!("{base}{path}")).bearer_auth("guess").json(&directory).send().await.unwrap();
+                assert_eq!(r.status(), want, "{path}");
+                assert!(!r.text().await.unwrap().contains("k2Vx"));
+            }
+            if let Some(link) = link {
+                let ok = http.post(format!("{base}{DIRECTORY_PATH}")).bearer_auth("k2Vx4u1cYtq3mB0sWf9hZrPL");
+                assert_eq!(ok.json(&directory).send().await.unwrap().status(), StatusCode::NO_CONTENT);
+                assert_eq!(link.fleet(), "f");
+            }
+        }
+    }
+
     #[tokio::test]
     async fn ready_over_http_holds_the_request_as_asked_and_refuses_a_wait_that_is_not_a_number() {
         // A fleet without bots is never ready.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let fleet = Fleet::new(Vec::new(), false, Duration::from_secs(60));
-        tokio::spawn(serve(listener, fleet, Arc::new(Metrics::default()), std::future::pending()));
+        let app = App { fleet, metrics: Arc::new(Metrics::default()), fleet_link: None };
+        tokio::spawn(serve(listener, app, std::future::pending()));
         let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
         let get = |path: &'static str| {
             let (http, url) = (http.clone(), format!("{base}{path}"));

@@ -11,6 +11,7 @@ mod discord;
 mod events;
 mod fleet;
 mod guilds;
+mod handoff;
 mod http;
 mod identify;
 mod metrics;

@@ -21,6 +21,12 @@ struct BotLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    bot: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CommandLabels {
     bot: String,
     command: String,
@@ -48,6 +54,8 @@ pub struct Metrics {
     sessions_restored: Family<BotLabels, Counter>,
     voice_stalls: Family<BotLabels, Counter>,
     commands: Family<CommandLabels, Histogram, fn() -> Histogram>,
+    handoffs: Family<OutcomeLabels, Counter>,
+    handoff_latency: Family<BotLabels, Histogram, fn() -> Histogram>,
     fleet: FleetMetrics,
 }
 
@@ -83,6 +91,8 @@ impl Default for Metrics {
             sessions_restored: Family::default(),
             voice_stalls: Family::default(),
             commands: Family::new_with_constructor(command_histogram),
+            handoffs: Family::default(),
+            handoff_latency: Family::new_with_constructor(command_histogram),
             fleet,
             registry: Registry::default(),
         };
@@ -128,6 +138,16 @@ impl Default for Metrics {
             m.voice_stalls.clone(),
         );
         registry.register("command_duration_seconds", "Time to answer a slash command", m.commands.clone());
+        registry.register(
+            "handoffs",
+            "Requests this bot handed to another bot of its fleet, by outcome (requested, accepted, refused: no bot free, failed: no answer)",
+            m.handoffs.clone(),
+        );
+        registry.register(
+            "handoff_taken_seconds",
+            "From the interaction another bot of the fleet got to this bot starting or queueing its track",
+            m.handoff_latency.clone(),
+        );
         Self { registry, ..m }
     }
 }
@@ -162,7 +182,8 @@ impl Metrics {
         self.tracks_preloaded.remove(&label);
         self.sessions_restored.remove(&label);
         self.voice_stalls.remove(&label);
-        // Its command histograms stay: prometheus-client cannot drop series by one label.
+        self.handoff_latency.remove(&label);
+        // Its command and hand-off series by outcome stay: prometheus-client cannot drop series by one label.
     }
 
     pub fn fleet(&self) -> &FleetMetrics {
@@ -227,6 +248,17 @@ impl BotMetrics {
             outcome: if ok { "ok" } else { "error" }.to_string(),
         };
         self.metrics.commands.get_or_create(&labels).observe(took.as_secs_f64());
+    }
+
+    /// A request this bot handed off: asked for, or how it ended.
+    pub fn handoff(&self, outcome: &str) {
+        let labels = OutcomeLabels { bot: self.label.bot.clone(), outcome: outcome.to_string() };
+        self.metrics.handoffs.get_or_create(&labels).inc();
+    }
+
+    /// This bot took another's request, `waited` after that bot got it.
+    pub fn handoff_taken(&self, waited: Duration) {
+        self.metrics.handoff_latency.get_or_create(&self.label).observe(waited.as_secs_f64());
     }
 
     pub fn set_identifies_remaining(&self, n: u64) {

@@ -1,6 +1,10 @@
+use musicbot_api::handoff::{FleetBot, HandoffRequest};
+use musicbot_db::invite::invite_url;
 use poise::CreateReply;
+use serenity::all::{ChannelId, GuildId};
 
 use super::{Context, Error, caller_channel, drop_placeholder, guild, guild_field, user};
+use crate::handoff::{self, FleetLink, Offered};
 use crate::music::Track;
 use crate::music::source::{classify, format_duration};
 
@@ -26,7 +30,10 @@ pub async fn play(
         let busy =
             music.existing_player(guild).is_some_and(|p| p.try_lock().map(|p| !p.queue.is_empty()).unwrap_or(true));
         if busy {
-            return Err(user(format!("I'm playing in <#{current}>; join me there to add songs.")));
+            let Some(link) = ctx.data().fleet_link.clone() else {
+                return Err(user(format!("I'm playing in <#{current}>; join me there to add songs.")));
+            };
+            return hand_off(ctx, &link, guild, channel, current, query).await;
         }
     }
     // Looking a source up can take seconds; Discord wants an answer within three.
@@ -61,4 +68,95 @@ pub async fn play(
     };
     ctx.send(CreateReply::default().content(reply)).await?;
     Ok(())
+}
+
+/// Busy in `current`: another bot of the fleet takes the request for `channel`, or the
+/// caller is told who is busy where and whom to invite.
+async fn hand_off(
+    ctx: Context<'_>,
+    link: &FleetLink,
+    guild: GuildId,
+    channel: ChannelId,
+    current: ChannelId,
+    query: String,
+) -> Result<(), Error> {
+    let asked_at_ms = handoff::now_ms();
+    let bot = ctx.data();
+    bot.metrics.handoff("requested");
+    // Asking the fleet can take as long as a lookup and a voice join.
+    ctx.defer().await?;
+    let request = HandoffRequest {
+        id: ctx.id().to_string(),
+        to: String::new(),
+        guild_id: guild.to_string(),
+        voice_channel_id: channel.to_string(),
+        text_channel_id: ctx.channel_id().to_string(),
+        user_id: ctx.author().id.to_string(),
+        query,
+        from: bot.name.clone(),
+        asked_at_ms,
+    };
+    let reply = match handoff::offer(bot, link, request).await {
+        Offered::Taken { bot: taker, position: 0, title } => {
+            format!("**{taker}** will play **{title}** in <#{channel}>.")
+        }
+        Offered::Taken { bot: taker, position, title } => {
+            format!("**{taker}** queued **{title}** in <#{channel}> at position {position}.")
+        }
+        Offered::Failed { bot: taker } => {
+            drop_placeholder(ctx).await;
+            return Err(user(format!(
+                "**{taker}** was to play it in <#{channel}> but did not answer. Please try again."
+            )));
+        }
+        Offered::NoneFree { busy, absent, refused } => {
+            drop_placeholder(ctx).await;
+            return Err(user(none_free(&bot.name, current, &busy, &absent, &refused, guild)));
+        }
+    };
+    ctx.send(CreateReply::default().content(reply)).await?;
+    Ok(())
+}
+
+/// The answer when no bot of the fleet could take a request: who plays where, whom to invite.
+fn none_free(
+    me: &str,
+    current: ChannelId,
+    busy: &[(String, String)],
+    absent: &[FleetBot],
+    refused: &[String],
+    guild: GuildId,
+) -> String {
+    let mut playing = vec![format!("**{me}** in <#{current}>")];
+    playing.extend(busy.iter().map(|(bot, channel)| format!("**{bot}** in <#{channel}>")));
+    let mut text = format!("Every music bot here is busy: {}.", playing.join(", "));
+    if let Some(why) = refused.first() {
+        text.push_str(&format!(" Another could not take it: {why}"));
+    }
+    match absent.first() {
+        Some(free) => text.push_str(&format!(
+            " Invite **{}** to play here too: <{}>",
+            free.name,
+            invite_url(&free.client_id, Some(&guild.to_string()))
+        )),
+        None => text.push_str(" Try again when one of them is free."),
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answer_without_a_free_bot_names_the_busy_channels_and_whom_to_invite() {
+        let free = FleetBot { name: "Delta".into(), client_id: "44".into(), shard_urls: vec![] };
+        let busy = [("Bravo".to_string(), "12".to_string())];
+        let text = none_free("Alpha", ChannelId::new(11), &busy, &[free], &[], GuildId::new(9));
+        assert!(text.starts_with("Every music bot here is busy: **Alpha** in <#11>, **Bravo** in <#12>."), "{text}");
+        assert!(text.contains("Invite **Delta**"), "{text}");
+        assert!(text.contains("client_id=44") && text.contains("guild_id=9"), "{text}");
+        let text = none_free("Alpha", ChannelId::new(11), &[], &[], &[], GuildId::new(9));
+        assert!(text.ends_with("Try again when one of them is free."), "{text}");
+    }
 }

@@ -172,7 +172,8 @@ impl Fleet {
         StatusReport::of(ShardInfo { id, count }, self.reports().await)
     }
 
-    /// The seed's `/bots`, with each bot's state (and error, once it failed).
+    /// The seed's `/bots`, with each bot's state (and error, once it failed) and, in a
+    /// fleet, the fleet's name as its directory gives it.
     pub async fn bots(&self) -> Value {
         let mut bots = Vec::new();
         for seat in self.seats() {
@@ -184,6 +185,9 @@ impl Fleet {
                     let r = bot.report().await;
                     entry["guilds"] = json!(r.guilds);
                     entry["users"] = json!(r.users);
+                    if let Some(link) = &bot.fleet_link {
+                        entry["fleet"] = json!(link.fleet());
+                    }
                 }
                 SeatState::Failed { why, .. } => entry["error"] = json!(why),
                 SeatState::Starting | SeatState::Stopped => {}

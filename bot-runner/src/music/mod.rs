@@ -59,6 +59,8 @@ pub struct MusicService {
     /// When the bot last left each guild's voice itself: the gateway's echo of that leave
     /// must not be taken for someone disconnecting the bot (it can come after a new join).
     own_leaves: Mutex<HashMap<GuildId, Instant>>,
+    /// Hand-offs from the fleet are taken one guild at a time.
+    handoff_turns: Mutex<HashMap<GuildId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// How long after leaving a voice state update with no channel is taken for its echo.
@@ -89,6 +91,7 @@ impl MusicService {
             restore: Default::default(),
             watchdog: Default::default(),
             own_leaves: Mutex::new(HashMap::new()),
+            handoff_turns: Mutex::new(HashMap::new()),
         })
     }
 
@@ -108,6 +111,20 @@ impl MusicService {
 
     pub fn guilds_with_players(&self) -> Vec<GuildId> {
         self.players.lock().expect("players lock").keys().copied().collect()
+    }
+
+    /// The lock a hand-off of `guild` holds from the check that the bot is free to its join.
+    pub fn handoff_turn(&self, guild: GuildId) -> Arc<tokio::sync::Mutex<()>> {
+        self.handoff_turns.lock().expect("hand-off lock").entry(guild).or_default().clone()
+    }
+
+    /// Whether the bot has music for someone in `guild`: a track playing or queued. A bot
+    /// in a channel with an empty queue may be taken elsewhere.
+    pub async fn is_busy(&self, guild: GuildId) -> bool {
+        match self.existing_player(guild) {
+            Some(p) => !p.lock().await.queue.is_empty(),
+            None => false,
+        }
     }
 
     /// Tracks waiting across every guild, for the queue-length metric.

@@ -5,6 +5,7 @@ mod commands;
 mod controls;
 mod fleet;
 mod fleet_live;
+mod handoff;
 mod hostile;
 mod identify;
 mod playback;

@@ -40,6 +40,7 @@ pub mod var {
     pub const MEDIA_ALLOW: &str = "MUSICBOT_MEDIA_ALLOW";
     pub const SESSION_DIR: &str = "MUSICBOT_SESSION_DIR";
     pub const SESSION_MAX_AGE_SECONDS: &str = "MUSICBOT_SESSION_MAX_AGE_SECONDS";
+    pub const FLEET_KEY_FILE: &str = "MUSICBOT_FLEET_KEY_FILE";
 }
 
 /// The StatefulSet controller labels each pod with its ordinal: shard id = ordinal.

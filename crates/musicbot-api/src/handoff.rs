@@ -1,0 +1,75 @@
+//! Hand-off between the bots of one fleet: a bot asked to play where it cannot (busy in
+//! another voice channel of the server) hands the request to a free bot of its fleet. Bots
+//! talk to each other over their HTTP port, with the fleet's key as a bearer token; the
+//! directory of the fleet's bots is given to each bot (by the operator, which knows their
+//! pods). See docs/architecture.md, "Fleets".
+
+use serde::{Deserialize, Serialize};
+
+/// Where a bot takes hand-offs: `POST`, a [`HandoffRequest`] in, a [`HandoffAnswer`] out.
+pub const PLAY_PATH: &str = "/fleet/play";
+/// Where a bot is given its fleet's directory: `POST`, a [`FleetDirectory`] in, 204 out.
+pub const DIRECTORY_PATH: &str = "/fleet/directory";
+
+/// The bots of a fleet, as one bot is told them (itself included: it skips itself).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetDirectory {
+    pub fleet: String,
+    pub bots: Vec<FleetBot>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetBot {
+    pub name: String,
+    pub client_id: String,
+    /// The bot's HTTP base URL (`http://<pod IP>:<port>`) for each shard; a guild's shard
+    /// is `(guild >> 22) % shards`, as Discord assigns them.
+    pub shard_urls: Vec<String>,
+}
+
+impl FleetBot {
+    /// The URL of the shard that has `guild`.
+    pub fn url_for(&self, guild: u64) -> Option<&str> {
+        let shards = self.shard_urls.len() as u64;
+        (shards > 0).then(|| self.shard_urls[((guild >> 22) % shards) as usize].as_str())
+    }
+}
+
+/// "Play this for that user in that channel", from the bot the user asked.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HandoffRequest {
+    /// Unique per interaction: a bot takes a request once, however often it is sent.
+    pub id: String,
+    /// The client id of the bot asked to take it (a fleet-mode process runs several).
+    pub to: String,
+    pub guild_id: String,
+    pub voice_channel_id: String,
+    pub text_channel_id: String,
+    pub user_id: String,
+    pub query: String,
+    /// The name of the bot that was asked, for the log.
+    pub from: String,
+    /// When that bot got the interaction (milliseconds since the Unix epoch): the bot that
+    /// takes it counts the time to its first audio from here.
+    pub asked_at_ms: u64,
+}
+
+/// What a bot asked to take a hand-off says.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", tag = "outcome")]
+pub enum HandoffAnswer {
+    /// It joined (or was in) the channel and plays or queued the track.
+    #[serde(rename_all = "camelCase")]
+    Accepted { bot: String, position: u64, title: String },
+    /// It is playing in another voice channel of the server.
+    #[serde(rename_all = "camelCase")]
+    Busy { bot: String, voice_channel_id: String },
+    /// It is not in that server.
+    NotInGuild,
+    /// It could not take it: it cannot join, the track cannot be found, or it is shutting
+    /// down. `why` is a sentence for the user.
+    Refused { why: String },
+}
