@@ -32,7 +32,8 @@ const OPERATOR_GRANTS: &[(&str, &[&str])] = &[
     ("musicbot.dev/musicbots/finalizers", &["update"]),
     // delete: only to change a StatefulSet's (immutable) claim templates, its pods orphaned.
     ("apps/statefulsets", &["create", "patch", "delete", "list", "watch"]),
-    ("/secrets", &["get", "list", "watch"]),
+    // create: a fleet's key, the only Secret the admission policy lets it make.
+    ("/secrets", &["get", "list", "watch", "create"]),
     ("/pods", &["list", "watch"]),
     ("events.k8s.io/events", &["create", "patch"]),
 ];
@@ -156,7 +157,9 @@ fn the_default_values_render_valid_manifests_with_least_privilege() {
             "Service/musicbot-operator",
             "ServiceAccount/musicbot-operator",
             "ValidatingAdmissionPolicy/musicbot-operator-bot-workloads",
+            "ValidatingAdmissionPolicy/musicbot-operator-fleet-keys",
             "ValidatingAdmissionPolicyBinding/musicbot-operator-bot-workloads",
+            "ValidatingAdmissionPolicyBinding/musicbot-operator-fleet-keys",
         ]
     );
     let policy = find(&docs, "ValidatingAdmissionPolicy", "musicbot-operator-bot-workloads");
@@ -287,7 +290,9 @@ fn every_optional_part_renders_valid_manifests() {
             "ServiceAccount/musicbot-operator",
             "ServiceMonitor/musicbot-operator",
             "ValidatingAdmissionPolicy/musicbot-operator-bot-workloads",
+            "ValidatingAdmissionPolicy/musicbot-operator-fleet-keys",
             "ValidatingAdmissionPolicyBinding/musicbot-operator-bot-workloads",
+            "ValidatingAdmissionPolicyBinding/musicbot-operator-fleet-keys",
         ]
     );
     // Confined to one namespace, the admission policy looks only there.
@@ -389,8 +394,9 @@ fn every_optional_part_renders_valid_manifests() {
 }
 
 /// Hostile (by rendering: the test node's CNI does not enforce NetworkPolicies): the bot
-/// pods the operator builds are selected, their HTTP port admits the operator's pods and
-/// the listed peers only, and their egress reaches no private range but allowTo.
+/// pods the operator builds are selected, their HTTP port admits the operator's pods, the
+/// bots of their namespace (fleet hand-offs) and the listed peers only, and their egress
+/// reaches no private range but those bots' HTTP port and allowTo.
 fn bot_network_policies(docs: &[Value], deployment: &Value) {
     let policies: Vec<&Value> =
         docs.iter().filter(|d| kind_and_name(d) == "NetworkPolicy/musicbot-operator-bots").collect();
@@ -418,17 +424,25 @@ fn bot_network_policies(docs: &[Value], deployment: &Value) {
         let from = ingress[0]["from"].as_array().unwrap();
         assert_eq!(from[0]["namespaceSelector"]["matchLabels"], json!({"kubernetes.io/metadata.name": NS}));
         assert!(selects(&from[0]["podSelector"]["matchLabels"], operator_labels), "{from:?}");
-        assert!(!selects(&from[0]["podSelector"]["matchLabels"], bot_labels), "bots do not reach each other");
+        assert!(!selects(&from[0]["podSelector"]["matchLabels"], bot_labels), "not through the operator's rule");
+        // The bots of the namespace, for their fleet's hand-offs: a pod selector alone is
+        // the policy's own namespace.
+        assert!(from[1].get("namespaceSelector").is_none(), "{from:?}");
+        assert!(selects(&from[1]["podSelector"]["matchLabels"], bot_labels), "{from:?}");
+        assert!(!selects(&from[1]["podSelector"]["matchLabels"], operator_labels));
         assert_eq!(
-            from[1],
+            from[2],
             json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}})
         );
-        assert_eq!(from.len(), 2);
+        assert_eq!(from.len(), 3);
 
         let egress = spec["egress"].as_array().unwrap();
         assert_eq!(egress[0]["ports"], json!([{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]));
-        assert_eq!(egress.len(), 2, "{spec}");
-        let blocks: Vec<&Value> = egress[1]["to"].as_array().unwrap().iter().map(|t| &t["ipBlock"]).collect();
+        assert_eq!(egress.len(), 3, "{spec}");
+        assert!(selects(&egress[1]["to"][0]["podSelector"]["matchLabels"], bot_labels), "{spec}");
+        assert_eq!(egress[1]["to"].as_array().map(Vec::len), Some(1));
+        assert_eq!(egress[1]["ports"], json!([{"port": bot_port, "protocol": "TCP"}]), "their HTTP port only");
+        let blocks: Vec<&Value> = egress[2]["to"].as_array().unwrap().iter().map(|t| &t["ipBlock"]).collect();
         assert_eq!(blocks[0]["cidr"], "0.0.0.0/0");
         assert_eq!(
             blocks[0]["except"],
@@ -436,7 +450,7 @@ fn bot_network_policies(docs: &[Value], deployment: &Value) {
         );
         assert_eq!(blocks[1], &json!({"cidr": "::/0", "except": ["fc00::/7", "fe80::/10"]}));
         assert_eq!(blocks[2], &json!({"cidr": "10.20.0.5/32"}), "allowTo");
-        assert!(egress[1].get("ports").is_none(), "any port of a public address (voice is UDP)");
+        assert!(egress[2].get("ports").is_none(), "any port of a public address (voice is UDP)");
     }
 }
 

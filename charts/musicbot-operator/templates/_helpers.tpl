@@ -68,10 +68,11 @@ and operator/src/http.rs. Rendered into a ClusterRole (every namespace) or a Rol
   resources: ["statefulsets"]
   verbs: ["create", "patch", "delete", "list", "watch"]
 # The token check reads the Secret a MusicBot names; the watch (metadata only) notices
-# token rotation.
+# token rotation. Create: a fleet's key, the only Secret the operator makes (the admission
+# policy refuses any other).
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "create"]
 # Bot pods: their states (image pulls, crashes, scheduling) go into the MusicBot's status,
 # and their /status is asked.
 - apiGroups: [""]

@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Guilds","type":"integer","jsonPath":".status.guilds"}"#,
     printcolumn = r#"{"name":"Voice","type":"integer","jsonPath":".status.voiceConnections"}"#,
+    printcolumn = r#"{"name":"Fleet","type":"string","jsonPath":".status.fleet","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     // Pod names (`<name>-<ordinal>`) and the StatefulSet's revision label (`<name>-<hash>`,
     // 11 characters more) must stay within 63 characters.
@@ -74,6 +75,13 @@ pub struct MusicBotSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<SessionSettings>,
 
+    /// The fleet this bot cooperates with: a `/play` on a bot busy in another voice channel
+    /// of the server goes to a free bot of its fleet. Without it the bot is in its
+    /// namespace's fleet `default` (synced bots too, unless one is set on them by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$"))]
+    pub fleet: Option<String>,
+
     /// Remove the bot's slash commands from Discord when this MusicBot is deleted.
     #[serde(default)]
     pub clear_commands_on_delete: bool,
@@ -85,6 +93,16 @@ pub struct MusicBotSpec {
 
 fn default_shards() -> u32 {
     1
+}
+
+/// The fleet of a MusicBot without `spec.fleet`.
+pub const DEFAULT_FLEET: &str = "default";
+
+impl MusicBotSpec {
+    /// The fleet the bot is in: `spec.fleet`, else its namespace's default.
+    pub fn fleet_name(&self) -> &str {
+        self.fleet.as_deref().unwrap_or(DEFAULT_FLEET)
+    }
 }
 
 /// schemars marks unsigned integers `format: uint32`/`uint64`, which are not OpenAPI formats:
@@ -383,6 +401,9 @@ pub struct MusicBotStatus {
     /// Discord refills them. The pods start again then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identify_held_until: Option<String>,
+    /// The fleet the bot is in (`spec.fleet`, or `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]

@@ -55,6 +55,10 @@ pub const CA_FILE: &str = "/etc/musicbot/ca/ca.crt";
 /// Where a shard's session claim is mounted in bot pods.
 pub const SESSION_MOUNT_DIR: &str = "/var/lib/musicbot/session";
 
+/// Beside the token, in the same volume: what keeps yt-dlp from the token keeps it from
+/// the key too.
+pub const FLEET_KEY_FILE: &str = "/var/run/secrets/musicbot/fleet-key";
+
 /// How bot-runner writes its logs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LogFormat {
@@ -155,6 +159,8 @@ pub struct BotEnv {
     pub media_allow: Vec<String>,
     /// The session is kept at [`SESSION_MOUNT_DIR`], dropped when older than this.
     pub session_max_age_seconds: Option<u32>,
+    /// The fleet's key is mounted at [`FLEET_KEY_FILE`].
+    pub fleet_key: bool,
 }
 
 /// A variable's value in the pod.
@@ -206,6 +212,9 @@ impl BotEnv {
             vars.push(value(var::SESSION_DIR, SESSION_MOUNT_DIR.into()));
             vars.push(value(var::SESSION_MAX_AGE_SECONDS, max_age.to_string()));
         }
+        if self.fleet_key {
+            vars.push(value(var::FLEET_KEY_FILE, FLEET_KEY_FILE.into()));
+        }
         vars
     }
 
@@ -249,6 +258,7 @@ pub fn example() -> BotEnv {
         discord_api_url: Some("http://10.244.0.1:5000".into()),
         media_allow: vec!["10.244.0.1/32".into(), "192.168.50.0/24".into()],
         session_max_age_seconds: Some(600),
+        fleet_key: true,
     }
 }
 
@@ -264,7 +274,7 @@ mod tests {
         assert_eq!(unique.len(), names.len(), "{names:?}");
         assert!(names.iter().all(|n| n.starts_with(RESERVED_PREFIX)));
         assert!(!names.iter().any(|n| n.contains("TOKEN") && *n != var::TOKEN_FILE));
-        assert_eq!(names.len(), 20, "the example sets every variable: {names:?}");
+        assert_eq!(names.len(), 21, "the example sets every variable: {names:?}");
     }
 
     #[test]

@@ -24,16 +24,17 @@ pub struct FleetDirectory {
 pub struct FleetBot {
     pub name: String,
     pub client_id: String,
-    /// The bot's HTTP base URL (`http://<pod IP>:<port>`) for each shard; a guild's shard
-    /// is `(guild >> 22) % shards`, as Discord assigns them.
+    /// The bot's HTTP base URL (`http://<pod IP>:<port>`) for each shard, "" for a shard
+    /// with no pod running; a guild's shard is `(guild >> 22) % shards`, as Discord assigns
+    /// them.
     pub shard_urls: Vec<String>,
 }
 
 impl FleetBot {
-    /// The URL of the shard that has `guild`.
+    /// The URL of the shard that has `guild`, unless that shard has no pod running.
     pub fn url_for(&self, guild: u64) -> Option<&str> {
         let shards = self.shard_urls.len() as u64;
-        (shards > 0).then(|| self.shard_urls[((guild >> 22) % shards) as usize].as_str())
+        (shards > 0).then(|| self.shard_urls[((guild >> 22) % shards) as usize].as_str()).filter(|u| !u.is_empty())
     }
 }
 

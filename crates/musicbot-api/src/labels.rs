@@ -37,6 +37,16 @@ pub const SYNC_ERROR: &str = "musicbot.dev/sync-error";
 pub const SYNC_HELD: &str = "musicbot.dev/sync-held";
 
 /// Labels selecting one bot's pods. The StatefulSet's selector is immutable: keep it minimal.
+/// On a fleet's key Secret and its bots' pods: the fleet's name.
+pub const FLEET_LABEL: &str = "musicbot.dev/fleet";
+/// The key of the fleet key Secret that holds the key.
+pub const FLEET_KEY: &str = "key";
+
+/// The Secret holding `fleet`'s key, in the fleet's namespace (the operator makes it).
+pub fn fleet_key_secret(fleet: &str) -> String {
+    format!("musicbot-fleet-{fleet}")
+}
+
 pub fn selector_labels(bot: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(NAME_LABEL.to_string(), "bot-runner".to_string()), (BOT_LABEL.to_string(), bot.to_string())])
 }

@@ -2,6 +2,7 @@
 //! holding their tokens, and reconciles each bot into one bot-runner pod per shard.
 
 mod commands;
+mod fleet;
 mod guilds;
 mod identify;
 pub mod reconcile;
@@ -87,6 +88,8 @@ pub struct Context {
     guilds: Option<guilds::GuildSync>,
     /// The resourceVersion of each bot's StatefulSet as its last reconcile saw it.
     seen_statefulsets: SeenVersions,
+    /// Per (namespace, fleet): the digest of the directory each pod (by uid) was last told.
+    fleet_directories: Mutex<HashMap<(String, String), HashMap<String, String>>>,
 }
 
 impl Context {
@@ -117,6 +120,7 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             guilds: None,
             seen_statefulsets: SeenVersions::default(),
+            fleet_directories: Mutex::default(),
         }
     }
 

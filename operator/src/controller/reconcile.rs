@@ -5,7 +5,7 @@
 use super::identify::{self, Budget};
 use super::status::{self, Observed, PodReport};
 use super::token::TokenProblem;
-use super::{Context, Error, FIELD_MANAGER, token, workload};
+use super::{Context, Error, FIELD_MANAGER, fleet, token, workload};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -49,6 +49,11 @@ async fn apply(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
     // Without a usable token or with an image that may not run there is nothing to run;
     // an existing StatefulSet is left as it is (its pod still has the last good token and
     // image) until the Secret or the spec is fixed.
+    // The pods mount the fleet's key: it exists before they do.
+    let fleet_key = match (&token, &image) {
+        (Ok(_), None) => Some(fleet::ensure_key(bot, ctx).await?),
+        _ => None,
+    };
     let mut statefulset = match (&token, &image) {
         (Ok(digest), None) => Some(apply_statefulset(bot, digest, held_before, ctx).await?),
         (Err(problem), _) => {
@@ -66,6 +71,11 @@ async fn apply(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
     };
     let reports = bot_reports(&pods, ctx).await;
     track_guilds(bot, &reports, ctx).await;
+    if let Some(key) = &fleet_key
+        && let Err(e) = fleet::push_directory(bot, key, ctx).await
+    {
+        warn!(fleet = bot.spec.fleet_name(), error = %e, "could not tell the fleet's pods their directory");
+    }
     let budget = identify::budget(bot, &pods, &reports, clock);
     if let (Budget::Held(hold), Ok(digest), Some(_), false) = (&budget, &token, &statefulset, held_before) {
         // A pod crash-loops with its reserve of identifies left: no more restarts until
@@ -241,7 +251,7 @@ async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Option<Vec<u
     Some(body)
 }
 
-fn join_host_port(ip: &str, port: u16) -> String {
+pub(super) fn join_host_port(ip: &str, port: u16) -> String {
     if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") }
 }
 

@@ -230,12 +230,8 @@ pub async fn refused_beyond_the_chart(sa: &Client, inst: &Installed, bots_ns: &s
         "to read ConfigMaps",
         Api::<ConfigMap>::namespaced(sa.clone(), bots_ns).get("kube-root-ca.crt").await,
     );
-    // Without the MongoDB sync the operator writes neither Secrets nor MusicBots.
-    let secret = json!({"metadata": {"name": "planted"}, "stringData": {"token": "x"}});
-    assert_refused(
-        "to create a Secret",
-        Api::<Secret>::namespaced(sa.clone(), bots_ns).create(&post, &object(secret)).await,
-    );
+    // Without the MongoDB sync the operator writes no MusicBots, and no Secret but a
+    // fleet's key (see refused_by_the_admission_policy).
     let bot = json!({"apiVersion": "musicbot.dev/v1alpha1", "kind": "MusicBot", "metadata": {"name": "planted"},
                      "spec": {"clientId": CLIENT_ID, "tokenSecretRef": {"name": "t"}}});
     assert_refused(
@@ -246,11 +242,40 @@ pub async fn refused_beyond_the_chart(sa: &Client, inst: &Installed, bots_ns: &s
     assert_refused("to read another Lease", leases.get("someone-elses-lease").await);
     assert_refused("to delete its Lease", leases.delete(&format!("{}-leader", inst.fullname), &delete).await);
     refused_by_the_admission_policy(sa, bots_ns).await;
+    secrets_refused_but_fleet_keys(sa, bots_ns).await;
 }
 
 /// The chart's ValidatingAdmissionPolicy: the operator's identity may write the bot
 /// workloads it builds, and nothing shaped otherwise, even where its RBAC allows
 /// StatefulSets.
+/// The one Secret the operator may create is a fleet's key; a planted token is refused by
+/// the admission policy (RBAC cannot say which Secrets), and so is a key with another
+/// name or something more in it.
+pub async fn secrets_refused_but_fleet_keys(sa: &Client, ns: &str) {
+    let secrets: Api<Secret> = Api::namespaced(sa.clone(), ns);
+    let dry_run = PostParams { dry_run: true, ..PostParams::default() };
+    let planted = json!({"metadata": {"name": "planted"}, "stringData": {"token": "x"}});
+    eventually("the fleet-key admission policy in force", || async {
+        match secrets.create(&dry_run, &object(planted.clone())).await {
+            Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("only create fleet keys") => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+    let key = |name: &str, fleet: &str, data: Value| {
+        object(json!({"metadata": {"name": name, "labels": {"musicbot.dev/fleet": fleet,
+            "app.kubernetes.io/managed-by": "musicbot-operator"}}, "type": "Opaque", "data": data}))
+    };
+    let fine = key("musicbot-fleet-night", "night", json!({"key": "a2V5"}));
+    secrets.create(&dry_run, &fine).await.expect("the policy admits a fleet's key");
+    for (what, secret) in [
+        ("a key named for another fleet", key("musicbot-fleet-day", "night", json!({"key": "a2V5"}))),
+        ("a token beside the key", key("musicbot-fleet-night", "night", json!({"key": "a2V5", "token": "eA=="}))),
+    ] {
+        assert_refused(what, secrets.create(&dry_run, &secret).await);
+    }
+}
+
 async fn refused_by_the_admission_policy(sa: &Client, bots_ns: &str) {
     let mut bot = MusicBot::new(
         "radio",
@@ -312,7 +337,8 @@ pub async fn sync_writes_only_in_its_namespace(sa: &Client, sync_ns: &str, other
     // A MusicBot appearing here must not meet another test's controller halfway.
     let _turn = CONTROLLER_TURN.lock().await;
     let post = PostParams::default();
-    let secret = json!({"metadata": {"name": "synced-token"}, "stringData": {"token": "x"}});
+    let secret = json!({"metadata": {"name": "synced-token", "labels": {
+        "app.kubernetes.io/managed-by": "musicbot-operator-sync"}}, "stringData": {"token": "x"}});
     let bot = json!({"apiVersion": "musicbot.dev/v1alpha1", "kind": "MusicBot", "metadata": {"name": "synced"},
                      "spec": {"clientId": CLIENT_ID, "tokenSecretRef": {"name": "synced-token"}}});
     let secrets: Api<Secret> = Api::namespaced(sa.clone(), sync_ns);
@@ -325,10 +351,13 @@ pub async fn sync_writes_only_in_its_namespace(sa: &Client, sync_ns: &str, other
     bots.delete("synced", &DeleteParams::default()).await.expect("the sync deletes MusicBots");
     secrets.delete("synced-token", &DeleteParams::default()).await.expect("the sync deletes token Secrets");
 
+    // Refused by the admission policy: RBAC lets the operator create fleet keys anywhere.
+    secrets_refused_but_fleet_keys(sa, other_ns).await;
     let elsewhere_secrets: Api<Secret> = Api::namespaced(sa.clone(), other_ns);
+    let dry_run = PostParams { dry_run: true, ..PostParams::default() };
     assert_refused(
-        "to create a Secret outside the sync namespace",
-        elsewhere_secrets.create(&post, &object(secret)).await,
+        "to create a sync's Secret outside the sync namespace",
+        elsewhere_secrets.create(&dry_run, &object(secret)).await,
     );
     let elsewhere_bots: Api<MusicBot> = Api::namespaced(sa.clone(), other_ns);
     assert_refused("to create a MusicBot outside the sync namespace", elsewhere_bots.create(&post, &object(bot)).await);

@@ -92,6 +92,7 @@ pub(crate) fn compute(bot: &MusicBot, seen: &Observed) -> MusicBotStatus {
         .then(|| format!("{}-0", bot.metadata.name.clone().unwrap_or_default())),
         ready_shards: seen.statefulset.map(|_| ready),
         identify_held_until: seen.budget.held().map(|h| identify::format_time(h.until)),
+        fleet: Some(bot.spec.fleet_name().to_string()),
     }
 }
 

@@ -7,8 +7,8 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction,
     KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretProjection, SecurityContext, Volume,
+    VolumeMount, VolumeProjection, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -87,6 +87,7 @@ impl Default for BotDefaults {
 fn labels(bot: &MusicBot) -> BTreeMap<String, String> {
     let mut all = selector_labels(&bot.name_any());
     all.insert(labels::INSTANCE_LABEL.into(), bot.name_any());
+    all.insert(labels::FLEET_LABEL.into(), bot.spec.fleet_name().into());
     all.insert(labels::MANAGED_BY_LABEL.into(), labels::OPERATOR.into());
     all.insert(labels::COMPONENT_LABEL.into(), "music-bot".into());
     all
@@ -108,6 +109,7 @@ fn bot_env(bot: &MusicBot, defaults: &BotDefaults) -> Vec<EnvVar> {
         discord_api_url: defaults.discord_api_url.clone(),
         media_allow: defaults.media_allow.clone(),
         session_max_age_seconds: spec.session.as_ref().map(|s| s.max_age_seconds),
+        fleet_key: true,
     };
     let mut env = contract.env_vars();
     // Read-only root filesystem: yt-dlp and friends write under $HOME.
@@ -285,6 +287,17 @@ fn startup_probe() -> Probe {
     Probe { initial_delay_seconds: Some(1), ..http_probe(STARTUP_PROBE_PATH, 1, 20, 10) }
 }
 
+fn secret_projection(secret: &str, key: &str, path: &str) -> VolumeProjection {
+    VolumeProjection {
+        secret: Some(SecretProjection {
+            name: secret.into(),
+            items: Some(vec![key_to(key, path)]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 fn key_to(key: &str, path: &str) -> KeyToPath {
     KeyToPath { key: key.into(), path: path.into(), ..Default::default() }
 }
@@ -304,13 +317,15 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
 fn pod_volumes(bot: &MusicBot, defaults: &BotDefaults) -> (Vec<Volume>, Vec<VolumeMount>) {
     let spec = &bot.spec;
     let mut volumes = vec![
+        // The token and the fleet's key, one directory: bot-runner keeps yt-dlp out of it.
         Volume {
             name: "token".into(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(spec.token_secret_ref.name.clone()),
-                items: Some(vec![key_to(&spec.token_secret_ref.key, "token")]),
+            projected: Some(ProjectedVolumeSource {
+                sources: Some(vec![
+                    secret_projection(&spec.token_secret_ref.name, &spec.token_secret_ref.key, "token"),
+                    secret_projection(&labels::fleet_key_secret(spec.fleet_name()), labels::FLEET_KEY, "fleet-key"),
+                ]),
                 default_mode: Some(0o440),
-                ..Default::default()
             }),
             ..Default::default()
         },

@@ -38,12 +38,25 @@ fn one_restricted_pod_per_shard_with_the_token_as_a_file() {
     assert_eq!(csc.capabilities.as_ref().unwrap().drop, Some(vec!["ALL".to_string()]));
     assert_eq!(c.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/health"));
     assert_eq!(c.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/ready"));
-    // The token reaches the pod only as a file from the Secret: never env, never args.
+    // The token reaches the pod only as a file from the Secret: never env, never args; the
+    // fleet's key beside it, in the one directory yt-dlp is kept out of.
     let token_volume = pod.volumes.as_ref().unwrap().iter().find(|v| v.name == "token").unwrap();
-    let secret = token_volume.secret.as_ref().unwrap();
-    assert_eq!(secret.secret_name.as_deref(), Some("radio-token"));
+    let sources = token_volume.projected.as_ref().unwrap().sources.as_ref().unwrap();
+    let secret = sources[0].secret.as_ref().unwrap();
+    assert_eq!(secret.name, "radio-token");
     assert_eq!(secret.items.as_ref().unwrap()[0].key, "token");
+    let fleet = sources[1].secret.as_ref().unwrap();
+    assert_eq!(fleet.name, "musicbot-fleet-default", "no spec.fleet: the namespace's default fleet");
+    assert_eq!(fleet.items.as_ref().unwrap()[0].path, "fleet-key");
+    assert_eq!(sources.len(), 2);
+    let labels = sts.spec.as_ref().unwrap().template.metadata.as_ref().unwrap().labels.as_ref().unwrap();
+    assert_eq!(labels.get("musicbot.dev/fleet").map(String::as_str), Some("default"));
     let env = c.env.as_ref().unwrap();
+    assert!(
+        env.iter()
+            .any(|e| e.name == "MUSICBOT_FLEET_KEY_FILE"
+                && e.value.as_deref() == Some(musicbot_api::env::FLEET_KEY_FILE))
+    );
     assert!(env.iter().all(|e| e.value_from.as_ref().is_none_or(|v| v.secret_key_ref.is_none())));
     assert!(env.iter().any(|e| e.name == "MUSICBOT_TOKEN_FILE" && e.value.as_deref() == Some(TOKEN_FILE)));
     assert_eq!(c.args, Some(vec!["run".to_string()]));
@@ -237,7 +250,7 @@ fn spec_volumes_are_added_but_cannot_replace_the_operators() {
     let volumes: Vec<_> = pod.volumes.as_ref().unwrap().iter().map(|v| v.name.as_str()).collect();
     assert_eq!(volumes, ["token", "tmp", "cookies"]);
     let token = &pod.volumes.as_ref().unwrap()[0];
-    assert!(token.secret.is_some(), "the token volume stays the Secret");
+    assert!(token.projected.is_some(), "the token volume stays the operator's");
     let cookies = &pod.volumes.as_ref().unwrap()[2];
     assert_eq!(cookies.secret.as_ref().unwrap().secret_name.as_deref(), Some("yt-cookies"));
     let mounts: Vec<_> = pod.containers[0]
@@ -275,7 +288,7 @@ fn what_the_api_server_receives_keeps_its_shape() {
     assert_eq!((&spec["serviceName"], &spec["podManagementPolicy"]), (&json!("radio"), &json!("Parallel")));
     assert_eq!(spec["updateStrategy"], json!({"type": "RollingUpdate"}));
     let pod = &spec["template"]["spec"];
-    assert_eq!(pod["volumes"][0]["secret"]["defaultMode"], 0o440);
+    assert_eq!(pod["volumes"][0]["projected"]["defaultMode"], 0o440);
     assert_eq!(pod["volumes"][1], json!({"name": "tmp", "emptyDir": {"sizeLimit": "512Mi"}}));
     let c = &pod["containers"][0];
     assert_eq!(c["ports"], json!([{"name": "http", "containerPort": 8080, "protocol": "TCP"}]));
