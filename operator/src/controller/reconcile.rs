@@ -49,12 +49,18 @@ async fn apply(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
     // Without a usable token or with an image that may not run there is nothing to run;
     // an existing StatefulSet is left as it is (its pod still has the last good token and
     // image) until the Secret or the spec is fixed.
-    // The pods mount the fleet's key: it exists before they do.
+    // The pods mount the fleet's key: it exists before they do, and a new key (the Secret
+    // deleted to rotate it) rolls them, as a new token does: bot-runner reads both once.
     let fleet_key = match (&token, &image) {
         (Ok(_), None) => Some(fleet::ensure_key(bot, ctx).await?),
         _ => None,
     };
-    let mut statefulset = match (&token, &image) {
+    let secrets_digest = match (&token, &fleet_key) {
+        (Ok(digest), Some(key)) => Ok(crate::digest::short(&[digest.as_bytes(), key.as_bytes()])),
+        (Ok(digest), None) => Ok(digest.clone()),
+        (Err(e), _) => Err(e),
+    };
+    let mut statefulset = match (&secrets_digest, &image) {
         (Ok(digest), None) => Some(apply_statefulset(bot, digest, held_before, ctx).await?),
         (Err(problem), _) => {
             warn!(reason = %problem.reason(), "token not resolved: {problem}");
@@ -77,7 +83,7 @@ async fn apply(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
         warn!(fleet = bot.spec.fleet_name(), error = %e, "could not tell the fleet's pods their directory");
     }
     let budget = identify::budget(bot, &pods, &reports, clock);
-    if let (Budget::Held(hold), Ok(digest), Some(_), false) = (&budget, &token, &statefulset, held_before) {
+    if let (Budget::Held(hold), Ok(digest), Some(_), false) = (&budget, &secrets_digest, &statefulset, held_before) {
         // A pod crash-loops with its reserve of identifies left: no more restarts until
         // Discord's reset.
         warn!(pod = ?hold.pod, until = %identify::format_time(hold.until), "holding a crash-looping bot for its identify budget");

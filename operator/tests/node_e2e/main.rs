@@ -9,6 +9,7 @@
 
 mod bots;
 mod failures;
+mod fleet;
 mod identify;
 mod operator_pods;
 mod product;

@@ -1,0 +1,132 @@
+//! A fleet that acts as one, on the node: four MusicBots of one `spec.fleet`, three of them
+//! in a server with four voice channels and a listener in each. Everyone asks the same bot;
+//! the others take what it cannot, pod to pod, with the key and the directory the operator
+//! gave them.
+
+use std::time::{Duration, Instant};
+
+use discord_sim::{GuildSpec, SlashCommand, UserSpec};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::{Resource, ResourceExt};
+
+use crate::bots::create_token;
+use crate::product::{Product, Slot, WAIT, product};
+use crate::run;
+
+const GUILD: u64 = 940_000_000_000_900_000;
+const TEXT: u64 = GUILD + 11;
+/// A voice channel and its listener for each of four people.
+const SEATS: [(u64, u64); 4] =
+    [(GUILD + 21, GUILD + 101), (GUILD + 22, GUILD + 102), (GUILD + 23, GUILD + 103), (GUILD + 24, GUILD + 104)];
+/// alpha, bravo and charlie are in the server; delta is not.
+const BOTS: [(&str, u64); 4] = [("alpha", 8), ("bravo", 9), ("charlie", 12), ("delta", 13)];
+
+fn server() -> GuildSpec {
+    let mut g = GuildSpec::new(GUILD, "Fleet guild").text_channel(TEXT, "general");
+    for (i, (voice, user)) in SEATS.into_iter().enumerate() {
+        g = g
+            .voice_channel(voice, format!("Room {i}"))
+            .member(UserSpec::new(user, format!("listener-{i}")))
+            .in_voice(user, voice);
+    }
+    g.owner(SEATS[0].1)
+}
+
+fn play(seat: usize, query: &str) -> SlashCommand {
+    SlashCommand::new(GUILD, TEXT, SEATS[seat].1, "play").option("query", query)
+}
+
+fn musicbot(name: &str, slot: &Slot) -> String {
+    format!(
+        "apiVersion: musicbot.dev/v1alpha1\nkind: MusicBot\nmetadata: {{name: {name}}}\nspec:\n  clientId: \"{}\"\n  \
+         tokenSecretRef: {{name: {name}-token}}\n  displayName: {name}\n  fleet: night\n  \
+         pod:\n    caBundle: {{configMapName: discord-ca}}\n",
+        slot.client_id()
+    )
+}
+
+/// Waits until bot `token` plays `hz` in `channel` of the fleet's guild; returns when.
+async fn hears(p: &Product, token: &str, channel: u64, hz: f64) -> Instant {
+    let b = p.sim.bot(token);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let there = b.voice(GUILD).is_some_and(|v| v.channel_id == channel);
+        let audio = b.audio(GUILD);
+        if there && audio.dominant_hz.is_some_and(|f| (f - hz).abs() < 5.0) {
+            return Instant::now();
+        }
+        assert!(Instant::now() < deadline, "{hz} Hz never heard in {channel}: {audio:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn three_channels_asking_one_bot_are_played_by_three_bots_of_its_fleet() {
+    run(async {
+        let p = product().await;
+        let ns = p.namespace("node-fleet").await;
+        let tokens: Vec<String> = BOTS.iter().map(|(_, slot)| Slot::new(*slot).token(0)).collect();
+        for token in &tokens[..3] {
+            p.sim.bot(token).join_guild(server());
+        }
+        for ((name, slot), token) in BOTS.iter().zip(&tokens) {
+            create_token(p, &ns, name, token);
+            p.apply(&ns, &musicbot(name, &Slot::new(*slot)));
+        }
+        for (name, _) in BOTS {
+            p.wait_pod_ready(&ns, name, None).await;
+        }
+        let key = Api::<Secret>::namespaced(p.client.clone(), &ns).get("musicbot-fleet-night").await.unwrap();
+        assert_eq!(key.labels().get("musicbot.dev/fleet").map(String::as_str), Some("night"));
+        assert!(key.meta().owner_references.is_none(), "the fleet's bots share it");
+        let wide = p.node.kubectl_ok(&["get", "mbot", "-n", &ns, "-o", "wide"]).unwrap();
+        assert!(wide.lines().next().is_some_and(|h| h.contains("FLEET")), "{wide}");
+        assert_eq!(wide.lines().filter(|l| l.contains(" night")).count(), 4, "{wide}");
+
+        let alpha = p.sim.bot(&tokens[0]);
+        alpha.wait_ready(WAIT).await.unwrap();
+        let ask = async |seat: usize, hz: u32| {
+            let i = alpha.inject_interaction(play(seat, &p.tones.wav(hz, 120))).unwrap();
+            let asked = Instant::now();
+            (p.sim.wait_reply(i.id, Duration::from_secs(40)).await.unwrap().text(), asked)
+        };
+        let (said, _) = ask(0, 440).await;
+        assert!(said.contains("Playing"), "{said}");
+        hears(p, &tokens[0], SEATS[0].0, 440.0).await;
+
+        // The directory reaches every pod within a status interval or two of the last one
+        // starting: until then a busy alpha knows no one to hand to.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (said, asked) = loop {
+            let (said, asked) = ask(1, 550).await;
+            if said.contains("will play") || Instant::now() > deadline {
+                break (said, asked);
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        };
+        assert!(said.contains("**bravo** will play") && said.contains(&format!("<#{}>", SEATS[1].0)), "{said}");
+        let heard = hears(p, &tokens[1], SEATS[1].0, 550.0).await;
+        eprintln!("hand-off across pods: interaction to first audio {:.2} s", (heard - asked).as_secs_f64());
+        hears(p, &tokens[0], SEATS[0].0, 440.0).await;
+
+        // Two at once, one bot free: charlie serves exactly one; the other is told who is
+        // busy where, and given delta's invite.
+        let (carol, dave) = tokio::join!(ask(2, 660), ask(3, 770));
+        let (carol, dave) = (carol.0, dave.0);
+        let served: Vec<&String> =
+            [&carol, &dave].into_iter().filter(|t| t.contains("**charlie** will play")).collect();
+        assert_eq!(served.len(), 1, "carol: {carol} / dave: {dave}");
+        let (won, lost, hz) =
+            if served[0] == &carol { (SEATS[2].0, &dave, 660.0) } else { (SEATS[3].0, &carol, 770.0) };
+        hears(p, &tokens[2], won, hz).await;
+        for (bot, channel) in [("alpha", SEATS[0].0), ("bravo", SEATS[1].0), ("charlie", won)] {
+            assert!(lost.contains(&format!("**{bot}** in <#{channel}>")), "{lost}");
+        }
+        let delta = Slot::new(BOTS[3].1).client_id();
+        assert!(lost.contains("Invite **delta**") && lost.contains(&format!("client_id={delta}")), "{lost}");
+        assert_eq!(p.sim.bot(&tokens[3]).voice(GUILD), None, "delta is not in the server");
+
+        p.node.kubectl_ok(&["delete", "mbot", "--all", "-n", &ns, "--wait=true", "--timeout=90s"]).unwrap();
+    })
+}
