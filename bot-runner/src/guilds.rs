@@ -153,6 +153,13 @@ impl GuildIndex {
         self.lock().guilds.get(&guild)?.seats.get(&user).map(|s| s.channel)
     }
 
+    /// The bots (not us) in `channel`.
+    pub fn bots_in(&self, guild: GuildId, channel: ChannelId) -> Vec<UserId> {
+        let i = self.lock();
+        let Some(g) = i.guilds.get(&guild) else { return Vec::new() };
+        g.seats.iter().filter(|(u, s)| s.channel == channel && s.bot && Some(**u) != i.me).map(|(u, _)| *u).collect()
+    }
+
     /// People (not bots, not us) in `channel`.
     pub fn listeners(&self, guild: GuildId, channel: ChannelId) -> usize {
         let i = self.lock();

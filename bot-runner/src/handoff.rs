@@ -7,7 +7,8 @@
 //! Two bots never take one request: the asking bot offers it to one bot at a time, in the
 //! directory's order, and stops at the first that takes it or that may have (a request that
 //! got no answer is an error, never offered again). A bot takes hand-offs of one guild one
-//! at a time, so two requests for two channels cannot both have it join.
+//! at a time, so two requests for two channels cannot both have it join; and it does not
+//! join a channel another bot of the fleet is in (that one takes the request in its turn).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
@@ -81,6 +82,13 @@ impl FleetLink {
         bots.retain(|b| b.client_id != me.to_string());
         bots.sort_by_key(|b| b.client_id.parse::<u64>().unwrap_or(u64::MAX));
         bots
+    }
+
+    /// The name of the fleet's bot with user id `user`, if it is one (a bot's user id is
+    /// its application's id).
+    fn fleet_bot(&self, user: u64) -> Option<String> {
+        let directory = self.directory.read().expect("directory lock");
+        directory.bots.iter().find(|b| b.client_id == user.to_string()).map(|b| b.name.clone())
     }
 
     fn remembered(&self, id: &str) -> Option<HandoffAnswer> {
@@ -213,13 +221,14 @@ pub async fn take(bot: &Arc<Bot>, link: &FleetLink, request: &HandoffRequest) ->
     if let Some(answer) = link.remembered(&request.id) {
         return answer;
     }
-    let answer = take_locked(bot, request, guild, channel, text).await;
+    let answer = take_locked(bot, link, request, guild, channel, text).await;
     link.remember(&request.id, &answer);
     answer
 }
 
 async fn take_locked(
     bot: &Arc<Bot>,
+    link: &FleetLink,
     request: &HandoffRequest,
     guild: GuildId,
     channel: ChannelId,
@@ -231,6 +240,16 @@ async fn take_locked(
         && music.is_busy(guild).await
     {
         return HandoffAnswer::Busy { bot: bot.name.clone(), voice_channel_id: other.get().to_string() };
+    }
+    // A bot of the fleet sits in that channel already: it is the one to take it (it is
+    // asked in its turn), not a second bot joining it. Not the asking bot: it may sit
+    // there after failing to join.
+    let other_fleet_bot =
+        |u: serenity::all::UserId| (u.to_string() != request.from_client_id).then(|| link.fleet_bot(u.get())).flatten();
+    if current != Some(channel)
+        && let Some(there) = bot.guilds.bots_in(guild, channel).into_iter().find_map(other_fleet_bot)
+    {
+        return HandoffAnswer::Refused { why: format!("**{there}** is in <#{channel}> already.") };
     }
     let source = match classify(&request.query) {
         Ok(s) => s,
@@ -327,6 +346,7 @@ mod tests {
             user_id: "6".into(),
             query: "q".into(),
             from: "a".into(),
+            from_client_id: "7".into(),
             asked_at_ms: now_ms() - ago.as_millis() as u64,
         };
         assert!(!too_late(&asked(Duration::from_secs(1))));

@@ -33,11 +33,22 @@ pub async fn play(
             let Some(link) = ctx.data().fleet_link.clone() else {
                 return Err(user(format!("I'm playing in <#{current}>; join me there to add songs.")));
             };
-            return hand_off(ctx, &link, guild, channel, current, query).await;
+            return hand_off(ctx, &link, guild, channel, Some(current), query).await;
         }
     }
     // Looking a source up can take seconds; Discord wants an answer within three.
     ctx.defer().await?;
+    // Until the track is queued, a hand-off from the fleet must not take the bot to
+    // another channel of this guild (it waits for this turn, and then finds the bot busy).
+    let turn = music.handoff_turn(guild);
+    let turn = turn.lock().await;
+    let bot_channel = music.current_channel(guild).await;
+    if let Some(current) = bot_channel.filter(|c| *c != channel)
+        && music.is_busy(guild).await
+    {
+        drop_placeholder(ctx).await;
+        return Err(user(format!("I'm playing in <#{current}> now; join me there to add songs.")));
+    }
     let (source, found) = match music.sources.resolve(guild.get(), source).await {
         Ok(r) => r,
         Err(why) => {
@@ -48,6 +59,12 @@ pub async fn play(
     if bot_channel != Some(channel)
         && let Err(why) = music.join(guild, channel).await
     {
+        // This bot cannot join the caller's channel (no permission there, a voice server
+        // that refuses it): another bot of the fleet may.
+        if let Some(link) = ctx.data().fleet_link.clone() {
+            drop(turn);
+            return hand_off(ctx, &link, guild, channel, None, query).await;
+        }
         // Nothing will play: the caller alone hears why, instead of a public "Playing".
         drop_placeholder(ctx).await;
         return Err(user(why));
@@ -70,14 +87,15 @@ pub async fn play(
     Ok(())
 }
 
-/// Busy in `current`: another bot of the fleet takes the request for `channel`, or the
-/// caller is told who is busy where and whom to invite.
+/// Busy in `current` (or, without one, unable to join `channel`): another bot of the fleet
+/// takes the request for `channel`, or the caller is told who is busy where and whom to
+/// invite.
 async fn hand_off(
     ctx: Context<'_>,
     link: &FleetLink,
     guild: GuildId,
     channel: ChannelId,
-    current: ChannelId,
+    current: Option<ChannelId>,
     query: String,
 ) -> Result<(), Error> {
     let asked_at_ms = handoff::now_ms();
@@ -94,6 +112,7 @@ async fn hand_off(
         user_id: ctx.author().id.to_string(),
         query,
         from: bot.name.clone(),
+        from_client_id: bot.client_id().to_string(),
         asked_at_ms,
     };
     let reply = match handoff::offer(bot, link, request).await {
@@ -111,7 +130,7 @@ async fn hand_off(
         }
         Offered::NoneFree { busy, absent, refused } => {
             drop_placeholder(ctx).await;
-            return Err(user(none_free(&bot.name, current, &busy, &absent, &refused, guild)));
+            return Err(user(none_free(&bot.name, (current, channel), &busy, &absent, &refused, guild)));
         }
     };
     ctx.send(CreateReply::default().content(reply)).await?;
@@ -121,15 +140,21 @@ async fn hand_off(
 /// The answer when no bot of the fleet could take a request: who plays where, whom to invite.
 fn none_free(
     me: &str,
-    current: ChannelId,
+    (current, wanted): (Option<ChannelId>, ChannelId),
     busy: &[(String, String)],
     absent: &[FleetBot],
     refused: &[String],
     guild: GuildId,
 ) -> String {
-    let mut playing = vec![format!("**{me}** in <#{current}>")];
+    let mut playing: Vec<String> = current.iter().map(|c| format!("**{me}** in <#{c}>")).collect();
     playing.extend(busy.iter().map(|(bot, channel)| format!("**{bot}** in <#{channel}>")));
-    let mut text = format!("Every music bot here is busy: {}.", playing.join(", "));
+    let mut text = match (current, playing.is_empty()) {
+        (Some(_), _) => format!("Every music bot here is busy: {}.", playing.join(", ")),
+        (None, true) => format!("I can't join <#{wanted}>, and no other bot could take it."),
+        (None, false) => {
+            format!("I can't join <#{wanted}>, and every other music bot here is busy: {}.", playing.join(", "))
+        }
+    };
     if let Some(why) = refused.first() {
         text.push_str(&format!(" Another could not take it: {why}"));
     }
@@ -152,11 +177,17 @@ mod tests {
     fn the_answer_without_a_free_bot_names_the_busy_channels_and_whom_to_invite() {
         let free = FleetBot { name: "Delta".into(), client_id: "44".into(), shard_urls: vec![] };
         let busy = [("Bravo".to_string(), "12".to_string())];
-        let text = none_free("Alpha", ChannelId::new(11), &busy, &[free], &[], GuildId::new(9));
+        let here = (Some(ChannelId::new(11)), ChannelId::new(13));
+        let text = none_free("Alpha", here, &busy, std::slice::from_ref(&free), &[], GuildId::new(9));
         assert!(text.starts_with("Every music bot here is busy: **Alpha** in <#11>, **Bravo** in <#12>."), "{text}");
         assert!(text.contains("Invite **Delta**"), "{text}");
         assert!(text.contains("client_id=44") && text.contains("guild_id=9"), "{text}");
-        let text = none_free("Alpha", ChannelId::new(11), &[], &[], &[], GuildId::new(9));
+        let text = none_free("Alpha", here, &[], &[], &[], GuildId::new(9));
         assert!(text.ends_with("Try again when one of them is free."), "{text}");
+        // Alpha could not join #13 itself.
+        let text = none_free("Alpha", (None, ChannelId::new(13)), &busy, &[], &[], GuildId::new(9));
+        assert!(text.starts_with("I can't join <#13>, and every other music bot here is busy: **Bravo** in <#12>."));
+        let text = none_free("Alpha", (None, ChannelId::new(13)), &[], &[free], &[], GuildId::new(9));
+        assert!(text.starts_with("I can't join <#13>, and no other bot could take it."), "{text}");
     }
 }

@@ -167,16 +167,41 @@ async fn requests_to_a_busy_bot_are_played_by_free_bots_of_its_fleet() -> anyhow
     }
     assert!(said.contains("Invite **Delta**") && said.contains(&format!("client_id={}", APPS[3])), "{said}");
 
+    // Bravo stops, free again in its channel; asked for Charlie's channel it leaves the
+    // request to Charlie, who is there, instead of joining as a second bot.
+    let winner = if won == VOICE3 { CAROL } else { DAVE };
+    let stop = fleet.bot(1).inject_interaction(SlashCommand::new(GUILD, TEXT, BOB, "stop"))?;
+    fleet.sim.wait_reply(stop.id, WAIT).await?;
+    let (said, _) = fleet.ask_alpha(winner, 990).await?;
+    assert!(said.contains("**Charlie** queued") && said.contains("position 1"), "{said}");
+    assert_eq!(fleet.channel_of(1), Some(VOICE2), "Bravo stayed where it was");
+
     let metrics = fleet.bots[0].get("/metrics").await?.1;
     let alpha = APPS[0];
-    assert_eq!(metric(&metrics, &format!("musicbot_handoffs_total{{bot=\"{alpha}\",outcome=\"requested\"}}")), 5);
-    assert_eq!(metric(&metrics, &format!("musicbot_handoffs_total{{bot=\"{alpha}\",outcome=\"accepted\"}}")), 2);
+    assert_eq!(metric(&metrics, &format!("musicbot_handoffs_total{{bot=\"{alpha}\",outcome=\"requested\"}}")), 6);
+    assert_eq!(metric(&metrics, &format!("musicbot_handoffs_total{{bot=\"{alpha}\",outcome=\"accepted\"}}")), 3);
     assert_eq!(metric(&metrics, &format!("musicbot_handoffs_total{{bot=\"{alpha}\",outcome=\"failed\"}}")), 1);
     assert_eq!(metric(&metrics, &format!("musicbot_handoffs_total{{bot=\"{alpha}\",outcome=\"refused\"}}")), 2);
     let taken = fleet.bots[1].get("/metrics").await?.1;
     assert_eq!(metric(&taken, &format!("musicbot_handoff_taken_seconds_count{{bot=\"{}\"}}", APPS[1])), 1);
+    let taken = fleet.bots[2].get("/metrics").await?.1;
+    assert_eq!(metric(&taken, &format!("musicbot_handoff_taken_seconds_count{{bot=\"{}\"}}", APPS[2])), 2);
     for bot in &fleet.bots {
         assert!(!bot.logs().contains(KEY), "the fleet key is never logged");
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_bot_that_cannot_join_the_callers_channel_hands_the_request_on() -> anyhow::Result<()> {
+    let fleet = Fleet::start().await?;
+    // Alpha's voice joins in this server are refused (as without the Connect permission).
+    fleet.bot(0).refuse_voice(GUILD, true);
+    let (said, private) = fleet.ask_alpha(ALICE, 440).await?;
+    assert!(said.contains("**Bravo** will play") && said.contains(&format!("<#{VOICE}>")), "{said}");
+    assert!(!private);
+    fleet.hears(1, VOICE, 440.0).await?;
+    assert_eq!(fleet.channel_of(0), None);
+    assert!(fleet.bot(0).voice_refusals() > 0, "Alpha did try");
     Ok(())
 }

@@ -53,6 +53,8 @@ pub struct HandoffRequest {
     pub query: String,
     /// The name of the bot that was asked, for the log.
     pub from: String,
+    /// Its client id: it may still sit in the channel it could not play in.
+    pub from_client_id: String,
     /// When that bot got the interaction (milliseconds since the Unix epoch): the bot that
     /// takes it counts the time to its first audio from here.
     pub asked_at_ms: u64,

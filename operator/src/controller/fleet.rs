@@ -103,13 +103,19 @@ pub(super) async fn ensure_key(bot: &MusicBot, ctx: &Context) -> Result<String, 
     }
 }
 
+fn restarts(pod: &Pod) -> i32 {
+    let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.as_ref());
+    statuses.and_then(|c| c.iter().find(|c| c.name == "bot-runner")).map_or(0, |c| c.restart_count)
+}
+
 fn key_of(secret: &Secret) -> Option<String> {
     let bytes = &secret.data.as_ref()?.get(FLEET_KEY)?.0;
     String::from_utf8(bytes.clone()).ok().map(|k| k.trim().to_string()).filter(|k| !k.is_empty())
 }
 
-/// Tells each pod of `bot`'s fleet the fleet's directory, when it changed since that pod
-/// was last told. A pod that does not take it is told again at the next reconcile.
+/// Tells each pod of `bot`'s fleet the fleet's directory, when it changed since that pod's
+/// bot-runner was last told (a restarted container is told again). A pod that does not
+/// take it is told again at the next reconcile.
 pub(super) async fn push_directory(bot: &MusicBot, key: &str, ctx: &Context) -> Result<(), Error> {
     if key.is_empty() {
         warn!(fleet = bot.spec.fleet_name(), "the fleet's key Secret has no key: no hand-offs");
@@ -127,6 +133,8 @@ pub(super) async fn push_directory(bot: &MusicBot, key: &str, ctx: &Context) -> 
     let mut now_told: HashMap<String, String> = HashMap::new();
     for pod in &pods {
         let (Some(uid), Some(ip)) = (pod.uid(), pod.status.as_ref().and_then(|s| s.pod_ip.clone())) else { continue };
+        // A restarted container is a new bot-runner that knows no directory yet.
+        let uid = format!("{uid}/{}", restarts(pod));
         if told.get(&uid) == Some(&digest) {
             now_told.insert(uid, digest.clone());
             continue;

@@ -1,7 +1,7 @@
 //! A fleet that acts as one, on the node: four MusicBots of one `spec.fleet`, three of them
 //! in a server with four voice channels and a listener in each. Everyone asks the same bot;
 //! the others take what it cannot, pod to pod, with the key and the directory the operator
-//! gave them.
+//! gave them; a bot killed while it holds a request leaves it answered, and played by no one.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use kube::api::Api;
 use kube::{Resource, ResourceExt};
 
 use crate::bots::create_token;
-use crate::product::{Product, Slot, WAIT, product};
+use crate::product::{Product, Slot, WAIT, host_pid_of, kill, product};
 use crate::run;
 
 const GUILD: u64 = 940_000_000_000_900_000;
@@ -58,6 +58,20 @@ async fn hears(p: &Product, token: &str, channel: u64, hz: f64) -> Instant {
         }
         assert!(Instant::now() < deadline, "{hz} Hz never heard in {channel}: {audio:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `bot`'s pod is Ready again after its container restarted.
+async fn wait_restarted(p: &Product, ns: &str, bot: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let pod = p.wait_pod_ready(ns, bot, None).await;
+        let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.clone()).unwrap_or_default();
+        if statuses.iter().any(|c| c.restart_count > 0 && c.ready) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{bot} was not restarted");
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -109,6 +123,23 @@ fn three_channels_asking_one_bot_are_played_by_three_bots_of_its_fleet() {
         let heard = hears(p, &tokens[1], SEATS[1].0, 550.0).await;
         eprintln!("hand-off across pods: interaction to first audio {:.2} s", (heard - asked).as_secs_f64());
         hears(p, &tokens[0], SEATS[0].0, 440.0).await;
+
+        // charlie is killed while it holds Carol's request (stopped first, so that the kill
+        // lands mid-request): alpha answers her at once, and the request is played by no one,
+        // not even by charlie's next container.
+        let charlie = p.wait_pod_ready(&ns, "charlie", None).await;
+        let pid = host_pid_of(&charlie, "bot-runner");
+        kill(pid, "STOP");
+        let i = alpha.inject_interaction(play(2, &p.tones.wav(660, 120))).unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        kill(pid, "KILL");
+        let said = p.sim.wait_reply(i.id, Duration::from_secs(10)).await.unwrap().text();
+        assert!(said.contains("**charlie** was to play it") && said.contains("did not answer"), "{said}");
+        p.sim.bot(&tokens[2]).wait_disconnected(WAIT).await.unwrap();
+        p.sim.bot(&tokens[2]).wait_ready(WAIT).await.unwrap();
+        wait_restarted(p, &ns, "charlie").await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(p.sim.bot(&tokens[2]).voice(GUILD), None, "the killed request was played");
 
         // Two at once, one bot free: charlie serves exactly one; the other is told who is
         // busy where, and given delta's invite.
