@@ -37,6 +37,11 @@ async fn runtime(common: &CommonArgs) -> Result<Runtime> {
         mongo,
         identify_reserve: common.identify_reserve,
         fleet_link: match &common.fleet_key_file {
+            // The operator mounts the key as optional: a fleet without one plays alone.
+            Some(path) if !path.exists() => {
+                warn!(path = %path.display(), "no fleet key: this bot neither hands off nor takes requests");
+                None
+            }
             Some(path) => Some(Arc::new(FleetLink::from_file(path)?)),
             None => None,
         },

@@ -205,3 +205,14 @@ async fn a_bot_that_cannot_join_the_callers_channel_hands_the_request_on() -> an
     assert!(fleet.bot(0).voice_refusals() > 0, "Alpha did try");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_bot_whose_fleet_key_is_missing_plays_alone() -> anyhow::Result<()> {
+    let launch = Launch::bot(APP).env("MUSICBOT_FLEET_KEY_FILE", "/nonexistent/fleet-key");
+    let Scene { sim, tones, bot } = Scene::start(launch).await?;
+    assert!(bot.logs().contains("no fleet key"), "{}", bot.logs());
+    start_playing(&sim, &sim.bot(&token_for(APP)), &tones).await?;
+    let (code, _) = bot.get("/health").await?;
+    assert_eq!(code, 200);
+    Ok(())
+}

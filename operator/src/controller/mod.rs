@@ -88,7 +88,8 @@ pub struct Context {
     guilds: Option<guilds::GuildSync>,
     /// The resourceVersion of each bot's StatefulSet as its last reconcile saw it.
     seen_statefulsets: SeenVersions,
-    /// Per (namespace, fleet): the digest of the directory each pod (by uid) was last told.
+    /// Per (namespace, fleet): the digest of the directory each bot-runner (by pod uid and
+    /// container restarts) was last told.
     fleet_directories: Mutex<HashMap<(String, String), HashMap<String, String>>>,
 }
 

@@ -52,7 +52,14 @@ async fn apply(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
     // The pods mount the fleet's key: it exists before they do, and a new key (the Secret
     // deleted to rotate it) rolls them, as a new token does: bot-runner reads both once.
     let fleet_key = match (&token, &image) {
-        (Ok(_), None) => Some(fleet::ensure_key(bot, ctx).await?),
+        (Ok(_), None) => match fleet::ensure_key(bot, ctx).await {
+            Ok(key) => Some(key),
+            // The bot runs without hand-offs (its pods mount the key as optional).
+            Err(e) => {
+                warn!(fleet = bot.spec.fleet_name(), error = %e, "could not make or read the fleet's key");
+                None
+            }
+        },
         _ => None,
     };
     let secrets_digest = match (&token, &fleet_key) {

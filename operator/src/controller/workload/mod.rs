@@ -287,12 +287,12 @@ fn startup_probe() -> Probe {
     Probe { initial_delay_seconds: Some(1), ..http_probe(STARTUP_PROBE_PATH, 1, 20, 10) }
 }
 
-fn secret_projection(secret: &str, key: &str, path: &str) -> VolumeProjection {
+fn secret_projection(secret: &str, key: &str, path: &str, optional: bool) -> VolumeProjection {
     VolumeProjection {
         secret: Some(SecretProjection {
             name: secret.into(),
             items: Some(vec![key_to(key, path)]),
-            ..Default::default()
+            optional: optional.then_some(true),
         }),
         ..Default::default()
     }
@@ -322,8 +322,15 @@ fn pod_volumes(bot: &MusicBot, defaults: &BotDefaults) -> (Vec<Volume>, Vec<Volu
             name: "token".into(),
             projected: Some(ProjectedVolumeSource {
                 sources: Some(vec![
-                    secret_projection(&spec.token_secret_ref.name, &spec.token_secret_ref.key, "token"),
-                    secret_projection(&labels::fleet_key_secret(spec.fleet_name()), labels::FLEET_KEY, "fleet-key"),
+                    secret_projection(&spec.token_secret_ref.name, &spec.token_secret_ref.key, "token", false),
+                    // A fleet without its key (the Secret deleted, or not made) only loses
+                    // its hand-offs: the bot starts all the same.
+                    secret_projection(
+                        &labels::fleet_key_secret(spec.fleet_name()),
+                        labels::FLEET_KEY,
+                        "fleet-key",
+                        true,
+                    ),
                 ]),
                 default_mode: Some(0o440),
             }),

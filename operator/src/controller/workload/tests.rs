@@ -48,6 +48,7 @@ fn one_restricted_pod_per_shard_with_the_token_as_a_file() {
     let fleet = sources[1].secret.as_ref().unwrap();
     assert_eq!(fleet.name, "musicbot-fleet-default", "no spec.fleet: the namespace's default fleet");
     assert_eq!(fleet.items.as_ref().unwrap()[0].path, "fleet-key");
+    assert_eq!((secret.optional, fleet.optional), (None, Some(true)), "a bot starts without its fleet's key");
     assert_eq!(sources.len(), 2);
     let labels = sts.spec.as_ref().unwrap().template.metadata.as_ref().unwrap().labels.as_ref().unwrap();
     assert_eq!(labels.get("musicbot.dev/fleet").map(String::as_str), Some("default"));
