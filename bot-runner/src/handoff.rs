@@ -7,8 +7,10 @@
 //! Two bots never take one request: the asking bot offers it to one bot at a time, in the
 //! directory's order, and stops at the first that takes it or that may have (a request that
 //! got no answer is an error, never offered again). A bot takes hand-offs of one guild one
-//! at a time, so two requests for two channels cannot both have it join; and it does not
-//! join a channel another bot of the fleet is in (that one takes the request in its turn).
+//! at a time, from its check that it is free to the track queued (the lookup runs before,
+//! and the check is made again after it), so two requests for two channels cannot both
+//! have it join; and it does not join a channel another bot of the fleet is in (that one
+//! takes the request in its turn).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
@@ -214,32 +216,59 @@ pub async fn take(bot: &Arc<Bot>, link: &FleetLink, request: &HandoffRequest) ->
     if guild.get() == 0 || !bot.guilds.ids().contains(&guild) {
         return HandoffAnswer::NotInGuild;
     }
+    // Nothing is looked up for a request this bot would refuse anyway.
+    if let Some(no) = refusal(bot, link, request, guild, channel).await {
+        return no;
+    }
     let music = &bot.music;
-    // One hand-off of a guild at a time, from the check that the bot is free to its join.
+    let source = match classify(&request.query) {
+        Ok(s) => s,
+        Err(why) => return HandoffAnswer::Refused { why },
+    };
+    // The lookup (seconds, for a page) runs outside the guild's turn: it holds no one up.
+    let (source, found) = match music.sources.resolve(guild.get(), source).await {
+        Ok(r) => r,
+        Err(why) => return HandoffAnswer::Refused { why },
+    };
+    // One hand-off of a guild at a time, from the check that the bot is free to its queue.
     let turn = music.handoff_turn(guild);
     let _turn = turn.lock().await;
     if let Some(answer) = link.remembered(&request.id) {
         return answer;
     }
-    let answer = take_locked(bot, link, request, guild, channel, text).await;
+    let answer = match refusal(bot, link, request, guild, channel).await {
+        Some(no) => no,
+        None => {
+            let track = Track {
+                id: music.next_track_id(),
+                title: found.title.clone(),
+                source,
+                duration: found.duration,
+                requested_by: request.user_id.parse().unwrap_or_default(),
+                text_channel: text,
+            };
+            join_and_queue(bot, request, guild, channel, track).await
+        }
+    };
     link.remember(&request.id, &answer);
     answer
 }
 
-async fn take_locked(
-    bot: &Arc<Bot>,
+/// Why this bot does not take a request for `channel` now, if it does not: it plays in
+/// another channel, or another bot of the fleet is in that one.
+async fn refusal(
+    bot: &Bot,
     link: &FleetLink,
     request: &HandoffRequest,
     guild: GuildId,
     channel: ChannelId,
-    text: u64,
-) -> HandoffAnswer {
+) -> Option<HandoffAnswer> {
     let music = &bot.music;
     let current = music.current_channel(guild).await;
     if let Some(other) = current.filter(|c| *c != channel)
         && music.is_busy(guild).await
     {
-        return HandoffAnswer::Busy { bot: bot.name.clone(), voice_channel_id: other.get().to_string() };
+        return Some(HandoffAnswer::Busy { bot: bot.name.clone(), voice_channel_id: other.get().to_string() });
     }
     // A bot of the fleet sits in that channel already: it is the one to take it (it is
     // asked in its turn), not a second bot joining it. Not the asking bot: it may sit
@@ -249,43 +278,39 @@ async fn take_locked(
     if current != Some(channel)
         && let Some(there) = bot.guilds.bots_in(guild, channel).into_iter().find_map(other_fleet_bot)
     {
-        return HandoffAnswer::Refused { why: format!("**{there}** is in <#{channel}> already.") };
+        return Some(HandoffAnswer::Refused { why: format!("**{there}** is in <#{channel}> already.") });
     }
-    let source = match classify(&request.query) {
-        Ok(s) => s,
-        Err(why) => return HandoffAnswer::Refused { why },
-    };
-    let (source, found) = match music.sources.resolve(guild.get(), source).await {
-        Ok(r) => r,
-        Err(why) => return HandoffAnswer::Refused { why },
-    };
-    if current != Some(channel)
-        && let Err(why) = music.join(guild, channel).await
-    {
+    None
+}
+
+/// Joins `channel` unless the bot is in it, and queues `track` there.
+async fn join_and_queue(
+    bot: &Bot,
+    request: &HandoffRequest,
+    guild: GuildId,
+    channel: ChannelId,
+    track: Track,
+) -> HandoffAnswer {
+    let music = &bot.music;
+    let joined = music.current_channel(guild).await != Some(channel);
+    if joined && let Err(why) = music.join(guild, channel).await {
         return HandoffAnswer::Refused { why };
     }
     if too_late(request) {
-        if current != Some(channel) {
+        if joined {
             music.leave(guild, "a hand-off came too late").await;
         }
         return late(request);
     }
-    let track = Track {
-        id: music.next_track_id(),
-        title: found.title.clone(),
-        source,
-        duration: found.duration,
-        requested_by: request.user_id.parse().unwrap_or_default(),
-        text_channel: text,
-    };
+    let title = track.title.clone();
     match music.enqueue(guild, track).await {
         Ok(position) => {
             info!(from = %request.from, %guild, %channel, position, "took a hand-off");
             let waited = Duration::from_millis(now_ms().saturating_sub(request.asked_at_ms));
             bot.metrics.handoff_taken(waited);
-            HandoffAnswer::Accepted { bot: bot.name.clone(), position: position as u64, title: found.title }
+            HandoffAnswer::Accepted { bot: bot.name.clone(), position: position as u64, title }
         }
-        Err(e) => HandoffAnswer::Refused { why: format!("I couldn't queue **{}**: {e}.", found.title) },
+        Err(e) => HandoffAnswer::Refused { why: format!("I couldn't queue **{title}**: {e}.") },
     }
 }
 

@@ -38,8 +38,16 @@ pub async fn play(
     }
     // Looking a source up can take seconds; Discord wants an answer within three.
     ctx.defer().await?;
-    // Until the track is queued, a hand-off from the fleet must not take the bot to
-    // another channel of this guild (it waits for this turn, and then finds the bot busy).
+    let (source, found) = match music.sources.resolve(guild.get(), source).await {
+        Ok(r) => r,
+        Err(why) => {
+            ctx.send(CreateReply::default().content(why)).await?;
+            return Ok(());
+        }
+    };
+    // From here until the track is queued, a hand-off from the fleet must not take the bot
+    // to another channel of this guild (it waits for this turn, then finds the bot busy);
+    // one may have done so during the lookup.
     let turn = music.handoff_turn(guild);
     let turn = turn.lock().await;
     let bot_channel = music.current_channel(guild).await;
@@ -49,13 +57,6 @@ pub async fn play(
         drop_placeholder(ctx).await;
         return Err(user(format!("I'm playing in <#{current}> now; join me there to add songs.")));
     }
-    let (source, found) = match music.sources.resolve(guild.get(), source).await {
-        Ok(r) => r,
-        Err(why) => {
-            ctx.send(CreateReply::default().content(why)).await?;
-            return Ok(());
-        }
-    };
     if bot_channel != Some(channel)
         && let Err(why) = music.join(guild, channel).await
     {
