@@ -128,11 +128,18 @@ fn token_secret() -> Response<Body> {
               "data": {"token": base64::engine::general_purpose::STANDARD.encode(token)}}))
 }
 
+/// The fleet's key, which the pods mount: read (here: found) before the StatefulSet.
+fn fleet_key() -> Response<Body> {
+    ok(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "musicbot-fleet-default"},
+              "data": {"key": "a2V5LWtleS1rZXkta2V5LWtleS1rZXk="}}))
+}
+
 #[tokio::test]
 async fn a_409_conflict_applying_the_statefulset_is_an_error_to_retry() {
     let (ctx, mut handle) = context();
     let task = tokio::spawn(reconcile(bot(), ctx));
     expect(&mut handle, "GET", "/secrets/radio-token", token_secret()).await;
+    expect(&mut handle, "GET", "/secrets/musicbot-fleet-default", fleet_key()).await;
     let applied =
         expect(&mut handle, "PATCH", "/apis/apps/v1/namespaces/music/statefulsets/radio", status(409, "Conflict"))
             .await;
@@ -146,6 +153,7 @@ async fn a_422_from_the_server_is_surfaced_with_its_message() {
     let (ctx, mut handle) = context();
     let task = tokio::spawn(reconcile(bot(), ctx));
     expect(&mut handle, "GET", "/secrets/radio-token", token_secret()).await;
+    expect(&mut handle, "GET", "/secrets/musicbot-fleet-default", fleet_key()).await;
     expect(&mut handle, "PATCH", "/statefulsets/radio", status(422, "Invalid")).await;
     let err = task.await.unwrap().unwrap_err();
     assert_eq!(err.kind(), "api");

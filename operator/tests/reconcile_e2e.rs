@@ -68,7 +68,12 @@ async fn a_musicbot_becomes_a_pod_that_follows_spec_and_token_changes() {
     let pod = Api::<Pod>::namespaced(client.clone(), &ns).get("radio-0").await.unwrap();
     let pod_spec = pod.spec.unwrap();
     assert_eq!(pod_spec.automount_service_account_token, Some(false));
-    assert_eq!(pod_spec.volumes.unwrap()[0].secret.as_ref().unwrap().secret_name.as_deref(), Some("radio-token"));
+    let sources = pod_spec.volumes.unwrap()[0].projected.clone().unwrap().sources.unwrap();
+    assert_eq!(sources[0].secret.as_ref().map(|s| s.name.as_str()), Some("radio-token"));
+    // The namespace's default fleet got its key before the pod that mounts it.
+    assert_eq!(sources[1].secret.as_ref().map(|s| s.name.as_str()), Some("musicbot-fleet-default"));
+    let key = Api::<Secret>::namespaced(client.clone(), &ns).get("musicbot-fleet-default").await.unwrap();
+    assert_eq!(key.data.as_ref().and_then(|d| d.get("key")).map(|k| k.0.len()), Some(43), "32 random bytes");
     assert_eq!(phase(&client, &ns, "radio").await, Some(Phase::Pending)); // no kubelet: never ready
 
     // Edit the spec: the template changes and the pod is replaced.
