@@ -91,6 +91,9 @@ pub struct Context {
     /// Per (namespace, fleet): the digest of the directory each bot-runner (by pod uid and
     /// container restarts) was last told.
     fleet_directories: Mutex<HashMap<(String, String), HashMap<String, String>>>,
+    /// Identify holds this operator set, by (namespace, name): the cache can hand the next
+    /// reconcile a MusicBot whose status does not show the hold yet.
+    pub(crate) holds: Mutex<HashMap<(String, String), chrono::DateTime<chrono::Utc>>>,
 }
 
 impl Context {
@@ -122,6 +125,7 @@ impl Context {
             guilds: None,
             seen_statefulsets: SeenVersions::default(),
             fleet_directories: Mutex::default(),
+            holds: Mutex::default(),
         }
     }
 

@@ -40,6 +40,8 @@ pub async fn reconcile(bot: Arc<MusicBot>, ctx: Arc<Context>) -> Result<Action, 
 }
 
 async fn apply(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
+    let remembered = with_remembered_hold(bot, ctx);
+    let bot = remembered.as_ref().unwrap_or(bot);
     let token = resolve_token(bot, ctx).await?;
     let image = workload::check_image(bot, &ctx.defaults).err();
     let now = now();
@@ -95,6 +97,8 @@ async fn apply(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
         // Discord's reset.
         warn!(pod = ?hold.pod, until = %identify::format_time(hold.until), "holding a crash-looping bot for its identify budget");
         statefulset = Some(apply_statefulset(bot, digest, true, ctx).await?);
+        let key = (bot.namespace().unwrap_or_default(), bot.name_any());
+        ctx.holds.lock().expect("holds lock").insert(key, hold.until);
     }
     let observed = Observed {
         token: &token,
@@ -117,6 +121,21 @@ async fn apply(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
         None => requeue(new_status.phase, ctx),
     };
     Ok(action)
+}
+
+/// `bot` with the identify hold this operator set on it, when its status (from the cache)
+/// does not show it yet: a reconcile right after the hold, woken by the StatefulSet it
+/// scaled down, must not scale it up again. `None`: the status is as good.
+fn with_remembered_hold(bot: &MusicBot, ctx: &Context) -> Option<MusicBot> {
+    let key = (bot.namespace().unwrap_or_default(), bot.name_any());
+    let until = *ctx.holds.lock().expect("holds lock").get(&key)?;
+    let shown = bot.status.as_ref().and_then(|s| s.identify_held_until.as_deref()).and_then(identify::parse_time);
+    if until <= chrono::Utc::now() || shown.is_some_and(|s| s >= until) {
+        return None;
+    }
+    let mut bot = bot.clone();
+    bot.status.get_or_insert_default().identify_held_until = Some(identify::format_time(until));
+    Some(bot)
 }
 
 /// The token the bot's Secret holds, as a salted digest, or why there is none.
@@ -302,6 +321,7 @@ async fn cleanup(bot: &MusicBot, ctx: &Context) -> Result<Action, Error> {
     let _ = ctx.recorder.publish(&event, &bot.object_ref(&())).await;
     ctx.metrics.forget(&bot.namespace().unwrap_or_default(), &name);
     ctx.seen_statefulsets.forget(&bot.namespace().unwrap_or_default(), &name);
+    ctx.holds.lock().expect("holds lock").remove(&(bot.namespace().unwrap_or_default(), name.clone()));
     if let Some(guilds) = &ctx.guilds {
         guilds.forget(&bot.spec.client_id);
     }
