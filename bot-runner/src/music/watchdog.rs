@@ -80,6 +80,15 @@ struct Guilds {
     hearing: HashMap<GuildId, Hearing>,
 }
 
+impl Guilds {
+    /// No audio is due from `guild` now: its reports' silence starts counting afresh.
+    fn excuse(&mut self, guild: GuildId) {
+        if let Some(h) = self.hearing.get_mut(&guild) {
+            h.advanced_at = Instant::now();
+        }
+    }
+}
+
 /// What one look at a guild found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -198,19 +207,12 @@ impl Watchdog {
     pub fn forget(&self, guild: GuildId) {
         let mut guilds = self.guilds.lock().expect("watchdog lock");
         guilds.watches.remove(&guild);
-        self.excuse_locked(&mut guilds, guild);
+        guilds.excuse(guild);
     }
 
     /// No audio is due from `guild` right now (joining, or its track still loading).
     pub fn excuse(&self, guild: GuildId) {
-        let mut guilds = self.guilds.lock().expect("watchdog lock");
-        self.excuse_locked(&mut guilds, guild);
-    }
-
-    fn excuse_locked(&self, guilds: &mut Guilds, guild: GuildId) {
-        if let Some(h) = guilds.hearing.get_mut(&guild) {
-            h.advanced_at = Instant::now();
-        }
+        self.guilds.lock().expect("watchdog lock").excuse(guild);
     }
 
     /// The bot left `guild`'s voice: everything about it goes.
