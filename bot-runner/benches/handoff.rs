@@ -126,6 +126,7 @@ async fn bench(rounds: usize) -> Result<()> {
                 shard_urls: vec![format!("http://127.0.0.1:{port}")],
             })
             .collect(),
+        invites: None,
     };
     let http = reqwest::Client::new();
     for port in [alpha_port, bravo_port] {

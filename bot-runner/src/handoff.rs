@@ -17,7 +17,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, bail};
-use musicbot_api::handoff::{FleetBot, FleetDirectory, HandoffAnswer, HandoffRequest, PLAY_PATH};
+use musicbot_api::handoff::{
+    FleetBot, FleetDirectory, HandoffAnswer, HandoffRequest, Invite, InviteRequest, PLAY_PATH,
+};
+use musicbot_db::invite::invite_url;
 use serenity::all::{ChannelId, GuildId};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -31,6 +34,8 @@ use crate::music::source::classify;
 const MIN_KEY_LEN: usize = 22;
 /// How long the asking bot waits for a bot to take a request: a lookup and a voice join.
 pub const TAKE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the operator may take to say whom to invite (a MongoDB round or three).
+const INVITE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Answers remembered, so a request sent twice is taken once.
 const REMEMBERED: usize = 512;
 
@@ -126,6 +131,40 @@ impl FleetLink {
         }
         response.json().await.map_err(|e| Asked::NoAnswer(e.without_url().to_string()))
     }
+
+    /// Whom guild assignment says `guild` should invite, when the directory names the
+    /// operator's invite endpoint (the MongoDB sync's fleet); None without one, when every
+    /// active bot is in the server already, or when the operator does not answer in time.
+    async fn assigned_invite(&self, guild: &str) -> Option<Invite> {
+        let url = self.directory.read().expect("directory lock").invites.clone()?;
+        let sent = self
+            .http
+            .post(url)
+            .bearer_auth(&self.key)
+            .timeout(INVITE_TIMEOUT)
+            .json(&InviteRequest { guild_id: guild.to_string() })
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => match r.json::<Invite>().await {
+                Ok(invite) => Some(invite),
+                Err(e) => {
+                    warn!(error = %e.without_url(), "the operator's invite answer did not parse");
+                    None
+                }
+            },
+            // No active bot left to invite: the directory may still know one.
+            Ok(r) if matches!(r.status().as_u16(), 404 | 409) => None,
+            Ok(r) => {
+                warn!(status = %r.status(), "the operator gave no invite");
+                None
+            }
+            Err(e) => {
+                warn!(error = %e.without_url(), "the operator could not be asked whom to invite");
+                None
+            }
+        }
+    }
 }
 
 enum Asked {
@@ -143,11 +182,12 @@ pub enum Offered {
         position: u64,
         title: String,
     },
-    /// No bot of the fleet could take it: who is busy where, and who is not in the server.
+    /// No bot of the fleet could take it: who is busy where, why others refused, and which
+    /// bot the server could invite.
     NoneFree {
         busy: Vec<(String, String)>,
-        absent: Vec<FleetBot>,
         refused: Vec<String>,
+        invite: Option<Invite>,
     },
     /// The bot it was handed to did not answer (it died, or hangs).
     Failed {
@@ -176,6 +216,8 @@ pub fn now_ms() -> u64 {
 pub async fn offer(bot: &Bot, link: &FleetLink, request: HandoffRequest) -> Offered {
     let guild: u64 = request.guild_id.parse().unwrap_or_default();
     let (mut busy, mut absent, mut refused) = (Vec::new(), Vec::new(), Vec::new());
+    // The fleet's bots known to be in the server: never the ones to invite.
+    let mut present = vec![bot.client_id().to_string()];
     for peer in link.peers(bot.client_id()) {
         let Some(url) = peer.url_for(guild) else { continue };
         let request = HandoffRequest { to: peer.client_id.clone(), ..request.clone() };
@@ -185,9 +227,15 @@ pub async fn offer(bot: &Bot, link: &FleetLink, request: HandoffRequest) -> Offe
                 info!(to = %taker, guild, "handed off");
                 return Offered::Taken { bot: taker, position, title };
             }
-            Ok(HandoffAnswer::Busy { bot: other, voice_channel_id }) => busy.push((other, voice_channel_id)),
+            Ok(HandoffAnswer::Busy { bot: other, voice_channel_id }) => {
+                busy.push((other, voice_channel_id));
+                present.push(peer.client_id);
+            }
             Ok(HandoffAnswer::NotInGuild) => absent.push(peer),
-            Ok(HandoffAnswer::Refused { why }) => refused.push(why),
+            Ok(HandoffAnswer::Refused { why }) => {
+                refused.push(why);
+                present.push(peer.client_id);
+            }
             Err(Asked::Unreachable) => warn!(to = %peer.name, "a fleet bot could not be reached"),
             Err(Asked::NoAnswer(e)) => {
                 bot.metrics.handoff("failed");
@@ -197,7 +245,19 @@ pub async fn offer(bot: &Bot, link: &FleetLink, request: HandoffRequest) -> Offe
         }
     }
     bot.metrics.handoff("refused");
-    Offered::NoneFree { busy, absent, refused }
+    // Guild assignment's choice when there is one (it spreads servers over the fleet by
+    // load; its records of who is in the server may lag by a status interval), else the
+    // first fleet bot that said it is not in the server.
+    let assigned = link.assigned_invite(&request.guild_id).await;
+    let invite = match assigned.filter(|i| !present.contains(&i.client_id)) {
+        Some(invite) => Some(invite),
+        None => absent.into_iter().next().map(|b| Invite {
+            invite_url: invite_url(&b.client_id, Some(&request.guild_id)),
+            name: b.name,
+            client_id: b.client_id,
+        }),
+    };
+    Offered::NoneFree { busy, refused, invite }
 }
 
 /// Takes a request handed off by another bot of the fleet, if this bot can.
@@ -348,7 +408,11 @@ mod tests {
     fn peers_are_the_others_in_client_id_order_and_answers_are_remembered() {
         let l = link("k2Vx4u1cYtq3mB0sWf9hZrPL");
         let bot = |id: &str| FleetBot { name: format!("b{id}"), client_id: id.into(), shard_urls: vec![] };
-        l.set_directory(FleetDirectory { fleet: "f".into(), bots: vec![bot("30"), bot("100"), bot("20")] });
+        l.set_directory(FleetDirectory {
+            fleet: "f".into(),
+            bots: vec![bot("30"), bot("100"), bot("20")],
+            invites: None,
+        });
         let order: Vec<String> = l.peers(20).into_iter().map(|b| b.client_id).collect();
         assert_eq!(order, ["30", "100"]);
         assert_eq!(l.remembered("i"), None);

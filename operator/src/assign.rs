@@ -6,6 +6,11 @@
 //! The endpoint writes to MongoDB for whoever calls it, so it takes a bearer token (none
 //! configured: it refuses with 503 rather than open up) and a rate limit shared by every
 //! caller of this replica.
+//!
+//! `POST /fleet/invite` is the same choice for the bots of the sync's fleet (the default
+//! fleet of the sync namespace), which a bot asks when no bot of its fleet is free in a
+//! server: it presents the fleet's key, not the assignments token, so a bot pod gets no
+//! power beyond "which bot should this server invite" (rate limited apart from the admins').
 
 use crate::http::AppState;
 use crate::metrics::Metrics;
@@ -16,7 +21,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use musicbot_db::{AssignError, Assigner};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use musicbot_api::crd::DEFAULT_FLEET;
+use musicbot_api::handoff::{Invite, InviteRequest};
+use musicbot_api::labels::{FLEET_KEY, fleet_key_secret};
+use musicbot_db::{AssignError, Assigner, Assignment};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -35,6 +45,9 @@ pub struct Assignments {
     assigner: Option<Assigner>,
     token: Option<AssignmentsToken>,
     limiter: Arc<DefaultDirectRateLimiter>,
+    /// The sync namespace, whose default fleet may ask `POST /fleet/invite`.
+    fleet_namespace: Option<String>,
+    fleet_limiter: Arc<DefaultDirectRateLimiter>,
 }
 
 impl Default for Assignments {
@@ -45,7 +58,20 @@ impl Default for Assignments {
 
 impl Assignments {
     pub fn new(assigner: Option<Assigner>, token: Option<AssignmentsToken>, limit: RateLimit) -> Self {
-        Self { assigner, token, limiter: Arc::new(RateLimiter::direct(limit.quota())) }
+        Self {
+            assigner,
+            token,
+            limiter: Arc::new(RateLimiter::direct(limit.quota())),
+            fleet_namespace: None,
+            fleet_limiter: Arc::new(RateLimiter::direct(limit.quota())),
+        }
+    }
+
+    /// Answers `POST /fleet/invite` for the bots of `namespace`'s default fleet (those the
+    /// sync makes there), with their own rate limit.
+    pub fn with_fleet(mut self, namespace: String) -> Self {
+        self.fleet_namespace = Some(namespace);
+        self
     }
 }
 
@@ -152,15 +178,11 @@ pub(crate) async fn create(
     };
     if !token.admits(headers.get(header::AUTHORIZATION)) {
         s.metrics.sync.assignment("unauthorized");
-        let mut resp = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return resp;
+        return unauthorized();
     }
     if assignments.limiter.check().is_err() {
         s.metrics.sync.assignment("rate_limited");
-        let mut resp = error(StatusCode::TOO_MANY_REQUESTS, "too many assignment requests; try again in a second");
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return resp;
+        return rate_limited();
     }
     let Some(assigner) = &assignments.assigner else {
         s.metrics.sync.assignment("disabled");
@@ -185,20 +207,87 @@ pub(crate) async fn create(
             });
             (StatusCode::CREATED, "assigned", body)
         }
-        Err(e) => {
-            let (status, result) = match &e {
-                AssignError::InvalidGuild(_) => (StatusCode::BAD_REQUEST, "invalid_guild"),
-                AssignError::NoActiveBot => (StatusCode::NOT_FOUND, "no_active_bot"),
-                AssignError::AllInGuild(_) => (StatusCode::CONFLICT, "all_in_guild"),
-                AssignError::Db(_) => (StatusCode::BAD_GATEWAY, "error"),
-            };
-            if status == StatusCode::BAD_GATEWAY {
-                warn!("guild assignment failed: {e}");
-            }
-            (status, result, json!({"error": e.to_string()}))
-        }
+        Err(e) => refusal(&e),
     };
     s.metrics.sync.assignment(result);
+    (status, Json(body)).into_response()
+}
+
+/// The answer, metric result and body of a failed assignment.
+fn refusal(e: &AssignError) -> (StatusCode, &'static str, serde_json::Value) {
+    let (status, result) = match e {
+        AssignError::InvalidGuild(_) => (StatusCode::BAD_REQUEST, "invalid_guild"),
+        AssignError::NoActiveBot => (StatusCode::NOT_FOUND, "no_active_bot"),
+        AssignError::AllInGuild(_) => (StatusCode::CONFLICT, "all_in_guild"),
+        AssignError::Db(_) => (StatusCode::BAD_GATEWAY, "error"),
+    };
+    if status == StatusCode::BAD_GATEWAY {
+        warn!("guild assignment failed: {e}");
+    }
+    (status, result, json!({"error": e.to_string()}))
+}
+
+fn unauthorized() -> Response {
+    let mut resp = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    resp
+}
+
+fn rate_limited() -> Response {
+    let mut resp = error(StatusCode::TOO_MANY_REQUESTS, "too many assignment requests; try again in a second");
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
+/// `POST /fleet/invite`: 200 with the [`Invite`] guild assignment chose for the guild (the
+/// one already pending there, if any); 401 unless the bearer is the key of the sync
+/// namespace's default fleet, 429 over this endpoint's own rate limit, otherwise the
+/// answers of `POST /assignments`. The key is read from its Secret on each call (after the
+/// rate limit, which bounds those reads), so a rotated key counts at once.
+pub(crate) async fn fleet_invite(
+    State(s): State<Arc<AppState>>,
+    Extension(assignments): Extension<Assignments>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (Some(assigner), Some(ns)) = (&assignments.assigner, &assignments.fleet_namespace) else {
+        s.metrics.sync.fleet_invite("disabled");
+        return error(StatusCode::SERVICE_UNAVAILABLE, "fleet invites need MongoDB: set --mongodb-uri");
+    };
+    if assignments.fleet_limiter.check().is_err() {
+        s.metrics.sync.fleet_invite("rate_limited");
+        return rate_limited();
+    }
+    let secret = match Api::<Secret>::namespaced(s.client.clone(), ns).get_opt(&fleet_key_secret(DEFAULT_FLEET)).await {
+        Ok(secret) => secret,
+        Err(e) => {
+            s.metrics.sync.fleet_invite("error");
+            warn!("could not read the sync fleet's key: {e}");
+            return error(StatusCode::BAD_GATEWAY, "could not read the fleet's key");
+        }
+    };
+    let key = secret.as_ref().and_then(|s| s.data.as_ref()?.get(FLEET_KEY)).map(|k| String::from_utf8_lossy(&k.0));
+    let key = key.and_then(|k| AssignmentsToken::new(&k).ok());
+    if !key.is_some_and(|k| k.admits(headers.get(header::AUTHORIZATION))) {
+        s.metrics.sync.fleet_invite("unauthorized");
+        return unauthorized();
+    }
+    let guild = match serde_json::from_slice::<InviteRequest>(&body) {
+        Ok(r) => r.guild_id,
+        Err(e) => {
+            s.metrics.sync.fleet_invite("invalid_request");
+            return error(StatusCode::BAD_REQUEST, &format!("expected {{\"guildId\": \"...\"}}: {e}"));
+        }
+    };
+    let (status, result, body) = match assigner.invite(&guild).await {
+        Ok(Assignment { guild_id, client_id, name, invite_url, .. }) => {
+            info!(guild = %guild_id, %client_id, "a fleet bot asked whom to invite");
+            let invite = Invite { name, client_id, invite_url };
+            (StatusCode::OK, "invited", serde_json::to_value(invite).expect("an invite serialises"))
+        }
+        Err(e) => refusal(&e),
+    };
+    s.metrics.sync.fleet_invite(result);
     (status, Json(body)).into_response()
 }
 

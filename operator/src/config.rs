@@ -84,6 +84,12 @@ pub struct Config {
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
 
+    /// This replica's pod IP. Bots of the MongoDB sync's fleet ask it whom to invite to a
+    /// server (guild assignment, at `http://<it>:<--http-addr's port>/fleet/invite`);
+    /// without it they offer the invite of a fleet bot not yet in the server.
+    #[arg(long, env = "POD_IP")]
+    pub pod_ip: Option<std::net::IpAddr>,
+
     /// Log format.
     #[arg(long, env = "MUSICBOT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

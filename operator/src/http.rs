@@ -58,6 +58,7 @@ pub fn router_with(state: Arc<AppState>, assignments: Assignments) -> Router {
         .route("/metrics", get(metrics))
         .route("/bots", get(bots))
         .route("/assignments", post(crate::assign::create))
+        .route(musicbot_api::handoff::INVITE_PATH, post(crate::assign::fleet_invite))
         .layer(Extension(assignments))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))

@@ -65,7 +65,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         assigner.clone(),
         assignments_token,
         http::RateLimit { per_second: config.sync.assignments_per_second, burst: config.sync.assignments_burst },
-    );
+    )
+    .with_fleet(config.sync_namespace());
     let server = serve(&config, state.clone(), assignments, &shutdown).await?;
 
     // /health answers from here on, /ready only once connected: a pod waiting for its API
@@ -136,8 +137,18 @@ fn controller_context(
     ctx.concurrency = config.concurrency.max(1);
     if let Some(r) = records {
         ctx = ctx.with_guild_tracking(r.db.clone(), r.collections.clone());
+        if let Some(url) = fleet_invites_url(config) {
+            ctx = ctx.with_fleet_invites(config.sync_namespace(), url);
+        }
     }
     Arc::new(ctx)
+}
+
+/// Where bots reach this replica's `/fleet/invite`: its pod IP and HTTP port.
+fn fleet_invites_url(config: &Config) -> Option<String> {
+    let port = config.http_addr.parse::<std::net::SocketAddr>().ok()?.port();
+    let ip = config.pod_ip?;
+    Some(format!("http://{}{}", std::net::SocketAddr::new(ip, port), musicbot_api::handoff::INVITE_PATH))
 }
 
 /// A standby replica until this one holds the Lease, then the leader until shutdown. A

@@ -3,6 +3,8 @@
 //! the bot joins (as bot-runner reports it, through `GuildTracker::joined`), and an unused
 //! invite becomes FAILED after the timeout, freeing the slot. The hostile part: no token,
 //! a wrong one, a flood, a slow or oversized request, two replicas racing for one guild.
+//! And `POST /fleet/invite`, where the bots of the sync's fleet ask the same with their
+//! fleet's key (read from its Secret on a real API server).
 
 mod common;
 
@@ -47,7 +49,11 @@ async fn post(app: &Router, body: &str) -> (StatusCode, serde_json::Value) {
 }
 
 async fn post_as(app: &Router, authorization: Option<&str>, body: &str) -> (StatusCode, serde_json::Value) {
-    let mut req = Request::post("/assignments").header("content-type", "application/json");
+    post_to(app, "/assignments", authorization, body).await
+}
+
+async fn post_to(app: &Router, path: &str, authorization: Option<&str>, body: &str) -> (StatusCode, serde_json::Value) {
+    let mut req = Request::post(path).header("content-type", "application/json");
     if let Some(a) = authorization {
         req = req.header("authorization", a);
     }
@@ -440,4 +446,105 @@ fn the_chart_mounts_the_assignments_token_as_a_file() {
     assert!(volumes.contains(&volume), "{volumes:?}");
     let text = on.to_string();
     assert!(!text.contains("secretKeyRef\":{\"key\":\"token\""), "the token also reaches the environment: {text}");
+}
+
+/// The sync fleet's bots ask whom to invite with their fleet's key: the least-loaded active
+/// bot, the same one while its invite is pending, one entry for the guild however often
+/// they ask. The admin token, another fleet's key or a deleted key get 401 and write nothing.
+#[tokio::test]
+async fn the_sync_fleets_bots_ask_whom_to_invite_with_their_fleet_key() {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Api, DeleteParams, PostParams};
+    use musicbot_api::handoff::{INVITE_PATH, Invite};
+
+    let (cluster, client) = common::cluster().await;
+    let ns = cluster.namespace(&client, "fleet-invite").await.unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let key = "the-sync-fleets-key-0123456789abcdefghijkl";
+    let secret = |name: &str, key: &str| -> Secret {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "stringData": {"key": key}})).unwrap()
+    };
+    secrets.create(&PostParams::default(), &secret("musicbot-fleet-default", key)).await.unwrap();
+    let other = "another-fleets-key-0123456789abcdefghijklm";
+    secrets.create(&PostParams::default(), &secret("musicbot-fleet-night", other)).await.unwrap();
+
+    let server = MongoServer::shared().await;
+    let db = server.client().await.unwrap().database(&MongoServer::database_name("fleet_invite"));
+    let a = add_bot(&db, "A", "950000000000000031", true).await;
+    let b = add_bot(&db, "B", "950000000000000032", true).await;
+    let busy = db.collection::<GuildEntry>("ServerMusicBotDB");
+    busy.insert_one(GuildEntry::new("5", b, AssignmentStatus::Active)).await.unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let state = Arc::new(AppState {
+        client: client.clone(),
+        metrics: metrics.clone(),
+        namespace: None,
+        started: Instant::now(),
+        ready: Default::default(),
+    });
+    let assigner = Assigner::new(&db, &Collections::default(), Duration::from_secs(60));
+    let app = router_with(state, Assignments::new(Some(assigner), token(), UNLIMITED).with_fleet(ns.clone()));
+    let body = format!(r#"{{"guildId": "{G}"}}"#);
+    let ask = async |authorization: Option<String>| post_to(&app, INVITE_PATH, authorization.as_deref(), &body).await;
+
+    for authorization in [None, Some(format!("Bearer {TOKEN}")), Some(format!("Bearer {other}")), Some(key.into())] {
+        let (code, err) = ask(authorization.clone()).await;
+        assert_eq!(code, StatusCode::UNAUTHORIZED, "{authorization:?}: {err}");
+        assert!(!err.to_string().contains("fleets-key"), "the answer echoes the credential: {err}");
+    }
+    assert_eq!(entries_of(&db).await, 1, "a refused request wrote an entry");
+
+    let mut invited = Vec::new();
+    for _ in 0..3 {
+        let (code, answer) = ask(Some(format!("Bearer {key}"))).await;
+        assert_eq!(code, StatusCode::OK, "{answer}");
+        invited.push(serde_json::from_value::<Invite>(answer).unwrap());
+    }
+    assert_eq!(invited[0].client_id, "950000000000000031", "A is the least loaded");
+    assert_eq!(invited[0].name, "A");
+    assert!(invited[0].invite_url.contains("client_id=950000000000000031"), "{:?}", invited[0]);
+    assert!(invited[0].invite_url.ends_with(&format!("guild_id={G}&disable_guild_select=true")));
+    assert!(invited.iter().all(|i| *i == invited[0]), "asking again gives the same bot: {invited:?}");
+    assert_eq!(status_of(&db, G, a).await, AssignmentStatus::PendingInvite);
+    assert_eq!(entry_count(&db, G).await, 1, "one pending invite however often the fleet asks");
+
+    // A's record deactivated: its pending invite is no longer offered; B is.
+    db.collection::<Document>("MusicBotDB")
+        .update_one(doc! {"_id": a}, doc! {"$set": {"isActive": false}})
+        .await
+        .unwrap();
+    let (code, answer) = ask(Some(format!("Bearer {key}"))).await;
+    assert_eq!((code, answer["clientId"].as_str()), (StatusCode::OK, Some("950000000000000032")), "{answer}");
+    // B invited too: no active bot is left to invite.
+    db.collection::<Document>("MusicBotDB")
+        .update_one(doc! {"_id": a}, doc! {"$set": {"isActive": true}})
+        .await
+        .unwrap();
+    busy.update_one(doc! {"serverId": G, "musicBotId": a}, doc! {"$set": {"status": "ACTIVE"}}).await.unwrap();
+    busy.update_one(doc! {"serverId": G, "musicBotId": b}, doc! {"$set": {"status": "ACTIVE"}}).await.unwrap();
+    let (code, answer) = ask(Some(format!("Bearer {key}"))).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{answer}");
+    let (code, answer) = post_to(&app, INVITE_PATH, Some(&format!("Bearer {key}")), r#"{"guildId": "x"}"#).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{answer}");
+
+    // The key's Secret deleted: the old key opens nothing.
+    secrets.delete("musicbot-fleet-default", &DeleteParams::default()).await.unwrap();
+    let (code, _) = ask(Some(format!("Bearer {key}"))).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+
+    let text = metrics.encode();
+    assert_eq!(metric_value(&text, r#"musicbot_operator_fleet_invites_total{result="invited"}"#), 4.0, "{text}");
+    assert_eq!(metric_value(&text, r#"musicbot_operator_fleet_invites_total{result="unauthorized"}"#), 5.0, "{text}");
+    assert_eq!(metric_value(&text, r#"musicbot_operator_assignments_total{result="assigned"}"#), 0.0, "{text}");
+}
+
+#[tokio::test]
+async fn fleet_invites_without_mongodb_say_so() {
+    let app = router_with(
+        base_state(Arc::new(Metrics::default())),
+        Assignments::new(None, token(), UNLIMITED).with_fleet("music".into()),
+    );
+    let (code, err) = post_to(&app, "/fleet/invite", Some("Bearer x"), &format!(r#"{{"guildId": "{G}"}}"#)).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{err}");
+    assert!(err["error"].as_str().unwrap().contains("mongodb-uri"), "{err}");
 }

@@ -200,6 +200,7 @@ fn the_default_values_render_valid_manifests_with_least_privilege() {
     assert_eq!(env_value(&env, "MUSICBOT_LEADER_ELECTION_LEASE"), Some("musicbot-operator-leader"));
     assert_eq!(env["MUSICBOT_LEADER_ELECTION_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"], "metadata.namespace");
     assert_eq!(env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name");
+    assert!(!env.contains_key("POD_IP"), "without MongoDB no bot asks the operator whom to invite");
     assert_eq!(env_value(&env, "MUSICBOT_BOT_IMAGE"), Some(default_of("bot_image").as_str()), "chart and flag agree");
     assert_eq!(env_value(&env, "MUSICBOT_HTTP_ADDR"), Some("0.0.0.0:8080"));
     assert_eq!(env_value(&env, "MUSICBOT_BOT_IMAGE_REPOSITORIES"), Some("ghcr.io/musicbot-operator/bot-runner"));
@@ -377,6 +378,19 @@ fn every_optional_part_renders_valid_manifests() {
     assert!(selects(&policy["podSelector"]["matchLabels"], &deployment["spec"]["template"]["metadata"]["labels"]));
     assert_eq!(policy["policyTypes"], json!(["Ingress", "Egress"]));
     assert_eq!(policy["ingress"][0]["ports"], json!([{"port": "http", "protocol": "TCP"}]));
+    // Beside ingressFrom, the sync fleet's bots (asking whom to invite), nothing else.
+    let ingress = policy["ingress"].as_array().unwrap();
+    assert_eq!(ingress.len(), 2, "{policy}");
+    assert_eq!(ingress[1]["ports"], json!([{"port": "http", "protocol": "TCP"}]));
+    assert_eq!(
+        ingress[1]["from"],
+        json!([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "music"}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "bot-runner"}}}])
+    );
+    assert_eq!(
+        env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"], "status.podIP",
+        "the address the sync fleet's bots are given"
+    );
     let egress_ports: BTreeSet<i64> = policy["egress"]
         .as_array()
         .unwrap()
@@ -438,11 +452,22 @@ fn bot_network_policies(docs: &[Value], deployment: &Value) {
 
         let egress = spec["egress"].as_array().unwrap();
         assert_eq!(egress[0]["ports"], json!([{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]));
-        assert_eq!(egress.len(), 3, "{spec}");
         assert!(selects(&egress[1]["to"][0]["podSelector"]["matchLabels"], bot_labels), "{spec}");
         assert_eq!(egress[1]["to"].as_array().map(Vec::len), Some(1));
         assert_eq!(egress[1]["ports"], json!([{"port": bot_port, "protocol": "TCP"}]), "their HTTP port only");
-        let blocks: Vec<&Value> = egress[2]["to"].as_array().unwrap().iter().map(|t| &t["ipBlock"]).collect();
+        // The sync fleet's bots (in the sync namespace only) reach the operator's HTTP port.
+        let sync_fleet = policy["metadata"]["namespace"] == "music";
+        assert_eq!(egress.len(), if sync_fleet { 4 } else { 3 }, "{spec}");
+        if sync_fleet {
+            let to = egress[2]["to"].as_array().unwrap();
+            assert_eq!(to.len(), 1);
+            assert_eq!(to[0]["namespaceSelector"]["matchLabels"], json!({"kubernetes.io/metadata.name": NS}));
+            assert!(selects(&to[0]["podSelector"]["matchLabels"], operator_labels), "{spec}");
+            let operator_port = &deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"];
+            assert_eq!(egress[2]["ports"], json!([{"port": operator_port, "protocol": "TCP"}]));
+        }
+        let egress = &egress[egress.len() - 2..];
+        let blocks: Vec<&Value> = egress[1]["to"].as_array().unwrap().iter().map(|t| &t["ipBlock"]).collect();
         assert_eq!(blocks[0]["cidr"], "0.0.0.0/0");
         assert_eq!(
             blocks[0]["except"],
@@ -450,7 +475,7 @@ fn bot_network_policies(docs: &[Value], deployment: &Value) {
         );
         assert_eq!(blocks[1], &json!({"cidr": "::/0", "except": ["fc00::/7", "fe80::/10"]}));
         assert_eq!(blocks[2], &json!({"cidr": "10.20.0.5/32"}), "allowTo");
-        assert!(egress[2].get("ports").is_none(), "any port of a public address (voice is UDP)");
+        assert!(egress[1].get("ports").is_none(), "any port of a public address (voice is UDP)");
     }
 }
 

@@ -1,5 +1,4 @@
-use musicbot_api::handoff::{FleetBot, HandoffRequest};
-use musicbot_db::invite::invite_url;
+use musicbot_api::handoff::{HandoffRequest, Invite};
 use poise::CreateReply;
 use serenity::all::{ChannelId, GuildId};
 
@@ -129,9 +128,9 @@ async fn hand_off(
                 "**{taker}** was to play it in <#{channel}> but did not answer. Please try again."
             )));
         }
-        Offered::NoneFree { busy, absent, refused } => {
+        Offered::NoneFree { busy, refused, invite } => {
             drop_placeholder(ctx).await;
-            return Err(user(none_free(&bot.name, (current, channel), &busy, &absent, &refused, guild)));
+            return Err(user(none_free(&bot.name, (current, channel), &busy, &refused, invite.as_ref())));
         }
     };
     ctx.send(CreateReply::default().content(reply)).await?;
@@ -143,9 +142,8 @@ fn none_free(
     me: &str,
     (current, wanted): (Option<ChannelId>, ChannelId),
     busy: &[(String, String)],
-    absent: &[FleetBot],
     refused: &[String],
-    guild: GuildId,
+    invite: Option<&Invite>,
 ) -> String {
     let mut playing: Vec<String> = current.iter().map(|c| format!("**{me}** in <#{c}>")).collect();
     playing.extend(busy.iter().map(|(bot, channel)| format!("**{bot}** in <#{channel}>")));
@@ -159,12 +157,10 @@ fn none_free(
     if let Some(why) = refused.first() {
         text.push_str(&format!(" Another could not take it: {why}"));
     }
-    match absent.first() {
-        Some(free) => text.push_str(&format!(
-            " Invite **{}** to play here too: <{}>",
-            free.name,
-            invite_url(&free.client_id, Some(&guild.to_string()))
-        )),
+    match invite {
+        Some(invite) => {
+            text.push_str(&format!(" Invite **{}** to play here too: <{}>", invite.name, invite.invite_url))
+        }
         None => text.push_str(" Try again when one of them is free."),
     }
     text
@@ -176,19 +172,22 @@ mod tests {
 
     #[test]
     fn the_answer_without_a_free_bot_names_the_busy_channels_and_whom_to_invite() {
-        let free = FleetBot { name: "Delta".into(), client_id: "44".into(), shard_urls: vec![] };
+        let delta = Invite {
+            name: "Delta".into(),
+            client_id: "44".into(),
+            invite_url: "https://discord.com/oauth2/authorize?client_id=44&guild_id=9".into(),
+        };
         let busy = [("Bravo".to_string(), "12".to_string())];
         let here = (Some(ChannelId::new(11)), ChannelId::new(13));
-        let text = none_free("Alpha", here, &busy, std::slice::from_ref(&free), &[], GuildId::new(9));
+        let text = none_free("Alpha", here, &busy, &[], Some(&delta));
         assert!(text.starts_with("Every music bot here is busy: **Alpha** in <#11>, **Bravo** in <#12>."), "{text}");
-        assert!(text.contains("Invite **Delta**"), "{text}");
-        assert!(text.contains("client_id=44") && text.contains("guild_id=9"), "{text}");
-        let text = none_free("Alpha", here, &[], &[], &[], GuildId::new(9));
+        assert!(text.ends_with(&format!("Invite **Delta** to play here too: <{}>", delta.invite_url)), "{text}");
+        let text = none_free("Alpha", here, &[], &[], None);
         assert!(text.ends_with("Try again when one of them is free."), "{text}");
         // Alpha could not join #13 itself.
-        let text = none_free("Alpha", (None, ChannelId::new(13)), &busy, &[], &[], GuildId::new(9));
+        let text = none_free("Alpha", (None, ChannelId::new(13)), &busy, &[], None);
         assert!(text.starts_with("I can't join <#13>, and every other music bot here is busy: **Bravo** in <#12>."));
-        let text = none_free("Alpha", (None, ChannelId::new(13)), &[], &[free], &[], GuildId::new(9));
+        let text = none_free("Alpha", (None, ChannelId::new(13)), &[], &[], Some(&delta));
         assert!(text.starts_with("I can't join <#13>, and no other bot could take it."), "{text}");
     }
 }

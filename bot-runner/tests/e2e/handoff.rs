@@ -74,6 +74,7 @@ impl Fleet {
                     shard_urls: vec![bot.base().to_string()],
                 })
                 .collect(),
+            invites: None,
         };
         let http = reqwest::Client::new();
         for bot in &bots {

@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 pub const PLAY_PATH: &str = "/fleet/play";
 /// Where a bot is given its fleet's directory: `POST`, a [`FleetDirectory`] in, 204 out.
 pub const DIRECTORY_PATH: &str = "/fleet/directory";
+/// Where the operator hands a bot of its MongoDB sync's fleet an invite through guild
+/// assignment: `POST` with the fleet's key as a bearer token, an [`InviteRequest`] in, an
+/// [`Invite`] out (200); 404 or 409 when no active bot can be invited, 401 for a wrong key.
+pub const INVITE_PATH: &str = "/fleet/invite";
 
 /// The bots of a fleet, as one bot is told them (itself included: it skips itself).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -17,6 +21,11 @@ pub const DIRECTORY_PATH: &str = "/fleet/directory";
 pub struct FleetDirectory {
     pub fleet: String,
     pub bots: Vec<FleetBot>,
+    /// The URL of the operator's [`INVITE_PATH`], for the fleet of the MongoDB sync: whom
+    /// to invite is then guild assignment's choice. Without it (a fleet made with kubectl
+    /// only, or no MongoDB), a bot offers the invite of a fleet bot not in the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invites: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -36,6 +45,24 @@ impl FleetBot {
         let shards = self.shard_urls.len() as u64;
         (shards > 0).then(|| self.shard_urls[((guild >> 22) % shards) as usize].as_str()).filter(|u| !u.is_empty())
     }
+}
+
+/// "Which bot should this server invite?", from a bot of the fleet none of whose bots was
+/// free there.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct InviteRequest {
+    pub guild_id: String,
+}
+
+/// The bot guild assignment chose (it holds a pending invite for the guild until used or
+/// timed out; asking again meanwhile gives the same one).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Invite {
+    pub name: String,
+    pub client_id: String,
+    pub invite_url: String,
 }
 
 /// "Play this for that user in that channel", from the bot the user asked.

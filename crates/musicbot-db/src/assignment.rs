@@ -151,6 +151,46 @@ impl Assigner {
         Err(AssignError::AllInGuild(guild.to_string()))
     }
 
+    /// The bot to invite to `guild`: the one already invited there, while its invite is
+    /// good and its record active, else a new [`Assigner::assign`]. A server told "invite
+    /// X" and asking again is told X again; asking does not take a slot of every bot in turn.
+    pub async fn invite(&self, guild: &str) -> Result<Assignment, AssignError> {
+        if !is_snowflake(guild) {
+            return Err(AssignError::InvalidGuild(guild.to_string()));
+        }
+        self.expire_stale().await?;
+        let pending: Vec<Document> = self
+            .guilds()
+            .find(doc! {SERVER_ID: guild, STATUS: AssignmentStatus::PendingInvite})
+            .sort(doc! {INVITED_AT: -1})
+            .await?
+            .try_collect()
+            .await?;
+        if !pending.is_empty() {
+            let bots = crate::guilds::all_bots(&self.db, &self.collections).await?;
+            for entry in &pending {
+                let Ok(id) = entry.get_object_id(MUSIC_BOT_ID) else { continue };
+                let Some(bot) = bots.iter().filter_map(|(_, b)| b.as_ref().ok()).find(|b| b.id == id && b.is_active)
+                else {
+                    continue;
+                };
+                let invited = entry.get_datetime(INVITED_AT).or_else(|_| entry.get_datetime(CREATED_AT));
+                let invited = invited.map(|t| t.to_chrono()).unwrap_or_else(|_| Utc::now());
+                let load = self.loads().await?.get(&id).copied().unwrap_or(1).saturating_sub(1);
+                return Ok(Assignment {
+                    bot_id: id,
+                    client_id: bot.client_id.clone(),
+                    name: bot.name.clone(),
+                    guild_id: guild.to_string(),
+                    invite_url: invite_url(&bot.client_id, Some(guild)),
+                    expires_at: invited + self.timeout(),
+                    load,
+                });
+            }
+        }
+        self.assign(guild).await
+    }
+
     /// Slots held per bot: ACTIVE and PENDING_INVITE entries.
     async fn loads(&self) -> mongodb::error::Result<HashMap<ObjectId, u64>> {
         let pipeline = [

@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, PostParams};
-use musicbot_api::crd::MusicBot;
+use musicbot_api::crd::{DEFAULT_FLEET, MusicBot};
 use musicbot_api::env::var;
 use musicbot_api::handoff::{DIRECTORY_PATH, FleetBot, FleetDirectory};
 use musicbot_api::labels::{self, FLEET_KEY, FLEET_LABEL};
@@ -78,7 +78,7 @@ pub(crate) fn directory(fleet: &str, pods: &[Pod], http_port: u16) -> FleetDirec
             *url = format!("http://{}", super::reconcile::join_host_port(ip, http_port));
         }
     }
-    FleetDirectory { fleet: fleet.to_string(), bots: bots.into_values().collect() }
+    FleetDirectory { fleet: fleet.to_string(), bots: bots.into_values().collect(), invites: None }
 }
 
 /// The fleet's key, made now if the fleet has none yet.
@@ -126,7 +126,10 @@ pub(super) async fn push_directory(bot: &MusicBot, key: &str, ctx: &Context) -> 
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let selector = format!("{}=bot-runner,{FLEET_LABEL}={fleet}", labels::NAME_LABEL);
     let pods = pods.list(&ListParams::default().labels(&selector)).await?.items;
-    let directory = directory(fleet, &pods, ctx.defaults.http_port);
+    let mut directory = directory(fleet, &pods, ctx.defaults.http_port);
+    if let Some((_, url)) = ctx.fleet_invites.as_ref().filter(|(sync_ns, _)| *sync_ns == ns && fleet == DEFAULT_FLEET) {
+        directory.invites = Some(url.clone());
+    }
     let digest = crate::digest::short(&[&serde_json::to_vec(&directory).expect("a directory serialises")]);
     let told = ctx.fleet_directories.lock().expect("directories lock").get(&(ns.clone(), fleet.to_string())).cloned();
     let told = told.unwrap_or_default();

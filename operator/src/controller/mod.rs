@@ -94,6 +94,9 @@ pub struct Context {
     /// Identify holds this operator set, by (namespace, name): the cache can hand the next
     /// reconcile a MusicBot whose status does not show the hold yet.
     pub(crate) holds: Mutex<HashMap<(String, String), chrono::DateTime<chrono::Utc>>>,
+    /// With MongoDB and a known address: (the sync namespace, this operator's
+    /// `/fleet/invite` URL), given in the directory of that namespace's default fleet.
+    fleet_invites: Option<(String, String)>,
 }
 
 impl Context {
@@ -126,6 +129,7 @@ impl Context {
             seen_statefulsets: SeenVersions::default(),
             fleet_directories: Mutex::default(),
             holds: Mutex::default(),
+            fleet_invites: None,
         }
     }
 
@@ -133,6 +137,13 @@ impl Context {
     /// the leader writes.
     pub fn with_guild_tracking(mut self, db: mongodb::Database, collections: musicbot_db::Collections) -> Self {
         self.guilds = Some(guilds::GuildSync::new(db, collections));
+        self
+    }
+
+    /// Tells the bots of `namespace`'s default fleet (the sync's) to ask `url` whom to
+    /// invite to a server none of them is free in.
+    pub fn with_fleet_invites(mut self, namespace: String, url: String) -> Self {
+        self.fleet_invites = Some((namespace, url));
         self
     }
 }

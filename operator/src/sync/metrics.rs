@@ -22,15 +22,27 @@ pub struct SyncMetrics {
     pub(crate) follow: FollowMetrics,
     writes: Family<Op, Counter>,
     assignments: Family<Outcome, Counter>,
+    fleet_invites: Family<Outcome, Counter>,
     expired: Counter,
 }
 
 impl SyncMetrics {
     pub(crate) fn register(registry: &mut Registry) -> Self {
         let follow = FollowMetrics::register(registry.sub_registry_with_prefix("sync"), "MusicBots the sync manages");
-        let m = Self { follow, writes: Family::default(), assignments: Family::default(), expired: Counter::default() };
+        let m = Self {
+            follow,
+            writes: Family::default(),
+            assignments: Family::default(),
+            fleet_invites: Family::default(),
+            expired: Counter::default(),
+        };
         registry.register("sync_writes", "Writes of synced objects to Kubernetes by operation", m.writes.clone());
         registry.register("assignments", "Guild assignment requests by result", m.assignments.clone());
+        registry.register(
+            "fleet_invites",
+            "Invites asked for by bots of the sync's fleet none of whose bots was free, by result",
+            m.fleet_invites.clone(),
+        );
         registry.register("assignments_expired", "Pending invites that timed out and became FAILED", m.expired.clone());
         m
     }
@@ -41,6 +53,10 @@ impl SyncMetrics {
 
     pub(crate) fn assignment(&self, result: &str) {
         self.assignments.get_or_create(&Outcome { result: result.into() }).inc();
+    }
+
+    pub(crate) fn fleet_invite(&self, result: &str) {
+        self.fleet_invites.get_or_create(&Outcome { result: result.into() }).inc();
     }
 
     pub(crate) fn expired(&self, n: u64) {

@@ -2,6 +2,8 @@
 //! in a server with four voice channels and a listener in each. Everyone asks the same bot;
 //! the others take what it cannot, pod to pod, with the key and the directory the operator
 //! gave them; a bot killed while it holds a request leaves it answered, and played by no one.
+//! And the MongoDB sync's fleet: with no bot free, whom to invite is guild assignment's
+//! choice, asked of the operator's pod with the fleet's key.
 
 use std::time::{Duration, Instant};
 
@@ -48,11 +50,15 @@ fn musicbot(name: &str, slot: &Slot) -> String {
 
 /// Waits until bot `token` plays `hz` in `channel` of the fleet's guild; returns when.
 async fn hears(p: &Product, token: &str, channel: u64, hz: f64) -> Instant {
+    hears_in(p, token, GUILD, channel, hz).await
+}
+
+async fn hears_in(p: &Product, token: &str, guild: u64, channel: u64, hz: f64) -> Instant {
     let b = p.sim.bot(token);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let there = b.voice(GUILD).is_some_and(|v| v.channel_id == channel);
-        let audio = b.audio(GUILD);
+        let there = b.voice(guild).is_some_and(|v| v.channel_id == channel);
+        let audio = b.audio(guild);
         if there && audio.dominant_hz.is_some_and(|f| (f - hz).abs() < 5.0) {
             return Instant::now();
         }
@@ -159,5 +165,96 @@ fn three_channels_asking_one_bot_are_played_by_three_bots_of_its_fleet() {
         assert_eq!(p.sim.bot(&tokens[3]).voice(GUILD), None, "delta is not in the server");
 
         p.node.kubectl_ok(&["delete", "mbot", "--all", "-n", &ns, "--wait=true", "--timeout=90s"]).unwrap();
+    })
+}
+
+/// The sync's fleet (records from MongoDB): one bot in a server with two voice channels,
+/// busy in one; asked for the other, it offers the bot guild assignment picks (a pending
+/// invite recorded in MongoDB), the same one when asked again.
+#[test]
+fn with_no_free_bot_the_sync_fleet_offers_guild_assignments_invite() {
+    run(async {
+        const GUILD: u64 = 940_000_000_000_910_000;
+        const TEXT: u64 = GUILD + 11;
+        const SEATS: [(u64, u64); 2] = [(GUILD + 21, GUILD + 101), (GUILD + 22, GUILD + 102)];
+        let p = product().await;
+        let (here, away) = (Slot::new(14), Slot::new(15));
+        let db = p.mongo.client().await.unwrap().database("musicbot");
+        let records = db.collection::<mongodb::bson::Document>("MusicBotDB");
+        for (slot, name) in [(&here, "Record Here"), (&away, "Record Away")] {
+            let record = mongodb::bson::doc! {"name": name, "clientId": slot.client_id(), "token": slot.token(0),
+            "isActive": true, "guildCount": 0};
+            records.insert_one(record).await.unwrap();
+        }
+        let mut server = GuildSpec::new(GUILD, "Sync fleet guild").text_channel(TEXT, "general");
+        for (i, (voice, user)) in SEATS.into_iter().enumerate() {
+            server = server
+                .voice_channel(voice, format!("Room {i}"))
+                .member(UserSpec::new(user, format!("listener-{i}")))
+                .in_voice(user, voice);
+        }
+        let bot = p.sim.bot(&here.token(0));
+        bot.join_guild(server.owner(SEATS[0].1));
+        for slot in [&here, &away] {
+            p.wait_pod_ready(&p.release_ns, &format!("bot-{}", slot.client_id()), None).await;
+        }
+        bot.wait_ready(WAIT).await.unwrap();
+        let ask = async |seat: usize, hz: u32| {
+            let command = SlashCommand::new(GUILD, TEXT, SEATS[seat].1, "play").option("query", p.tones.wav(hz, 120));
+            let i = bot.inject_interaction(command).unwrap();
+            p.sim.wait_reply(i.id, Duration::from_secs(40)).await.unwrap().text()
+        };
+        let said = ask(0, 440).await;
+        assert!(said.contains("Playing"), "{said}");
+        hears_in(p, &here.token(0), GUILD, SEATS[0].0, 440.0).await;
+
+        // Guild assignment knows the bot is in the server once the operator has read its
+        // /status; until then it could pick that very bot.
+        let guilds = db.collection::<musicbot_db::GuildEntry>("ServerMusicBotDB");
+        let here_id = records.find_one(mongodb::bson::doc! {"clientId": here.client_id()}).await.unwrap().unwrap();
+        let here_id = here_id.get_object_id("_id").unwrap();
+        let deadline = Instant::now() + WAIT;
+        let in_server = mongodb::bson::doc! {"serverId": GUILD.to_string(), "musicBotId": here_id, "status": "ACTIVE"};
+        while guilds.count_documents(in_server.clone()).await.unwrap() == 0 {
+            assert!(Instant::now() < deadline, "the operator never recorded the bot in the server");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        // Until the directory reaches the pod, the bot knows no one to offer.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let said = loop {
+            let said = ask(1, 550).await;
+            if said.contains("Invite **") || Instant::now() > deadline {
+                break said;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        };
+        assert!(
+            said.starts_with(&format!("Every music bot here is busy: **Record Here** in <#{}>.", SEATS[0].0)),
+            "{said}"
+        );
+        let pending: Vec<musicbot_db::GuildEntry> = futures::TryStreamExt::try_collect(
+            guilds.find(mongodb::bson::doc! {"serverId": GUILD.to_string(), "status": "PENDING_INVITE"}).await.unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(pending.len(), 1, "one pending invite for the server: {pending:?}");
+        let invited = records.find_one(mongodb::bson::doc! {"_id": pending[0].music_bot_id}).await.unwrap().unwrap();
+        let (name, client_id) = (invited.get_str("name").unwrap(), invited.get_str("clientId").unwrap());
+        assert_ne!(client_id, here.client_id(), "the bot in the server is not the one to invite");
+        assert!(
+            said.ends_with(&format!(
+                "Invite **{name}** to play here too: <{}>",
+                musicbot_db::invite_url(client_id, Some(&GUILD.to_string()))
+            )),
+            "{said}"
+        );
+
+        // Asked again: the same bot, no second invite.
+        let again = ask(1, 550).await;
+        assert_eq!(again, said);
+        let count =
+            guilds.count_documents(mongodb::bson::doc! {"serverId": GUILD.to_string(), "status": "PENDING_INVITE"});
+        assert_eq!(count.await.unwrap(), 1);
+        assert_eq!(p.sim.bot(&away.token(0)).voice(GUILD), None, "the invited bot is not in the server");
     })
 }

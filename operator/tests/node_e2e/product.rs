@@ -18,7 +18,7 @@ use tokio::sync::OnceCell;
 
 /// Every test owns one slot: a guild (a text channel, a voice channel with a listener in it)
 /// and a bot application with two tokens (the second for rotation).
-pub const SLOTS: u64 = 14;
+pub const SLOTS: u64 = 16;
 pub const RELEASE: &str = "musicbot";
 pub const WAIT: Duration = Duration::from_secs(120);
 /// The node's dynamic volumes (kube-controller-manager's hostPath provisioner).
