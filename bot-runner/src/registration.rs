@@ -145,6 +145,12 @@ mod tests {
             "remove",
             "seek",
             "leave",
+            "previous",
+            "replay",
+            "playnext",
+            "move",
+            "clear",
+            "skipto",
         ] {
             assert!(names.iter().any(|x| x == n), "missing /{n} in {names:?}");
         }

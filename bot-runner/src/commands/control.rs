@@ -25,6 +25,67 @@ pub async fn skip(ctx: Context<'_>) -> Result<(), Error> {
     Ok(())
 }
 
+/// Go back to the song that played before.
+#[poise::command(slash_command, guild_only)]
+#[tracing::instrument(name = "/previous", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
+pub async fn previous(ctx: Context<'_>) -> Result<(), Error> {
+    let guild = require_listener(ctx).await?;
+    let music = ctx.data().music.clone();
+    let player = music.player(guild);
+    let mut p = player.lock().await;
+    if p.queue.previous().is_none() {
+        return Err(user("Nothing has played before this song yet."));
+    }
+    let now = music.restart_current(guild, &mut p).await;
+    drop(p);
+    let Some(now) = now else { return Err(user("I couldn't play the previous song.")) };
+    ctx.say(format!("Back to **{}**.", now.title)).await?;
+    Ok(())
+}
+
+/// Play the current song again from its start.
+#[poise::command(slash_command, guild_only)]
+#[tracing::instrument(name = "/replay", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
+pub async fn replay(ctx: Context<'_>) -> Result<(), Error> {
+    let guild = require_listener(ctx).await?;
+    let music = ctx.data().music.clone();
+    let player = music.player(guild);
+    let mut p = player.lock().await;
+    let Some(title) = p.queue.current().map(|t| t.title.clone()) else {
+        return Err(user("Nothing is playing."));
+    };
+    // From the start of its source, as a seek to 0 cannot be for a stream that does not
+    // seek: the track is started again.
+    p.queue.renumber_current(music.next_track_id());
+    music.restart_current(guild, &mut p).await;
+    drop(p);
+    ctx.say(format!("Playing **{title}** again from the start.")).await?;
+    Ok(())
+}
+
+/// Skip to a song in the queue.
+#[poise::command(slash_command, guild_only)]
+#[tracing::instrument(name = "/skipto", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
+pub async fn skipto(
+    ctx: Context<'_>,
+    #[description = "Its number in /queue"]
+    #[min = 1]
+    #[max = 10000]
+    position: i64,
+) -> Result<(), Error> {
+    let guild = require_listener(ctx).await?;
+    let music = ctx.data().music.clone();
+    let player = music.player(guild);
+    let mut p = player.lock().await;
+    let index = usize::try_from(position).unwrap_or(0);
+    p.queue.skip_to(index).map_err(|e| user(super::queue::sentence(&e.to_string())))?;
+    let now = music.restart_current(guild, &mut p).await;
+    drop(p);
+    let Some(now) = now else { return Err(user("I couldn't play that song.")) };
+    ctx.say(format!("Skipped to **{}**.", now.title)).await?;
+    Ok(())
+}
+
 /// Stop playing and clear the queue.
 #[poise::command(slash_command, guild_only)]
 #[tracing::instrument(name = "/stop", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]

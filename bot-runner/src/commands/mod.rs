@@ -41,6 +41,12 @@ pub fn all() -> Vec<poise::Command<Arc<Bot>, Error>> {
         queue::remove(),
         control::seek(),
         control::leave(),
+        control::previous(),
+        control::replay(),
+        play::playnext(),
+        queue::move_(),
+        queue::clear(),
+        control::skipto(),
     ]
 }
 

@@ -2,10 +2,10 @@ use musicbot_api::handoff::{HandoffRequest, Invite};
 use poise::CreateReply;
 use serenity::all::{ChannelId, GuildId};
 
-use super::{Context, Error, caller_channel, drop_placeholder, guild, guild_field, user};
+use super::{Context, Error, caller_channel, drop_placeholder, guild, guild_field, require_listener, user};
 use crate::handoff::{self, FleetLink, Offered};
 use crate::music::Track;
-use crate::music::source::{classify, format_duration};
+use crate::music::source::{Resolved, Source, classify, format_duration};
 
 /// Play a song, or queue it: a URL (YouTube, SoundCloud, an audio file) or search words.
 #[poise::command(slash_command, guild_only)]
@@ -69,22 +69,62 @@ pub async fn play(
         drop_placeholder(ctx).await;
         return Err(user(why));
     }
-    let track = Track {
-        id: music.next_track_id(),
-        title: found.title.clone(),
-        source,
-        duration: found.duration,
-        requested_by: ctx.author().id.get(),
-        text_channel: ctx.channel_id().get(),
-    };
-    let length = found.duration.map(|d| format!(" ({})", format_duration(d))).unwrap_or_default();
-    let reply = match music.enqueue(guild, track).await {
+    let length = length_of(&found);
+    let reply = match music.enqueue(guild, track(ctx, source, &found)).await {
         Ok(0) => format!("Playing **{}**{length}", found.title),
         Ok(n) => format!("Queued **{}**{length} at position {n}", found.title),
         Err(e) => format!("I couldn't queue **{}**: {e}.", found.title),
     };
     ctx.send(CreateReply::default().content(reply)).await?;
     Ok(())
+}
+
+/// Put a song at the front of the queue, to play after the current one.
+#[poise::command(slash_command, guild_only)]
+#[tracing::instrument(name = "/playnext", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
+pub async fn playnext(
+    ctx: Context<'_>,
+    #[description = "A URL, or words to search for"]
+    #[max_length = 500]
+    query: String,
+) -> Result<(), Error> {
+    let source = classify(&query).map_err(user)?;
+    // Only where the bot plays already: to start somewhere, /play (which can hand off).
+    let guild = require_listener(ctx).await?;
+    let music = ctx.data().music.clone();
+    ctx.defer().await?;
+    let (source, found) = match music.sources.resolve(guild.get(), source).await {
+        Ok(r) => r,
+        Err(why) => {
+            ctx.send(CreateReply::default().content(why)).await?;
+            return Ok(());
+        }
+    };
+    let length = length_of(&found);
+    let reply = match music.enqueue_next(guild, track(ctx, source, &found)).await {
+        Ok(0) => format!("Playing **{}**{length}", found.title),
+        Ok(_) => format!("**{}**{length} plays next", found.title),
+        Err(e) => format!("I couldn't queue **{}**: {e}.", found.title),
+    };
+    ctx.send(CreateReply::default().content(reply)).await?;
+    Ok(())
+}
+
+/// The queue's track for what `ctx`'s caller asked, once looked up.
+fn track(ctx: Context<'_>, source: Source, found: &Resolved) -> Track {
+    Track {
+        id: ctx.data().music.next_track_id(),
+        title: found.title.clone(),
+        source,
+        duration: found.duration,
+        requested_by: ctx.author().id.get(),
+        text_channel: ctx.channel_id().get(),
+    }
+}
+
+/// " (3:25)", or nothing when the length is not known.
+fn length_of(found: &Resolved) -> String {
+    found.duration.map(|d| format!(" ({})", format_duration(d))).unwrap_or_default()
 }
 
 /// Busy in `current` (or, without one, unable to join `channel`): another bot of the fleet

@@ -87,6 +87,7 @@ pub async fn shuffle(ctx: Context<'_>) -> Result<(), Error> {
         return Err(user("There's nothing to shuffle: fewer than two songs are waiting."));
     }
     p.queue.shuffle(|n| fastrand::usize(..n));
+    ctx.data().music.preload_if_due(guild, &mut p).await;
     let n = p.queue.len();
     drop(p);
     ctx.say(format!("Shuffled {n} songs.")).await?;
@@ -108,13 +109,60 @@ pub async fn remove(
     let removed = {
         let mut p = player.lock().await;
         let index = usize::try_from(position).unwrap_or(0);
-        p.queue.remove(index).map_err(|e| user(format!("{}.", capitalise(&e.to_string()))))?
+        let removed = p.queue.remove(index).map_err(|e| user(sentence(&e.to_string())))?;
+        ctx.data().music.preload_if_due(guild, &mut p).await;
+        removed
     };
     ctx.say(format!("Removed **{}**.", removed.title)).await?;
     Ok(())
 }
 
-fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+/// Move a song to another place in the queue.
+#[poise::command(slash_command, guild_only, rename = "move")]
+#[tracing::instrument(name = "/move", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
+pub async fn move_(
+    ctx: Context<'_>,
+    #[description = "Its number in /queue"]
+    #[min = 1]
+    #[max = 10000]
+    from: i64,
+    #[description = "The number it should have"]
+    #[min = 1]
+    #[max = 10000]
+    to: i64,
+) -> Result<(), Error> {
+    let guild = require_listener(ctx).await?;
+    let player = ctx.data().music.player(guild);
+    let mut p = player.lock().await;
+    let (from, to) = (usize::try_from(from).unwrap_or(0), usize::try_from(to).unwrap_or(0));
+    let title = p.queue.move_track(from, to).map_err(|e| user(sentence(&e.to_string())))?.title.clone();
+    ctx.data().music.preload_if_due(guild, &mut p).await;
+    drop(p);
+    ctx.say(format!("Moved **{title}** to position {to}.")).await?;
+    Ok(())
+}
+
+/// Remove every song waiting in the queue (the current one plays on).
+#[poise::command(slash_command, guild_only)]
+#[tracing::instrument(name = "/clear", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
+pub async fn clear(ctx: Context<'_>) -> Result<(), Error> {
+    let guild = require_listener(ctx).await?;
+    let player = ctx.data().music.player(guild);
+    let mut p = player.lock().await;
+    let n = p.queue.clear_upcoming();
+    if n == 0 {
+        return Err(user("No songs are waiting in the queue."));
+    }
+    ctx.data().music.preload_if_due(guild, &mut p).await;
+    drop(p);
+    let songs = if n == 1 { "song" } else { "songs" };
+    ctx.say(format!("Cleared {n} {songs} from the queue.")).await?;
+    Ok(())
+}
+
+/// A queue error as a sentence for the user.
+pub(super) fn sentence(error: &str) -> String {
+    let mut c = error.chars();
+    let capitalised: String = c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default();
+    format!("{capitalised}.")
 }

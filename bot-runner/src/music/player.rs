@@ -96,9 +96,18 @@ fn gain(percent: u16) -> f32 {
 impl MusicService {
     /// Queues a track, starting it if nothing plays. Returns its place in line (0 = now).
     pub async fn enqueue(self: &Arc<Self>, guild: GuildId, track: Track) -> Result<usize, QueueError> {
+        self.enqueue_at(guild, track, false).await
+    }
+
+    /// [`Self::enqueue`] at the front of the line (`/playnext`).
+    pub async fn enqueue_next(self: &Arc<Self>, guild: GuildId, track: Track) -> Result<usize, QueueError> {
+        self.enqueue_at(guild, track, true).await
+    }
+
+    async fn enqueue_at(self: &Arc<Self>, guild: GuildId, track: Track, next: bool) -> Result<usize, QueueError> {
         let player = self.player(guild);
         let mut p = player.lock().await;
-        let position = p.queue.push(track)?;
+        let position = if next { p.queue.push_next(track)? } else { p.queue.push(track)? };
         match position {
             0 => self.start_current(guild, &mut p).await,
             1 => self.preload_if_due(guild, &mut p).await,
@@ -110,11 +119,17 @@ impl MusicService {
     /// Ends the current track the way `how` says and starts the next, if any. Returns the
     /// track that now plays.
     pub async fn advance(self: &Arc<Self>, guild: GuildId, p: &mut Player, how: Ended) -> Option<Track> {
+        p.queue.advance(how);
+        self.restart_current(guild, p).await
+    }
+
+    /// Plays the queue's current track from its start, after the queue changed which track
+    /// that is (`/previous`, `/skipto`, a track that ended): what songbird plays is stopped.
+    pub async fn restart_current(self: &Arc<Self>, guild: GuildId, p: &mut Player) -> Option<Track> {
         if let Some((_, h)) = p.now.take() {
             let _ = h.stop();
         }
         p.paused = false;
-        p.queue.advance(how);
         self.start_current(guild, p).await;
         p.queue.current().cloned()
     }

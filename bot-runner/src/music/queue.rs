@@ -1,6 +1,6 @@
-//! A guild's queue as plain data: what plays now, what comes next, and the loop mode. No
-//! I/O here, so every rule (loop, skip, shuffle, remove, paging, the length limit) is
-//! unit-tested; the player drives it.
+//! A guild's queue as plain data: what played, what plays now, what comes next, and the
+//! loop mode. No I/O here, so every rule (loop, skip, previous, move, shuffle, remove,
+//! paging, the length limit) is unit-tested; the player drives it.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -45,8 +45,13 @@ pub enum QueueError {
     NoSuchTrack { index: usize, len: usize },
 }
 
+/// Tracks kept for `/previous`, newest last.
+pub const HISTORY: usize = 50;
+
 #[derive(Debug)]
 pub struct Queue {
+    /// What played before `current` (finished or skipped; not failed), oldest first.
+    history: VecDeque<Track>,
     current: Option<Track>,
     upcoming: VecDeque<Track>,
     pub loop_mode: LoopMode,
@@ -70,7 +75,13 @@ pub struct Page<'a> {
 
 impl Queue {
     pub fn new(max_len: usize) -> Self {
-        Self { current: None, upcoming: VecDeque::new(), loop_mode: LoopMode::Off, max_len: max_len.max(1) }
+        Self {
+            history: VecDeque::new(),
+            current: None,
+            upcoming: VecDeque::new(),
+            loop_mode: LoopMode::Off,
+            max_len: max_len.max(1),
+        }
     }
 
     pub fn current(&self) -> Option<&Track> {
@@ -91,6 +102,27 @@ impl Queue {
         self.upcoming.iter()
     }
 
+    /// What played before, oldest first.
+    pub fn history(&self) -> impl Iterator<Item = &Track> {
+        self.history.iter()
+    }
+
+    /// Gives the current track a new id (`/replay` plays it again as a new songbird track:
+    /// the old one's end event must not be taken for the new one's).
+    pub fn renumber_current(&mut self, id: u64) {
+        if let Some(t) = self.current.as_mut() {
+            t.id = id;
+        }
+    }
+
+    /// Puts back a saved history (the newest [`HISTORY`] of it).
+    pub fn set_history(&mut self, tracks: impl IntoIterator<Item = Track>) {
+        self.history.clear();
+        for t in tracks {
+            self.remember(t);
+        }
+    }
+
     /// Tracks waiting, not counting the one playing.
     pub fn len(&self) -> usize {
         self.upcoming.len()
@@ -102,6 +134,15 @@ impl Queue {
 
     /// Adds a track; returns its place in line (0 = it plays now, because nothing did).
     pub fn push(&mut self, track: Track) -> Result<usize, QueueError> {
+        self.insert(track, false)
+    }
+
+    /// Adds a track to the front of the line (`/playnext`); 0 when it plays now.
+    pub fn push_next(&mut self, track: Track) -> Result<usize, QueueError> {
+        self.insert(track, true)
+    }
+
+    fn insert(&mut self, track: Track, next: bool) -> Result<usize, QueueError> {
         if self.upcoming.len() + usize::from(self.current.is_some()) >= self.max_len {
             return Err(QueueError::Full(self.max_len));
         }
@@ -109,8 +150,19 @@ impl Queue {
             self.current = Some(track);
             return Ok(0);
         }
+        if next {
+            self.upcoming.push_front(track);
+            return Ok(1);
+        }
         self.upcoming.push_back(track);
         Ok(self.upcoming.len())
+    }
+
+    fn remember(&mut self, track: Track) {
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(track);
     }
 
     /// Moves on after the current track ended and returns what plays next. A track that
@@ -118,6 +170,12 @@ impl Queue {
     /// next track but keeps the skipped one in a looping queue.
     pub fn advance(&mut self, how: Ended) -> Option<&Track> {
         let ended = self.current.take();
+        if let Some(t) = ended.as_ref().filter(|_| how != Ended::Failed) {
+            // A track repeating itself is one play in the history, not one per round.
+            if !(self.loop_mode == LoopMode::Track && how == Ended::Finished) {
+                self.remember(t.clone());
+            }
+        }
         match (self.loop_mode, how, ended) {
             (LoopMode::Track, Ended::Finished, Some(t)) => self.current = Some(t),
             (LoopMode::Queue, Ended::Finished | Ended::Skipped, Some(t)) => {
@@ -129,9 +187,64 @@ impl Queue {
         self.current.as_ref()
     }
 
+    /// Goes back to the track that played before (`/previous`): it plays now, and the one
+    /// that was playing comes next. `None` (and nothing changes) without a history. In a
+    /// looping queue the track is taken from where the loop put it, so it is not there twice.
+    pub fn previous(&mut self) -> Option<&Track> {
+        let back = self.history.pop_back()?;
+        if self.loop_mode == LoopMode::Queue
+            && let Some(i) = self.upcoming.iter().rposition(|t| t.id == back.id)
+        {
+            self.upcoming.remove(i);
+        }
+        if let Some(now) = self.current.take() {
+            self.upcoming.push_front(now);
+        }
+        self.current = Some(back);
+        self.current.as_ref()
+    }
+
+    /// Jumps to the upcoming track at 1-based `position` (`/skipto`): the tracks before it
+    /// are dropped (kept at the end in a looping queue; never played, so not history),
+    /// then the current one is skipped.
+    pub fn skip_to(&mut self, position: usize) -> Result<Option<&Track>, QueueError> {
+        let len = self.upcoming.len();
+        if position == 0 || position > len {
+            return Err(QueueError::NoSuchTrack { index: position, len });
+        }
+        let passed: Vec<Track> = self.upcoming.drain(..position - 1).collect();
+        if self.loop_mode == LoopMode::Queue {
+            self.upcoming.extend(passed);
+        }
+        Ok(self.advance(Ended::Skipped))
+    }
+
+    /// Moves the upcoming track at 1-based `from` to `to` (`/move`); returns it.
+    pub fn move_track(&mut self, from: usize, to: usize) -> Result<&Track, QueueError> {
+        let len = self.upcoming.len();
+        for index in [from, to] {
+            if index == 0 || index > len {
+                return Err(QueueError::NoSuchTrack { index, len });
+            }
+        }
+        let track = self.upcoming.remove(from - 1).expect("checked above");
+        self.upcoming.insert(to - 1, track);
+        Ok(&self.upcoming[to - 1])
+    }
+
+    /// Empties the line but lets the current track play on (`/clear`); returns how many
+    /// tracks were waiting.
+    pub fn clear_upcoming(&mut self) -> usize {
+        let n = self.upcoming.len();
+        self.upcoming.clear();
+        n
+    }
+
     /// Empties everything (`/stop`).
     pub fn clear(&mut self) {
-        self.current = None;
+        if let Some(t) = self.current.take() {
+            self.remember(t);
+        }
         self.upcoming.clear();
     }
 
@@ -244,6 +357,76 @@ mod tests {
             }
         }
         assert_eq!(Queue::new(5).next_up(), None);
+    }
+
+    #[test]
+    fn previous_goes_back_through_what_played_and_what_was_skipped() {
+        let mut q = queue(&[1, 2, 3]);
+        assert_eq!(q.previous(), None, "nothing played yet");
+        assert_eq!(ids(&q), (Some(1), vec![2, 3]));
+        q.advance(Ended::Finished);
+        q.advance(Ended::Skipped);
+        assert_eq!(ids(&q), (Some(3), vec![]));
+        assert_eq!(q.previous().map(|t| t.id), Some(2));
+        assert_eq!(ids(&q), (Some(2), vec![3]), "the one playing comes next");
+        assert_eq!(q.previous().map(|t| t.id), Some(1));
+        assert_eq!(ids(&q), (Some(1), vec![2, 3]));
+        // A failure is not history; /stop keeps what was playing.
+        q.advance(Ended::Failed);
+        assert_eq!(q.history().count(), 0);
+        q.clear();
+        assert_eq!(q.previous().map(|t| t.id), Some(2), "after /stop, what played last comes back");
+        assert_eq!(ids(&q), (Some(2), vec![]));
+    }
+
+    #[test]
+    fn history_is_bounded_and_counts_a_looping_track_once() {
+        let mut q = queue(&[1]);
+        q.loop_mode = LoopMode::Track;
+        for _ in 0..5 {
+            q.advance(Ended::Finished);
+        }
+        assert_eq!(q.history().count(), 0, "a track looping on itself is not history yet");
+        q.loop_mode = LoopMode::Off;
+        for id in 2..(HISTORY as u64 + 10) {
+            q.push(track(id)).unwrap();
+            q.advance(Ended::Finished);
+        }
+        assert_eq!(q.history().count(), HISTORY);
+        assert_eq!(q.history().last().map(|t| t.id), Some(HISTORY as u64 + 8));
+    }
+
+    #[test]
+    fn previous_in_a_looping_queue_does_not_duplicate_the_track() {
+        let mut q = queue(&[1, 2, 3]);
+        q.loop_mode = LoopMode::Queue;
+        q.advance(Ended::Finished);
+        assert_eq!(ids(&q), (Some(2), vec![3, 1]));
+        assert_eq!(q.previous().map(|t| t.id), Some(1));
+        assert_eq!(ids(&q), (Some(1), vec![2, 3]));
+    }
+
+    #[test]
+    fn play_next_skip_to_move_and_clear_change_the_line() {
+        let mut q = queue(&[1, 2, 3, 4]);
+        assert_eq!(q.push_next(track(9)), Ok(1));
+        assert_eq!(ids(&q), (Some(1), vec![9, 2, 3, 4]));
+        assert_eq!(q.move_track(1, 4).map(|t| t.id), Ok(9));
+        assert_eq!(ids(&q), (Some(1), vec![2, 3, 4, 9]));
+        assert_eq!(q.move_track(0, 1).err(), Some(QueueError::NoSuchTrack { index: 0, len: 4 }));
+        assert_eq!(q.move_track(1, 5).err(), Some(QueueError::NoSuchTrack { index: 5, len: 4 }));
+        assert_eq!(q.skip_to(3).map(|t| t.map(|t| t.id)), Ok(Some(4)));
+        assert_eq!(ids(&q), (Some(4), vec![9]));
+        assert_eq!(q.history().map(|t| t.id).collect::<Vec<_>>(), [1], "the skipped track; not those passed over");
+        assert_eq!(q.skip_to(2).err(), Some(QueueError::NoSuchTrack { index: 2, len: 1 }));
+        assert_eq!(q.clear_upcoming(), 1);
+        assert_eq!(ids(&q), (Some(4), vec![]), "the current track plays on");
+        let mut empty = Queue::new(3);
+        assert_eq!(empty.push_next(track(1)), Ok(0), "into an empty queue it plays now");
+        let mut looping = queue(&[1, 2, 3, 4]);
+        looping.loop_mode = LoopMode::Queue;
+        assert_eq!(looping.skip_to(3).map(|t| t.map(|t| t.id)), Ok(Some(4)));
+        assert_eq!(ids(&looping), (Some(4), vec![2, 3, 1]), "a looping queue keeps what it passed");
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub struct SavedGuild {
     pub position_ms: u64,
     pub current: Track,
     pub upcoming: Vec<Track>,
+    /// What played before `current`, oldest first (for `/previous`; absent in files of
+    /// versions before it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Track>,
 }
 
 /// The session file of one bot.
@@ -135,6 +139,7 @@ impl MusicService {
             position_ms: position.as_millis() as u64,
             current,
             upcoming: p.queue.upcoming().cloned().collect(),
+            history: p.queue.history().cloned().collect(),
         })
     }
 
@@ -190,6 +195,7 @@ impl MusicService {
                 break;
             }
         }
+        p.queue.set_history(saved.history.into_iter().map(|t| Track { id: self.next_track_id(), ..t }));
         self.start_current(guild, &mut p).await;
         let at = Duration::from_millis(saved.position_ms);
         if let Some(h) = p.handle()
@@ -297,8 +303,9 @@ impl MusicService {
     }
 
     /// Readies the next track if the current one ends within [`PRELOAD_AHEAD`], or has no
-    /// known length (then there is no "near its end" to wait for).
-    pub(super) async fn preload_if_due(&self, guild: GuildId, p: &mut super::Player) {
+    /// known length (then there is no "near its end" to wait for). Called again when the
+    /// line behind the current track changes (moved, cleared, shuffled, removed from).
+    pub async fn preload_if_due(&self, guild: GuildId, p: &mut super::Player) {
         let Some(current) = p.queue.current() else { return };
         if let Some(length) = current.duration {
             let Some(position) = self.position(p).await else { return };
@@ -341,6 +348,7 @@ mod tests {
                 position_ms: 12_345,
                 current: track(1),
                 upcoming: vec![track(2)],
+                history: vec![track(0)],
             }],
         }
     }
@@ -357,7 +365,13 @@ mod tests {
         assert_eq!(back.guilds[0].loop_mode, LoopMode::Queue);
         assert_eq!(back.guilds[0].current.id, 0, "ids are the process's own, given again on restore");
         assert_eq!(back.guilds[0].upcoming[0].title, "t2");
+        assert_eq!(back.guilds[0].history[0].title, "t0");
         assert!(dir.path().join("42.json").exists());
+        // A file from before the history was kept reads with none.
+        let mut old = serde_json::to_value(&s).unwrap();
+        old["guilds"][0].as_object_mut().unwrap().remove("history");
+        let old: Saved = serde_json::from_value(old).unwrap();
+        assert!(old.guilds[0].history.is_empty());
     }
 
     #[test]

@@ -9,6 +9,29 @@ use testkit::mongo::MongoServer;
 
 use crate::support::*;
 
+/// Every command the bot registers: the seed's thirteen, then the queue's.
+const COMMANDS: [&str; 19] = [
+    "play",
+    "skip",
+    "stop",
+    "pause",
+    "resume",
+    "queue",
+    "nowplaying",
+    "volume",
+    "loop",
+    "shuffle",
+    "remove",
+    "seek",
+    "leave",
+    "previous",
+    "replay",
+    "playnext",
+    "move",
+    "clear",
+    "skipto",
+];
+
 #[tokio::test]
 async fn commands_are_registered_once_and_not_again_on_restart() -> anyhow::Result<()> {
     let sim = world().start().await?;
@@ -29,23 +52,10 @@ async fn commands_are_registered_once_and_not_again_on_restart() -> anyhow::Resu
     assert_eq!(puts(&sim), 1, "the first start overwrites once");
     let names: Vec<String> =
         sim.bot(&token).commands(None).iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
-    for n in [
-        "play",
-        "skip",
-        "stop",
-        "pause",
-        "resume",
-        "queue",
-        "nowplaying",
-        "volume",
-        "loop",
-        "shuffle",
-        "remove",
-        "seek",
-        "leave",
-    ] {
+    for n in COMMANDS {
         assert!(names.contains(&n.to_string()), "/{n} registered globally: {names:?}");
     }
+    assert_eq!(names.len(), COMMANDS.len(), "{names:?}");
     drop(first);
 
     let reads_before = gets(&sim);
@@ -67,8 +77,10 @@ async fn guild_ids_register_guild_commands_and_the_cli_clears_them() -> anyhow::
     let token = token_for(APP);
     let mut bot = BotProcess::start(&sim, Launch::bot(APP).env("MUSICBOT_GUILD_IDS", GUILD.to_string())).await?;
     bot.wait_ready().await?;
-    eventually("guild commands", WAIT, async || (sim.bot(&token).commands(Some(GUILD)).len() == 13).then_some(()))
-        .await?;
+    eventually("guild commands", WAIT, async || {
+        (sim.bot(&token).commands(Some(GUILD)).len() == COMMANDS.len()).then_some(())
+    })
+    .await?;
     assert!(sim.bot(&token).commands(None).is_empty(), "nothing global");
     drop(bot);
 
@@ -85,7 +97,7 @@ async fn guild_ids_register_guild_commands_and_the_cli_clears_them() -> anyhow::
 
     let mut deploy = BotProcess::start(&sim, Launch::bot(APP).args(&["commands", "deploy"])).await?;
     assert!(deploy.wait_exit(WAIT).await?.success(), "{}", deploy.logs());
-    assert_eq!(sim.bot(&token).commands(None).len(), 13, "deploy without --guild is global");
+    assert_eq!(sim.bot(&token).commands(None).len(), COMMANDS.len(), "deploy without --guild is global");
     let mut again = BotProcess::start(&sim, Launch::bot(APP).args(&["commands", "deploy"])).await?;
     assert!(again.wait_exit(WAIT).await?.success());
     assert!(again.logs().contains("already up to date"), "{}", again.logs());
@@ -161,11 +173,15 @@ async fn the_command_scripts_cover_every_bot_in_mongodb() -> anyhow::Result<()> 
 
     let out = run(&["commands", "deploy"]).await?;
     assert!(out.contains("One (") && out.contains("Two ("), "{out}");
-    assert_eq!((count(APP), count(app2), count(retired)), (13, 13, 0), "every active bot, and only those");
+    assert_eq!(
+        (count(APP), count(app2), count(retired)),
+        (COMMANDS.len(), COMMANDS.len(), 0),
+        "every active bot, and only those"
+    );
 
     let out = run(&["commands", "clear", "--client-id", &app2.to_string()]).await?;
     assert!(out.contains("Two (") && !out.contains("One ("), "{out}");
-    assert_eq!((count(APP), count(app2)), (13, 0), "one bot by client id");
+    assert_eq!((count(APP), count(app2)), (COMMANDS.len(), 0), "one bot by client id");
     assert!(!out.contains(&token_for(APP)) && !out.contains(&token_for(app2)));
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! Queue, skip, pause/resume, volume and loop change what the simulator hears.
+//! Queue, skip, pause/resume, volume, loop, previous, play-next, move, skip-to, replay and
+//! clear change what the simulator hears.
 
 use std::time::Duration;
 
@@ -90,5 +91,81 @@ async fn track_loop_repeats_a_short_track() -> anyhow::Result<()> {
     assert!(np.contains("loop: track"), "{np}");
 
     assert_eq!(say(&sim, &b, cmd("loop").option("mode", 0)).await?, "Looping is off.");
+    Ok(())
+}
+
+/// Answers that only the caller sees (a mistake): (ephemeral, text).
+async fn told(sim: &DiscordSim, b: &Bot<'_>, c: SlashCommand) -> anyhow::Result<(bool, String)> {
+    let i = b.inject_interaction(c)?;
+    let r = sim.wait_reply(i.id, WAIT).await?;
+    Ok((r.ephemeral(), r.text()))
+}
+
+/// Waits until the tone heard for the last second is `hz`.
+async fn hear_tone(b: &Bot<'_>, hz: f64) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let heard = recent_hz(&b.audio_samples(GUILD), 1.0);
+        if near(heard, hz) {
+            return Ok(());
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "{hz} Hz never heard; last {heard:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn previous_playnext_move_skipto_replay_and_clear_change_what_is_heard() -> anyhow::Result<()> {
+    let Scene { sim, tones, bot } = Scene::start(Launch::bot(APP)).await?;
+    let b = sim.bot(&bot.token);
+    // Lengths tell the tracks apart in replies (a tone file is named by its seconds).
+    let (first, second, third, fourth) =
+        (tones.wav(440, 31), tones.wav(550, 32), tones.wav(660, 33), tones.wav(770, 34));
+
+    assert_eq!(
+        told(&sim, &b, cmd("previous")).await?,
+        (true, "I'm not in a voice channel. Use /play to start.".into())
+    );
+    assert_eq!(say(&sim, &b, play(&first)).await?, "Playing **31.wav**");
+    let (ephemeral, nothing) = told(&sim, &b, cmd("previous")).await?;
+    assert!(ephemeral && nothing.contains("Nothing has played before"), "{nothing}");
+    assert_eq!(say(&sim, &b, play(&second)).await?, "Queued **32.wav** at position 1");
+    assert_eq!(say(&sim, &b, play(&third)).await?, "Queued **33.wav** at position 2");
+    assert_eq!(say(&sim, &b, cmd("playnext").option("query", fourth.as_str())).await?, "**34.wav** plays next");
+    assert_eq!(say(&sim, &b, cmd("move").option("from", 3).option("to", 1)).await?, "Moved **33.wav** to position 1.");
+    let queue = say(&sim, &b, cmd("queue")).await?;
+    assert!(queue.contains("1. 33.wav\n2. 34.wav\n3. 32.wav"), "{queue}");
+    for (c, want) in [
+        (cmd("move").option("from", 1).option("to", 9), "There is no track 9 in the queue (it has 3)."),
+        (cmd("skipto").option("position", 0), "There is no track 0 in the queue (it has 3)."),
+    ] {
+        assert_eq!(told(&sim, &b, c).await?, (true, want.to_string()));
+    }
+    hear_tone(&b, 440.0).await?;
+
+    assert_eq!(say(&sim, &b, cmd("skipto").option("position", 2)).await?, "Skipped to **34.wav**.");
+    hear_tone(&b, 770.0).await?;
+    assert_eq!(say(&sim, &b, cmd("previous")).await?, "Back to **31.wav**.");
+    hear_tone(&b, 440.0).await?;
+    let queue = say(&sim, &b, cmd("queue")).await?;
+    assert!(queue.contains("1. 34.wav\n2. 32.wav") && !queue.contains("33.wav"), "skipped over: {queue}");
+
+    // /replay starts the track again: its first seconds are heard twice.
+    b.wait_for_audio(GUILD, b.audio(GUILD).audible_seconds + 3.0, WAIT).await?;
+    let before = b.audio(GUILD).audible_seconds;
+    assert_eq!(say(&sim, &b, cmd("replay")).await?, "Playing **31.wav** again from the start.");
+    let np = say(&sim, &b, cmd("nowplaying")).await?;
+    assert!(np.starts_with("**31.wav** · 0:0"), "back at the start: {np}");
+    hear_more(&b, 1.0).await?;
+    assert!(b.audio(GUILD).audible_seconds > before, "it plays on");
+    hear_tone(&b, 440.0).await?;
+
+    assert_eq!(say(&sim, &b, cmd("clear")).await?, "Cleared 2 songs from the queue.");
+    hear_more(&b, 1.0).await?;
+    hear_tone(&b, 440.0).await?;
+    let (ephemeral, empty) = told(&sim, &b, cmd("clear")).await?;
+    assert!(ephemeral && empty.contains("No songs are waiting"), "{empty}");
+    let queue = say(&sim, &b, cmd("queue")).await?;
+    assert!(queue.contains("Now playing: **31.wav**") && queue.contains("0 waiting"), "{queue}");
     Ok(())
 }
