@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::state::{self, Outgoing, State};
 use super::{
-    AudioStats, BotSpec, DiscordSim, GatewayFrame, GuildSpec, InteractionRecord, SlashCommand, VoiceConnection,
+    AudioStats, BotSpec, DiscordSim, GatewayFrame, GuildSpec, InteractionRecord, Press, SlashCommand, VoiceConnection,
 };
 
 /// One bot of the simulator, by token.
@@ -133,6 +133,22 @@ impl Bot<'_> {
     /// Dispatches INTERACTION_CREATE for a slash command; the record's `id` finds the replies.
     pub fn inject_interaction(&self, cmd: SlashCommand) -> Result<InteractionRecord> {
         self.sim.shared.update(|s, _| s.inject_interaction(self.idx, &cmd))
+    }
+
+    /// An autocomplete question: `cmd` built with [`SlashCommand::typing`].
+    pub fn inject_autocomplete(&self, cmd: SlashCommand) -> Result<InteractionRecord> {
+        anyhow::ensure!(cmd.focused.is_some(), "an autocomplete question needs the option being typed");
+        self.inject_interaction(cmd)
+    }
+
+    /// A member presses a button or picks in a select menu of a message the bot sent.
+    pub fn press(&self, press: Press) -> Result<InteractionRecord> {
+        self.sim.shared.update(|s, _| s.inject_press(self.idx, &press))
+    }
+
+    /// A message the bot sent (to a channel, or answering an interaction), as it is now.
+    pub fn message(&self, id: u64) -> Option<Value> {
+        self.sim.shared.update(|s, _| s.message_mut(self.idx, id).map(|m| m.clone()))
     }
 
     /// The bot is added to a guild (GUILD_CREATE); the guild is declared or replaced.

@@ -1,10 +1,10 @@
 //! Changes to the simulated world and the events they cause: voice moves (of bots and
-//! members), guild joins and leaves, injected slash commands.
+//! members), guild joins and leaves, injected interactions.
 
 use anyhow::{Context, Result, bail};
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::interaction::{InteractionContext, SlashCommand, interaction_create};
+use super::interaction::{InteractionContext, Press, SlashCommand, component_create, interaction_create};
 use super::payloads;
 use super::records::InteractionRecord;
 use super::spec::{ChannelKind, GuildSpec, UserSpec};
@@ -224,6 +224,8 @@ impl State {
         };
         let d = interaction_create(cmd, &ctx);
         let record = InteractionRecord {
+            kind: if cmd.focused.is_some() { 4 } else { 2 },
+            message_id: None,
             id,
             token: token.clone(),
             bot: self.bots[bot].spec.token.clone(),
@@ -240,5 +242,71 @@ impl State {
         self.interaction_created.insert(id, std::time::Instant::now());
         self.dispatch(bot, Some(guild.id), "INTERACTION_CREATE", d);
         Ok(record)
+    }
+
+    /// A member presses a component of message `press.message_id`, which the bot sent (to a
+    /// channel, or as an interaction's answer).
+    pub fn inject_press(&mut self, bot: usize, press: &Press) -> Result<InteractionRecord> {
+        let guild =
+            self.guilds.get(&press.guild_id).cloned().with_context(|| format!("unknown guild {}", press.guild_id))?;
+        let channel = guild
+            .channel(press.channel_id)
+            .cloned()
+            .with_context(|| format!("guild {} has no channel {}", guild.id, press.channel_id))?;
+        let message = self
+            .message_mut(bot, press.message_id)
+            .map(|m| m.clone())
+            .with_context(|| format!("the bot sent no message {}", press.message_id))?;
+        let offered = message["components"].to_string().contains(&format!("\"custom_id\":{}", json!(press.custom_id)));
+        if !offered {
+            bail!("message {} has no component {:?}", press.message_id, press.custom_id);
+        }
+        let user = self.user_in_guild(Some(bot), guild.id, press.user_id);
+        let (id, token) = (self.snowflake(), format!("aW50ZXJhY3Rpb246{}", random_string(120)));
+        let application_id = self.bots[bot].spec.application_id;
+        let ctx = InteractionContext {
+            id,
+            token: &token,
+            application_id,
+            command_id: 0,
+            guild: &guild,
+            channel: &channel,
+            user: &user,
+            joined_at: &self.started_at,
+        };
+        let d = component_create(press, &message, &ctx);
+        let record = InteractionRecord {
+            kind: 3,
+            message_id: Some(press.message_id),
+            id,
+            token: token.clone(),
+            bot: self.bots[bot].spec.token.clone(),
+            application_id,
+            guild_id: guild.id,
+            channel_id: channel.id,
+            user,
+            command: press.custom_id.clone(),
+            callback: None,
+            original: None,
+            followups: Vec::new(),
+        };
+        self.interactions.push(record.clone());
+        self.interaction_created.insert(id, std::time::Instant::now());
+        self.dispatch(bot, Some(guild.id), "INTERACTION_CREATE", d);
+        Ok(record)
+    }
+
+    /// A message bot `bot` sent, by id: to a channel, or answering an interaction.
+    pub(crate) fn message_mut(&mut self, bot: usize, id: u64) -> Option<&mut Value> {
+        let id = id.to_string();
+        let token = self.bots[bot].spec.token.clone();
+        if let Some(i) = self.bots[bot].messages.iter().position(|m| m["id"] == json!(id)) {
+            return self.bots[bot].messages.get_mut(i);
+        }
+        self.interactions
+            .iter_mut()
+            .filter(|r| r.bot == token)
+            .flat_map(|r| r.original.iter_mut().chain(r.followups.iter_mut()))
+            .find(|m| m["id"] == json!(id))
     }
 }

@@ -1,4 +1,5 @@
-//! Slash-command interactions a test injects (INTERACTION_CREATE, type 2).
+//! Interactions a test injects (INTERACTION_CREATE): slash commands (type 2), presses of
+//! message components (type 3) and autocomplete questions (type 4).
 
 use serde_json::{Map, Value, json};
 
@@ -84,11 +85,22 @@ pub struct SlashCommand {
     pub name: String,
     pub subcommand: Option<String>,
     pub options: Vec<(String, OptionValue)>,
+    /// The option being typed, for an autocomplete question.
+    pub focused: Option<String>,
 }
 
 impl SlashCommand {
     pub fn new(guild_id: u64, channel_id: u64, user_id: u64, name: impl Into<String>) -> Self {
-        Self { guild_id, channel_id, user_id, name: name.into(), subcommand: None, options: Vec::new() }
+        Self { guild_id, channel_id, user_id, name: name.into(), subcommand: None, options: Vec::new(), focused: None }
+    }
+
+    /// The user is typing `partial` into option `name`: sent as an autocomplete question
+    /// (`Bot::inject_autocomplete`).
+    pub fn typing(mut self, name: impl Into<String>, partial: impl Into<String>) -> Self {
+        let name = name.into();
+        self.options.push((name.clone(), OptionValue::String(partial.into())));
+        self.focused = Some(name);
+        self
     }
 
     pub fn option(mut self, name: impl Into<String>, value: impl Into<OptionValue>) -> Self {
@@ -100,6 +112,38 @@ impl SlashCommand {
     pub fn subcommand(mut self, name: impl Into<String>) -> Self {
         self.subcommand = Some(name.into());
         self
+    }
+}
+
+/// A press on a component of a message the bot sent: a button, or a choice in a select menu.
+#[derive(Clone, Debug)]
+pub struct Press {
+    pub guild_id: u64,
+    pub channel_id: u64,
+    pub user_id: u64,
+    pub message_id: u64,
+    pub custom_id: String,
+    /// 2 a button, 3 a string select.
+    pub component_type: u8,
+    pub values: Vec<String>,
+}
+
+impl Press {
+    pub fn button(guild_id: u64, channel_id: u64, user_id: u64, message_id: u64, custom_id: impl Into<String>) -> Self {
+        let custom_id = custom_id.into();
+        Self { guild_id, channel_id, user_id, message_id, custom_id, component_type: 2, values: Vec::new() }
+    }
+
+    pub fn select(
+        guild_id: u64,
+        channel_id: u64,
+        user_id: u64,
+        message_id: u64,
+        custom_id: impl Into<String>,
+        values: &[&str],
+    ) -> Self {
+        let values = values.iter().map(|v| v.to_string()).collect();
+        Self { values, component_type: 3, ..Self::button(guild_id, channel_id, user_id, message_id, custom_id) }
     }
 }
 
@@ -116,8 +160,14 @@ pub(crate) struct InteractionContext<'a> {
 }
 
 pub(crate) fn interaction_create(cmd: &SlashCommand, ctx: &InteractionContext<'_>) -> Value {
-    let options: Vec<Value> =
-        cmd.options.iter().map(|(name, v)| json!({"name": name, "type": v.kind(), "value": v.json()})).collect();
+    let option = |(name, v): &(String, OptionValue)| {
+        let mut o = json!({"name": name, "type": v.kind(), "value": v.json()});
+        if cmd.focused.as_ref() == Some(name) {
+            o["focused"] = json!(true);
+        }
+        o
+    };
+    let options: Vec<Value> = cmd.options.iter().map(option).collect();
     let options = match &cmd.subcommand {
         Some(sub) => vec![json!({"name": sub, "type": 1, "options": options})],
         None => options,
@@ -133,22 +183,38 @@ pub(crate) fn interaction_create(cmd: &SlashCommand, ctx: &InteractionContext<'_
     if !resolved.is_empty() {
         data["resolved"] = Value::Object(resolved);
     }
+    envelope(if cmd.focused.is_some() { 4 } else { 2 }, data, ctx)
+}
+
+/// A press on a component of `message`.
+pub(crate) fn component_create(press: &Press, message: &Value, ctx: &InteractionContext<'_>) -> Value {
+    let mut data = json!({"custom_id": press.custom_id, "component_type": press.component_type});
+    if press.component_type == 3 {
+        data["values"] = json!(press.values);
+    }
+    let mut v = envelope(3, data, ctx);
+    v["message"] = message.clone();
+    v
+}
+
+fn envelope(kind: u8, data: Value, ctx: &InteractionContext<'_>) -> Value {
     let guild_id = ctx.guild.id.to_string();
+    let guild_locale = ctx.guild.locale.as_deref().unwrap_or(payloads::LOCALE);
     json!({
         "id": ctx.id.to_string(),
         "application_id": ctx.application_id.to_string(),
-        "type": 2,
+        "type": kind,
         "data": data,
         "guild_id": guild_id,
-        "guild": {"id": guild_id, "locale": payloads::LOCALE, "features": []},
+        "guild": {"id": guild_id, "locale": guild_locale, "features": []},
         "channel_id": ctx.channel.id.to_string(),
         "channel": payloads::channel(ctx.channel, ctx.guild.id, 0),
         "member": payloads::interaction_member(ctx.user, ctx.joined_at),
         "token": ctx.token,
         "version": 1,
         "app_permissions": payloads::EVERYONE_PERMISSIONS.to_string(),
-        "locale": payloads::LOCALE,
-        "guild_locale": payloads::LOCALE,
+        "locale": ctx.user.locale.as_deref().unwrap_or(payloads::LOCALE),
+        "guild_locale": guild_locale,
         "entitlements": [],
         "authorizing_integration_owners": {"0": guild_id},
         "context": 0,

@@ -51,7 +51,7 @@ use tokio::task::JoinHandle;
 
 pub use audio::AudioStats;
 pub use bot::Bot;
-pub use interaction::{OptionValue, SlashCommand};
+pub use interaction::{OptionValue, Press, SlashCommand};
 pub use records::{GatewayFrame, InteractionRecord, RecordedRequest, VoiceConnection};
 pub use spec::{BotSpec, ChannelKind, ChannelSpec, GuildSpec, UserSpec};
 pub use tls::SimTls;
@@ -338,7 +338,8 @@ impl DiscordSim {
     /// an edit or a follow-up.
     pub async fn wait_reply(&self, id: u64, timeout: Duration) -> Result<InteractionRecord> {
         self.wait_interaction(id, timeout, |i| match i.response_type() {
-            Some(4) => true,
+            // A message, a pressed message changed in place, autocomplete choices.
+            Some(4 | 7 | 8) => true,
             Some(5) => !i.followups.is_empty() || i.original.as_ref().is_some_and(|m| !m["edited_timestamp"].is_null()),
             _ => false,
         })

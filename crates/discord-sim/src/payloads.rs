@@ -15,6 +15,9 @@ pub const EVERYONE_PERMISSIONS: u64 =
 
 pub const LOCALE: &str = "en-US";
 
+/// MANAGE_GUILD, which a member marked as a manager holds besides @everyone's.
+pub const MANAGE_GUILD: u64 = 1 << 5;
+
 pub fn now() -> String {
     serenity::model::Timestamp::now().to_string()
 }
@@ -44,7 +47,7 @@ pub fn member(u: &UserSpec, joined_at: &str) -> Value {
         "user": user(u),
         "nick": null,
         "avatar": null,
-        "roles": [],
+        "roles": u.roles.iter().map(u64::to_string).collect::<Vec<_>>(),
         "joined_at": joined_at,
         "premium_since": null,
         "deaf": false,
@@ -58,7 +61,8 @@ pub fn member(u: &UserSpec, joined_at: &str) -> Value {
 /// A member as interactions carry it: with the permissions they hold in the channel.
 pub fn interaction_member(u: &UserSpec, joined_at: &str) -> Value {
     let mut v = member(u, joined_at);
-    merge(&mut v, json!({"permissions": EVERYONE_PERMISSIONS.to_string()}));
+    let permissions = EVERYONE_PERMISSIONS | if u.manager { MANAGE_GUILD } else { 0 };
+    merge(&mut v, json!({"permissions": permissions.to_string()}));
     v
 }
 

@@ -37,6 +37,10 @@ pub struct GatewayFrame {
 /// A slash command the simulator injected, and what the bot answered.
 #[derive(Clone, Debug)]
 pub struct InteractionRecord {
+    /// 2 a slash command, 3 a component press, 4 an autocomplete question.
+    pub kind: u8,
+    /// For a press: the message whose component was pressed.
+    pub message_id: Option<u64>,
     pub id: u64,
     pub token: String,
     /// Token of the bot the interaction went to.
@@ -60,6 +64,12 @@ impl InteractionRecord {
     }
 
     /// Content of the original response as it stands now (after edits).
+    /// The choices an autocomplete answer offered (callback type 8).
+    pub fn choices(&self) -> Vec<Value> {
+        let choices = self.callback.as_ref().filter(|c| c["type"] == 8).map(|c| c["data"]["choices"].clone());
+        choices.and_then(|c| c.as_array().cloned()).unwrap_or_default()
+    }
+
     pub fn content(&self) -> Option<&str> {
         self.original.as_ref().and_then(|m| m["content"].as_str())
     }

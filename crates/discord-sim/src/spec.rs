@@ -7,11 +7,34 @@ pub struct UserSpec {
     pub id: u64,
     pub name: String,
     pub bot: bool,
+    /// Roles of the member (ids from the guild's `roles`).
+    pub roles: Vec<u64>,
+    /// Holds Manage Server (the owner holds every permission anyway).
+    pub manager: bool,
+    /// The Discord client's language (interactions' `locale`); default en-US.
+    pub locale: Option<String>,
 }
 
 impl UserSpec {
     pub fn new(id: u64, name: impl Into<String>) -> Self {
-        Self { id, name: name.into(), bot: false }
+        Self { id, name: name.into(), bot: false, roles: Vec::new(), manager: false, locale: None }
+    }
+
+    pub fn with_role(mut self, role: u64) -> Self {
+        self.roles.push(role);
+        self
+    }
+
+    /// A member with Manage Server.
+    pub fn manager(mut self) -> Self {
+        self.manager = true;
+        self
+    }
+
+    /// The language the member's Discord client is set to, e.g. `th`.
+    pub fn locale(mut self, locale: impl Into<String>) -> Self {
+        self.locale = Some(locale.into());
+        self
     }
 }
 
@@ -53,6 +76,8 @@ pub struct GuildSpec {
     /// Members Discord counts, when more than `members` lists: a GUILD_CREATE for
     /// GUILDS | GUILD_VOICE_STATES carries only the bot's own member and those in voice.
     pub member_count: Option<u64>,
+    /// The community's preferred locale (`guild_locale`); default en-US.
+    pub locale: Option<String>,
 }
 
 impl GuildSpec {
@@ -66,7 +91,14 @@ impl GuildSpec {
             voice_states: Vec::new(),
             roles: Vec::new(),
             member_count: None,
+            locale: None,
         }
+    }
+
+    /// The server's preferred locale, e.g. `th`.
+    pub fn locale(mut self, locale: impl Into<String>) -> Self {
+        self.locale = Some(locale.into());
+        self
     }
 
     pub fn role(mut self, id: u64, name: impl Into<String>) -> Self {
@@ -189,6 +221,6 @@ impl BotSpec {
     }
 
     pub fn user(&self) -> UserSpec {
-        UserSpec { id: self.user_id, name: self.name.clone(), bot: true }
+        UserSpec { bot: true, ..UserSpec::new(self.user_id, self.name.clone()) }
     }
 }

@@ -136,3 +136,104 @@ async fn late_or_unknown_interactions_are_refused() {
     assert_eq!(callbacks.iter().map(|r| r.status).collect::<Vec<_>>(), [404, 404]);
     assert_eq!(callbacks[0].bot.as_deref(), Some(TOKEN), "the acting bot is known from the interaction");
 }
+
+/// Buttons and select menus on a channel message, as serenity builds and parses them: a
+/// press arrives as a component interaction carrying the message; an update-message answer
+/// or a deferred update and an edit change that message in place.
+#[tokio::test]
+async fn pressed_components_reach_the_bot_and_answers_change_the_message() {
+    use serenity::all::{
+        ButtonStyle, ChannelId, ComponentInteractionDataKind, CreateActionRow, CreateButton, CreateMessage,
+        CreateSelectMenu, CreateSelectMenuKind, CreateSelectMenuOption,
+    };
+    let mut f = fixture(world()).await;
+    let rows = vec![
+        CreateActionRow::Buttons(vec![CreateButton::new("np:pause").label("Pause").style(ButtonStyle::Secondary)]),
+        CreateActionRow::SelectMenu(CreateSelectMenu::new(
+            "pick",
+            CreateSelectMenuKind::String { options: vec![CreateSelectMenuOption::new("One", "1")] },
+        )),
+    ];
+    let sent = ChannelId::new(TEXT).send_message(&f.http, CreateMessage::new().content("Now playing").components(rows));
+    let sent = sent.await.unwrap();
+    let bot = f.sim.bot(TOKEN);
+    let press = |custom_id: &str| discord_sim::Press::button(GUILD, TEXT, ALICE, sent.id.get(), custom_id);
+    assert!(bot.press(press("np:nothing")).is_err(), "only components the message has can be pressed");
+
+    bot.press(press("np:pause")).unwrap();
+    let d = f.gw.dispatch("INTERACTION_CREATE").await;
+    let Interaction::Component(c) = serde_json::from_value(d).unwrap() else { panic!("not a component interaction") };
+    assert_eq!((c.data.custom_id.as_str(), c.message.id), ("np:pause", sent.id));
+    assert!(matches!(c.data.kind, ComponentInteractionDataKind::Button));
+    let update = CreateInteractionResponseMessage::new().content("Paused");
+    c.create_response(&f.http, CreateInteractionResponse::UpdateMessage(update)).await.unwrap();
+    assert_eq!(bot.message(sent.id.get()).unwrap()["content"], "Paused");
+
+    bot.press(discord_sim::Press::select(GUILD, TEXT, BOB, sent.id.get(), "pick", &["1"])).unwrap();
+    let d = f.gw.dispatch("INTERACTION_CREATE").await;
+    let Interaction::Component(c) = serde_json::from_value(d).unwrap() else { panic!("not a component interaction") };
+    let ComponentInteractionDataKind::StringSelect { values } = &c.data.kind else { panic!("{:?}", c.data.kind) };
+    assert_eq!((values.as_slice(), c.user.id.get()), (["1".to_string()].as_slice(), BOB));
+    c.create_response(&f.http, CreateInteractionResponse::Acknowledge).await.unwrap();
+    c.edit_response(&f.http, EditInteractionResponse::new().content("Picked one").components(vec![])).await.unwrap();
+    let now = bot.message(sent.id.get()).unwrap();
+    assert_eq!((now["content"].as_str(), now["components"].as_array().map(Vec::len)), (Some("Picked one"), Some(0)));
+    assert!(f.sim.payload_errors().is_empty(), "{:?}", f.sim.payload_errors());
+}
+
+/// An autocomplete question carries the focused option and the member's locale, roles and
+/// permissions; its answer's choices are kept (at most 25, as Discord allows).
+#[tokio::test]
+async fn autocomplete_questions_carry_the_focused_option_and_answers_keep_the_choices() {
+    use serenity::all::{AutocompleteChoice, CreateAutocompleteResponse, GuildId, UserId};
+    let sim = world()
+        .guild(
+            discord_sim::GuildSpec::new(GUILD, "Thai guild")
+                .text_channel(TEXT, "general")
+                .role(GUILD + 50, "DJ")
+                .member(discord_sim::UserSpec::new(ALICE, "alice").locale("th").with_role(GUILD + 50).manager())
+                .locale("th"),
+        )
+        .start()
+        .await
+        .unwrap();
+    let mut gw = RawGateway::connect(&sim.gateway_url()).await;
+    gw.identify(TOKEN).await;
+    let http = HttpBuilder::new(TOKEN).proxy(sim.api_url()).ratelimiter_disabled(true).build();
+    sim.bot(TOKEN).inject_autocomplete(SlashCommand::new(GUILD, TEXT, ALICE, "play").typing("query", "ab")).unwrap();
+    let d = gw.dispatch("INTERACTION_CREATE").await;
+    let Interaction::Autocomplete(a) = serde_json::from_value(d).unwrap() else { panic!("not autocomplete") };
+    let focused = a.data.autocomplete().unwrap();
+    assert_eq!((focused.name, focused.value), ("query", "ab"));
+    assert_eq!((a.locale.as_str(), a.guild_locale.as_deref()), ("th", Some("th")));
+    let member = a.member.as_ref().unwrap();
+    assert_eq!(member.roles, [serenity::all::RoleId::new(GUILD + 50)]);
+    assert!(member.permissions.unwrap().manage_guild());
+    assert_eq!((a.guild_id, a.user.id), (Some(GuildId::new(GUILD)), UserId::new(ALICE)));
+
+    let choices: Vec<AutocompleteChoice> =
+        (0..3).map(|i| AutocompleteChoice::new(format!("ab {i}"), format!("ab {i}"))).collect();
+    a.create_response(
+        &http,
+        CreateInteractionResponse::Autocomplete(CreateAutocompleteResponse::new().set_choices(choices)),
+    )
+    .await
+    .unwrap();
+    let rec = sim.wait_reply(a.id.get(), WAIT).await.unwrap();
+    assert_eq!(rec.choices().iter().map(|c| c["name"].as_str().unwrap()).collect::<Vec<_>>(), ["ab 0", "ab 1", "ab 2"]);
+
+    // Too many choices, or a message answer to a question, are refused.
+    sim.bot(TOKEN).inject_autocomplete(SlashCommand::new(GUILD, TEXT, ALICE, "play").typing("query", "x")).unwrap();
+    let d = gw.dispatch("INTERACTION_CREATE").await;
+    let Interaction::Autocomplete(a) = serde_json::from_value(d).unwrap() else { panic!("not autocomplete") };
+    let message = CreateInteractionResponse::Message(CreateInteractionResponseMessage::new().content("no"));
+    assert_eq!(code_of(a.create_response(&http, message).await.unwrap_err()), (400, 50035));
+    let many: Vec<AutocompleteChoice> =
+        (0..26).map(|i| AutocompleteChoice::new(i.to_string(), i.to_string())).collect();
+    let r = a.create_response(
+        &http,
+        CreateInteractionResponse::Autocomplete(CreateAutocompleteResponse::new().set_choices(many)),
+    );
+    assert_eq!(code_of(r.await.unwrap_err()), (400, 50035));
+    assert!(sim.payload_errors().is_empty(), "{:?}", sim.payload_errors());
+}

@@ -147,6 +147,46 @@ pub(super) async fn create_message(
     })
 }
 
+/// A message the bot posted to `channel`, by id.
+fn channel_message(s: &mut SimState, bot: usize, channel: u64, id: u64) -> Option<&mut Value> {
+    let (channel, id) = (json!(channel.to_string()), json!(id.to_string()));
+    s.bots[bot].messages.iter_mut().find(|m| m["channel_id"] == channel && m["id"] == id)
+}
+
+fn unknown_message() -> Response {
+    error(StatusCode::NOT_FOUND, 10008, "Unknown Message")
+}
+
+pub(super) async fn edit_message(
+    State(sim): Sim,
+    Extension(Caller(bot)): Extension<Caller>,
+    Extension(body): Extension<JsonBody>,
+    Path((channel, message)): Path<(u64, u64)>,
+) -> Response {
+    let body = body.0.unwrap_or(json!({}));
+    sim.update(|s, _| match channel_message(s, bot, channel, message) {
+        Some(m) => {
+            payloads::edit_message(m, &body, &payloads::now());
+            ok(m.clone())
+        }
+        None => unknown_message(),
+    })
+}
+
+pub(super) async fn delete_message(
+    State(sim): Sim,
+    Extension(Caller(bot)): Extension<Caller>,
+    Path((channel, message)): Path<(u64, u64)>,
+) -> Response {
+    sim.update(|s, _| {
+        let (c, m) = (json!(channel.to_string()), json!(message.to_string()));
+        let messages = &mut s.bots[bot].messages;
+        let before = messages.len();
+        messages.retain(|x| !(x["channel_id"] == c && x["id"] == m));
+        if messages.len() == before { unknown_message() } else { no_content() }
+    })
+}
+
 pub(super) async fn typing(
     State(sim): Sim,
     Extension(Caller(bot)): Extension<Caller>,

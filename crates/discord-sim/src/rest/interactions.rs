@@ -74,16 +74,34 @@ pub(crate) async fn callback(
         }
         let rec = s.interactions[i].clone();
         let data = body.get("data").cloned().unwrap_or(json!({}));
-        let original = match body["type"].as_u64() {
-            Some(4) => Some(reply(s, &rec, &data)),
-            Some(5) => {
+        // What each kind of interaction may be answered with, as Discord allows it.
+        let allowed = match rec.kind {
+            3 => [4, 5, 6, 7, 9].as_slice(),
+            4 => &[8],
+            _ => &[4, 5, 9, 12],
+        };
+        let kind = body["type"].as_u64().unwrap_or(0);
+        if !allowed.contains(&kind) {
+            return with_bot(error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body"), bot);
+        }
+        let original = match kind {
+            4 => Some(reply(s, &rec, &data)),
+            5 => {
                 let flags = data["flags"].as_u64().unwrap_or(0) & 64 | LOADING;
                 Some(reply(s, &rec, &json!({"content": "", "flags": flags})))
             }
-            Some(6 | 7 | 9 | 12) => None,
-            _ => {
-                return with_bot(error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body"), bot);
+            7 => {
+                // The pressed component's message changes in place.
+                let b = s.bot_index(&rec.bot).expect("interactions belong to configured bots");
+                if let Some(m) = rec.message_id.and_then(|id| s.message_mut(b, id)) {
+                    payloads::edit_message(m, &data, &payloads::now());
+                }
+                None
             }
+            8 if data["choices"].as_array().is_none_or(|c| c.len() > 25) => {
+                return with_bot(error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body (25 choices at most)"), bot);
+            }
+            _ => None,
         };
         let r = &mut s.interactions[i];
         r.callback = Some(body.clone());
@@ -157,6 +175,17 @@ pub(crate) async fn edit_message(
         let Some(i) = webhook(s, app, &token) else {
             return unknown_webhook();
         };
+        // A press answered with a deferred update: its `@original` is the pressed message.
+        let (kind, pressed, token) =
+            (s.interactions[i].kind, s.interactions[i].message_id, s.interactions[i].bot.clone());
+        if kind == 3 && message == "@original" && s.interactions[i].original.is_none() {
+            let b = s.bot_index(&token).expect("interactions belong to configured bots");
+            let Some(m) = pressed.and_then(|id| s.message_mut(b, id)) else {
+                return with_bot(unknown_message(), Some(token));
+            };
+            payloads::edit_message(m, &body, &payloads::now());
+            return with_bot(ok(m.clone()), Some(token));
+        }
         let rec = &mut s.interactions[i];
         let bot = Some(rec.bot.clone());
         let Some(t) = target(rec, &message) else {

@@ -73,6 +73,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/channels/{channel}", get(guilds::channel))
         .route("/channels/{channel}/messages", post(guilds::create_message))
+        .route(
+            "/channels/{channel}/messages/{message}",
+            axum::routing::patch(guilds::edit_message).delete(guilds::delete_message),
+        )
         .route("/channels/{channel}/typing", post(guilds::typing))
         .route("/guilds/{guild}", get(guilds::guild))
         .route("/guilds/{guild}/channels", get(guilds::guild_channels))
