@@ -18,5 +18,6 @@ mod metrics;
 mod music;
 mod registration;
 pub mod sandbox;
+mod settings;
 mod token;
 mod tracking;

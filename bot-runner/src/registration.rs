@@ -151,6 +151,7 @@ mod tests {
             "move",
             "clear",
             "skipto",
+            "settings",
         ] {
             assert!(names.iter().any(|x| x == n), "missing /{n} in {names:?}");
         }

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use super::{Context, Error, guild_field, require_listener, user};
+use super::{Context, Error, guild_field, is_dj, require_dj, require_listener, user};
 use crate::music::queue::{Ended, LoopMode};
 use crate::music::source::{format_duration, parse_position};
 
@@ -10,16 +10,35 @@ use crate::music::source::{format_duration, parse_position};
 pub async fn skip(ctx: Context<'_>) -> Result<(), Error> {
     let guild = require_listener(ctx).await?;
     let music = ctx.data().music.clone();
+    let channel = music.current_channel(guild).await;
     let player = music.player(guild);
     let mut p = player.lock().await;
-    let Some(skipped) = p.queue.current().map(|t| t.title.clone()) else {
+    let Some(current) = p.queue.current().cloned() else {
         return Err(user("Nothing is playing."));
     };
+    let skipped = current.title;
+    let me = ctx.author().id.get();
+    let mut passed = String::new();
+    if !is_dj(ctx, guild) && current.requested_by != me {
+        // Someone else's song, without the DJ role: a majority of the people listening.
+        let listeners = channel.map_or(0, |c| ctx.data().guilds.listeners(guild, c));
+        let needed = listeners / 2 + 1;
+        let votes = p.vote_skip(current.id, me);
+        if votes < needed {
+            drop(p);
+            ctx.say(format!(
+                "Voted to skip **{skipped}**: {votes} of {needed} needed. Others listening can /skip too."
+            ))
+            .await?;
+            return Ok(());
+        }
+        passed = format!("The vote passed ({votes} of {listeners}). ");
+    }
     let next = music.advance(guild, &mut p, Ended::Skipped).await;
     drop(p);
     let reply = match next {
-        Some(t) => format!("Skipped **{skipped}**. Now playing **{}**", t.title),
-        None => format!("Skipped **{skipped}**. The queue is empty."),
+        Some(t) => format!("{passed}Skipped **{skipped}**. Now playing **{}**", t.title),
+        None => format!("{passed}Skipped **{skipped}**. The queue is empty."),
     };
     ctx.say(reply).await?;
     Ok(())
@@ -29,7 +48,7 @@ pub async fn skip(ctx: Context<'_>) -> Result<(), Error> {
 #[poise::command(slash_command, guild_only)]
 #[tracing::instrument(name = "/previous", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
 pub async fn previous(ctx: Context<'_>) -> Result<(), Error> {
-    let guild = require_listener(ctx).await?;
+    let guild = require_dj(ctx).await?;
     let music = ctx.data().music.clone();
     let player = music.player(guild);
     let mut p = player.lock().await;
@@ -47,7 +66,7 @@ pub async fn previous(ctx: Context<'_>) -> Result<(), Error> {
 #[poise::command(slash_command, guild_only)]
 #[tracing::instrument(name = "/replay", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
 pub async fn replay(ctx: Context<'_>) -> Result<(), Error> {
-    let guild = require_listener(ctx).await?;
+    let guild = require_dj(ctx).await?;
     let music = ctx.data().music.clone();
     let player = music.player(guild);
     let mut p = player.lock().await;
@@ -73,7 +92,7 @@ pub async fn skipto(
     #[max = 10000]
     position: i64,
 ) -> Result<(), Error> {
-    let guild = require_listener(ctx).await?;
+    let guild = require_dj(ctx).await?;
     let music = ctx.data().music.clone();
     let player = music.player(guild);
     let mut p = player.lock().await;
@@ -90,7 +109,7 @@ pub async fn skipto(
 #[poise::command(slash_command, guild_only)]
 #[tracing::instrument(name = "/stop", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
 pub async fn stop(ctx: Context<'_>) -> Result<(), Error> {
-    let guild = require_listener(ctx).await?;
+    let guild = require_dj(ctx).await?;
     ctx.data().music.player(guild).lock().await.stop();
     ctx.say("Stopped, and cleared the queue.").await?;
     Ok(())
@@ -112,7 +131,7 @@ pub async fn resume(ctx: Context<'_>) -> Result<(), Error> {
 
 /// `/pause` and `/resume`: `already` when the player is in that state, `done` on success.
 async fn set_paused(ctx: Context<'_>, paused: bool, already: &str, done: &str) -> Result<(), Error> {
-    let guild = require_listener(ctx).await?;
+    let guild = require_dj(ctx).await?;
     let player = ctx.data().music.player(guild);
     let mut p = player.lock().await;
     if p.paused == paused {
@@ -140,7 +159,7 @@ pub async fn volume(
     let Ok(level @ 0..=200) = u16::try_from(level) else {
         return Err(user(format!("The volume goes from 0 to 200; {level} is out of range.")));
     };
-    let guild = require_listener(ctx).await?;
+    let guild = require_dj(ctx).await?;
     ctx.data().music.player(guild).lock().await.set_volume(level);
     ctx.say(format!("Volume set to {level}%.")).await?;
     Ok(())
@@ -150,7 +169,7 @@ pub async fn volume(
 #[poise::command(slash_command, guild_only, rename = "loop")]
 #[tracing::instrument(name = "/loop", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
 pub async fn loop_(ctx: Context<'_>, #[description = "off, track or queue"] mode: LoopMode) -> Result<(), Error> {
-    let guild = require_listener(ctx).await?;
+    let guild = require_dj(ctx).await?;
     ctx.data().music.player(guild).lock().await.queue.loop_mode = mode;
     let what = match mode {
         LoopMode::Off => "Looping is off.",
@@ -176,7 +195,7 @@ pub async fn seek(
             position.chars().take(12).collect::<String>()
         )));
     };
-    let guild = require_listener(ctx).await?;
+    let guild = require_dj(ctx).await?;
     let player = ctx.data().music.player(guild);
     let p = player.lock().await;
     let Some(handle) = p.handle().cloned() else {
@@ -200,7 +219,7 @@ pub async fn seek(
 #[poise::command(slash_command, guild_only)]
 #[tracing::instrument(name = "/leave", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
 pub async fn leave(ctx: Context<'_>) -> Result<(), Error> {
-    let guild = require_listener(ctx).await?;
+    let guild = require_dj(ctx).await?;
     ctx.data().music.leave(guild, "asked to").await;
     ctx.say("Bye!").await?;
     Ok(())

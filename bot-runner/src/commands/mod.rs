@@ -4,6 +4,7 @@
 mod control;
 mod play;
 mod queue;
+mod settings;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,6 +48,7 @@ pub fn all() -> Vec<poise::Command<Arc<Bot>, Error>> {
         queue::move_(),
         queue::clear(),
         control::skipto(),
+        settings::settings(),
     ]
 }
 
@@ -151,6 +153,41 @@ async fn caller_channel(ctx: Context<'_>, guild: GuildId) -> Option<ChannelId> {
     // Within Discord's 3 s to answer, with room left for the answer itself.
     guilds.arrived(guild, GUILD_CREATE_WAIT).await;
     guilds.seat(guild, ctx.author().id)
+}
+
+/// The caller as a member of the guild, as the interaction carries them (roles and
+/// permissions included).
+fn member(ctx: Context<'_>) -> Option<&serenity::all::Member> {
+    match ctx {
+        poise::Context::Application(a) => a.interaction.member.as_deref(),
+        poise::Context::Prefix(_) => None,
+    }
+}
+
+/// Holds Manage Server.
+fn is_manager(ctx: Context<'_>) -> bool {
+    member(ctx).and_then(|m| m.permissions).is_some_and(|p| p.manage_guild())
+}
+
+/// May control playback: anyone, until a DJ role is set; then its holders and managers.
+fn is_dj(ctx: Context<'_>, guild: GuildId) -> bool {
+    match ctx.data().music.guild_settings.get(guild.get()).dj_role {
+        None => true,
+        Some(role) => is_manager(ctx) || member(ctx).is_some_and(|m| m.roles.iter().any(|r| r.get() == role)),
+    }
+}
+
+/// [`require_listener`], and a DJ (see [`is_dj`]).
+async fn require_dj(ctx: Context<'_>) -> Result<GuildId, Error> {
+    let guild = require_listener(ctx).await?;
+    if !is_dj(ctx, guild) {
+        let role = ctx.data().music.guild_settings.get(guild.get()).dj_role.unwrap_or_default();
+        return Err(user(format!(
+            "Only members with <@&{role}> control playback here. You can /play, /skip or /remove your own songs, \
+             and /skip to vote on others'."
+        )));
+    }
+    Ok(guild)
 }
 
 /// Playback controls are for people listening: the caller must be in the bot's channel.

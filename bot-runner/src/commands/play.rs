@@ -2,7 +2,7 @@ use musicbot_api::handoff::{HandoffRequest, Invite};
 use poise::CreateReply;
 use serenity::all::{ChannelId, GuildId};
 
-use super::{Context, Error, caller_channel, drop_placeholder, guild, guild_field, require_listener, user};
+use super::{Context, Error, caller_channel, drop_placeholder, guild, guild_field, require_dj, user};
 use crate::handoff::{self, FleetLink, Offered};
 use crate::music::Track;
 use crate::music::source::{Resolved, Source, classify, format_duration};
@@ -90,7 +90,7 @@ pub async fn playnext(
 ) -> Result<(), Error> {
     let source = classify(&query).map_err(user)?;
     // Only where the bot plays already: to start somewhere, /play (which can hand off).
-    let guild = require_listener(ctx).await?;
+    let guild = require_dj(ctx).await?;
     let music = ctx.data().music.clone();
     ctx.defer().await?;
     let (source, found) = match music.sources.resolve(guild.get(), source).await {

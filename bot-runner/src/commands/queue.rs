@@ -2,7 +2,7 @@ use std::fmt::Write;
 
 use poise::ChoiceParameter;
 
-use super::{Context, Error, guild, guild_field, require_listener, user};
+use super::{Context, Error, guild, guild_field, is_dj, require_dj, require_listener, user};
 use crate::music::source::format_duration;
 
 const PER_PAGE: usize = 10;
@@ -80,7 +80,7 @@ pub async fn nowplaying(ctx: Context<'_>) -> Result<(), Error> {
 #[poise::command(slash_command, guild_only)]
 #[tracing::instrument(name = "/shuffle", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
 pub async fn shuffle(ctx: Context<'_>) -> Result<(), Error> {
-    let guild = require_listener(ctx).await?;
+    let guild = require_dj(ctx).await?;
     let player = ctx.data().music.player(guild);
     let mut p = player.lock().await;
     if p.queue.len() < 2 {
@@ -109,6 +109,10 @@ pub async fn remove(
     let removed = {
         let mut p = player.lock().await;
         let index = usize::try_from(position).unwrap_or(0);
+        let theirs = p.queue.upcoming().nth(index.wrapping_sub(1)).map(|t| t.requested_by);
+        if theirs.is_some_and(|by| by != ctx.author().id.get()) && !is_dj(ctx, guild) {
+            return Err(user("You can remove only the songs you added."));
+        }
         let removed = p.queue.remove(index).map_err(|e| user(sentence(&e.to_string())))?;
         ctx.data().music.preload_if_due(guild, &mut p).await;
         removed
@@ -131,7 +135,7 @@ pub async fn move_(
     #[max = 10000]
     to: i64,
 ) -> Result<(), Error> {
-    let guild = require_listener(ctx).await?;
+    let guild = require_dj(ctx).await?;
     let player = ctx.data().music.player(guild);
     let mut p = player.lock().await;
     let (from, to) = (usize::try_from(from).unwrap_or(0), usize::try_from(to).unwrap_or(0));
@@ -146,7 +150,7 @@ pub async fn move_(
 #[poise::command(slash_command, guild_only)]
 #[tracing::instrument(name = "/clear", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
 pub async fn clear(ctx: Context<'_>) -> Result<(), Error> {
-    let guild = require_listener(ctx).await?;
+    let guild = require_dj(ctx).await?;
     let player = ctx.data().music.player(guild);
     let mut p = player.lock().await;
     let n = p.queue.clear_upcoming();

@@ -23,6 +23,7 @@ use tracing::{info, warn};
 
 use crate::guilds::GuildIndex;
 use crate::metrics::BotMetrics;
+use crate::settings::GuildSettingsStore;
 pub use player::Player;
 pub use queue::Track;
 pub use session::SessionStore;
@@ -61,6 +62,8 @@ pub struct MusicService {
     own_leaves: Mutex<HashMap<GuildId, Instant>>,
     /// Hand-offs from the fleet are taken one guild at a time.
     handoff_turns: Mutex<HashMap<GuildId, Arc<tokio::sync::Mutex<()>>>>,
+    /// What server managers set with `/settings`, kept beside the session.
+    pub guild_settings: GuildSettingsStore,
 }
 
 /// How long after leaving a voice state update with no channel is taken for its echo.
@@ -76,6 +79,7 @@ impl MusicService {
         metrics: Arc<BotMetrics>,
         session: Option<SessionStore>,
     ) -> Arc<Self> {
+        let guild_settings = GuildSettingsStore::open(session.as_ref().map(SessionStore::settings_file));
         Arc::new(Self {
             songbird,
             http,
@@ -92,6 +96,7 @@ impl MusicService {
             watchdog: Default::default(),
             own_leaves: Mutex::new(HashMap::new()),
             handoff_turns: Mutex::new(HashMap::new()),
+            guild_settings,
         })
     }
 
@@ -102,7 +107,14 @@ impl MusicService {
     /// The guild's player, made on first use with the bot's default settings.
     pub fn player(&self, guild: GuildId) -> Arc<tokio::sync::Mutex<Player>> {
         let mut players = self.players.lock().expect("players lock");
-        players.entry(guild).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Player::new(&self.settings)))).clone()
+        let new = || {
+            let mut player = Player::new(&self.settings);
+            if let Some(volume) = self.guild_settings.get(guild.get()).default_volume {
+                player.volume = volume;
+            }
+            Arc::new(tokio::sync::Mutex::new(player))
+        };
+        players.entry(guild).or_insert_with(new).clone()
     }
 
     pub fn existing_player(&self, guild: GuildId) -> Option<Arc<tokio::sync::Mutex<Player>>> {

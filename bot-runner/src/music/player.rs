@@ -29,6 +29,8 @@ pub struct Player {
     pub idle_since: Option<Instant>,
     /// The call our songbird event handlers are on; a new call (after a leave) needs its own.
     pub(super) events_on: Option<std::sync::Weak<tokio::sync::Mutex<songbird::Call>>>,
+    /// Votes to skip the track with this id: who voted.
+    skip_votes: (u64, std::collections::BTreeSet<u64>),
 }
 
 impl Player {
@@ -41,7 +43,18 @@ impl Player {
             next: None,
             idle_since: Some(Instant::now()),
             events_on: None,
+            skip_votes: Default::default(),
         }
+    }
+
+    /// `user` votes to skip track `track`; returns the votes it has (a vote for an earlier
+    /// track does not count, and a member votes once).
+    pub fn vote_skip(&mut self, track: u64, user: u64) -> usize {
+        if self.skip_votes.0 != track {
+            self.skip_votes = (track, Default::default());
+        }
+        self.skip_votes.1.insert(user);
+        self.skip_votes.1.len()
     }
 
     pub fn is_playing(&self) -> bool {

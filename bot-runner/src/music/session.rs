@@ -67,6 +67,11 @@ impl SessionStore {
         Self { file: dir.join(format!("{client_id}.json")), max_age }
     }
 
+    /// Where the bot's guild settings are kept: beside its session (`<client id>.settings.json`).
+    pub fn settings_file(&self) -> PathBuf {
+        self.file.with_extension("settings.json")
+    }
+
     /// The saved session, if there is one young enough. A file that does not parse is
     /// reported and ignored: the bot starts silent, as it would without one.
     pub fn load(&self) -> Option<Saved> {

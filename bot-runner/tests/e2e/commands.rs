@@ -9,8 +9,8 @@ use testkit::mongo::MongoServer;
 
 use crate::support::*;
 
-/// Every command the bot registers: the seed's thirteen, then the queue's.
-const COMMANDS: [&str; 19] = [
+/// Every command the bot registers: the seed's thirteen, then the queue's and settings.
+const COMMANDS: [&str; 20] = [
     "play",
     "skip",
     "stop",
@@ -30,6 +30,7 @@ const COMMANDS: [&str; 19] = [
     "move",
     "clear",
     "skipto",
+    "settings",
 ];
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 mod commands;
 mod controls;
+mod dj;
 mod fleet;
 mod fleet_live;
 mod handoff;
