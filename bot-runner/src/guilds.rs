@@ -41,6 +41,8 @@ struct Inner {
     guilds: HashMap<GuildId, Guild>,
     /// Voice updates for guilds whose GUILD_CREATE of this session is not in yet.
     early: HashMap<GuildId, HashMap<UserId, Option<Seat>>>,
+    /// Each guild's preferred locale (what the bot says outside replies is in it).
+    locales: HashMap<GuildId, String>,
 }
 
 struct Guild {
@@ -88,7 +90,13 @@ impl GuildIndex {
             let bot = guild.members.get(&v.user_id).or(v.member.as_ref()).is_some_and(|m| m.user.bot);
             Some((v.user_id, v.channel_id?, bot))
         });
+        self.lock().locales.insert(guild.id, guild.preferred_locale.clone());
         self.created(guild.id, guild.member_count, seats)
+    }
+
+    /// The guild's preferred locale, from its GUILD_CREATE.
+    pub fn locale(&self, guild: GuildId) -> Option<String> {
+        self.lock().locales.get(&guild).cloned()
     }
 
     /// A GUILD_CREATE: its member count and its voice states `(user, channel, bot)`.

@@ -27,6 +27,7 @@ use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 
 use crate::bot::Bot;
+use crate::i18n::Say;
 use crate::music::Track;
 use crate::music::source::classify;
 
@@ -205,7 +206,17 @@ fn too_late(request: &HandoffRequest) -> bool {
 
 fn late(request: &HandoffRequest) -> HandoffAnswer {
     warn!(from = %request.from, "a hand-off came too late to take");
-    HandoffAnswer::Refused { why: "That request came too late.".into() }
+    refused(request, Say::new("handoff.too_late"))
+}
+
+/// The catalog the asking bot's caller reads.
+fn language_of(request: &HandoffRequest) -> &'static str {
+    crate::i18n::language(Some(&request.language), None, None)
+}
+
+/// A refusal, said in the language of the caller of the bot that asked.
+fn refused(request: &HandoffRequest, why: Say) -> HandoffAnswer {
+    HandoffAnswer::Refused { why: why.in_language(language_of(request)) }
 }
 
 pub fn now_ms() -> u64 {
@@ -270,7 +281,7 @@ pub async fn take(bot: &Arc<Bot>, link: &FleetLink, request: &HandoffRequest) ->
     }
     let ids = (request.guild_id.parse(), request.voice_channel_id.parse(), request.text_channel_id.parse());
     let (Ok(guild), Ok(channel), Ok(text)) = ids else {
-        return HandoffAnswer::Refused { why: "That request named no valid channel.".into() };
+        return refused(request, Say::new("handoff.no_channel"));
     };
     let (guild, channel) = (GuildId::new(guild), ChannelId::new(channel));
     if guild.get() == 0 || !bot.guilds.ids().contains(&guild) {
@@ -283,12 +294,12 @@ pub async fn take(bot: &Arc<Bot>, link: &FleetLink, request: &HandoffRequest) ->
     let music = &bot.music;
     let source = match classify(&request.query) {
         Ok(s) => s,
-        Err(why) => return HandoffAnswer::Refused { why },
+        Err(why) => return refused(request, why),
     };
     // The lookup (seconds, for a page) runs outside the guild's turn: it holds no one up.
     let (source, found) = match music.sources.resolve(guild.get(), source).await {
         Ok(r) => r,
-        Err(why) => return HandoffAnswer::Refused { why },
+        Err(why) => return refused(request, why),
     };
     // One hand-off of a guild at a time, from the check that the bot is free to its queue.
     let turn = music.handoff_turn(guild);
@@ -338,7 +349,7 @@ async fn refusal(
     if current != Some(channel)
         && let Some(there) = bot.guilds.bots_in(guild, channel).into_iter().find_map(other_fleet_bot)
     {
-        return Some(HandoffAnswer::Refused { why: format!("**{there}** is in <#{channel}> already.") });
+        return Some(refused(request, Say::new("handoff.already_there").with("bot", there).with("channel", channel)));
     }
     None
 }
@@ -354,7 +365,7 @@ async fn join_and_queue(
     let music = &bot.music;
     let joined = music.current_channel(guild).await != Some(channel);
     if joined && let Err(why) = music.join(guild, channel).await {
-        return HandoffAnswer::Refused { why };
+        return refused(request, why);
     }
     if too_late(request) {
         if joined {
@@ -370,7 +381,10 @@ async fn join_and_queue(
             bot.metrics.handoff_taken(waited);
             HandoffAnswer::Accepted { bot: bot.name.clone(), position: position as u64, title }
         }
-        Err(e) => HandoffAnswer::Refused { why: format!("I couldn't queue **{title}**: {e}.") },
+        Err(e) => {
+            let error = Say::from(&e).in_language(language_of(request));
+            refused(request, Say::new("play.cannot_queue").with("title", title).with("error", error))
+        }
     }
 }
 
@@ -437,6 +451,7 @@ mod tests {
             from: "a".into(),
             from_client_id: "7".into(),
             asked_at_ms: now_ms() - ago.as_millis() as u64,
+            language: String::new(),
         };
         assert!(!too_late(&asked(Duration::from_secs(1))));
         assert!(too_late(&asked(TAKE_TIMEOUT - Duration::from_secs(1))), "the asking bot gives up in a second");

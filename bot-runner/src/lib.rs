@@ -2,6 +2,9 @@
 //! commands), with probes, metrics and MongoDB guild tracking; or several bots in one
 //! process for people without Kubernetes.
 
+// The catalogs of `crate::i18n`, compiled in; English fills what another lacks.
+rust_i18n::i18n!("locales", fallback = "en");
+
 pub mod app;
 mod bot;
 pub mod ca;
@@ -13,6 +16,7 @@ mod fleet;
 mod guilds;
 mod handoff;
 mod http;
+mod i18n;
 mod identify;
 mod metrics;
 mod music;

@@ -39,9 +39,11 @@ pub async fn clear(http: &Http, guild: Option<u64>) -> serenity::Result<Outcome>
 }
 
 async fn put(http: &Http, guild: Option<GuildId>, wanted: &[CreateCommand]) -> serenity::Result<Option<usize>> {
+    // With their localizations: without them Discord leaves out what ours carry, and every
+    // start would look like a change.
     let existing = match guild {
-        Some(g) => g.get_commands(http).await?,
-        None => Command::get_global_commands(http).await?,
+        Some(g) => g.get_commands_with_localizations(http).await?,
+        None => Command::get_global_commands_with_localizations(http).await?,
     };
     let existing: Vec<Value> = existing.iter().map(|c| serde_json::to_value(c).unwrap_or(Value::Null)).collect();
     let wanted_json: Vec<Value> = wanted.iter().map(|c| serde_json::to_value(c).unwrap_or(Value::Null)).collect();

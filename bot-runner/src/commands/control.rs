@@ -1,6 +1,7 @@
 use std::time::Duration;
 
-use super::{Context, Error, guild_field, is_dj, require_dj, require_listener, user};
+use super::{Context, Error, guild_field, is_dj, reply, require_dj, require_listener, user};
+use crate::i18n::Say;
 use crate::music::queue::{Ended, LoopMode};
 use crate::music::source::{format_duration, parse_position};
 
@@ -14,11 +15,11 @@ pub async fn skip(ctx: Context<'_>) -> Result<(), Error> {
     let player = music.player(guild);
     let mut p = player.lock().await;
     let Some(current) = p.queue.current().cloned() else {
-        return Err(user("Nothing is playing."));
+        return Err(user(Say::new("errors.nothing_playing")));
     };
     let skipped = current.title;
     let me = ctx.author().id.get();
-    let mut passed = String::new();
+    let mut passed = None;
     if !is_dj(ctx, guild) && current.requested_by != me {
         // Someone else's song, without the DJ role: a majority of the people listening.
         let listeners = channel.map_or(0, |c| ctx.data().guilds.listeners(guild, c));
@@ -26,22 +27,19 @@ pub async fn skip(ctx: Context<'_>) -> Result<(), Error> {
         let votes = p.vote_skip(current.id, me);
         if votes < needed {
             drop(p);
-            ctx.say(format!(
-                "Voted to skip **{skipped}**: {votes} of {needed} needed. Others listening can /skip too."
-            ))
-            .await?;
-            return Ok(());
+            let voted = Say::new("control.voted").with("title", &skipped).with("votes", votes).with("needed", needed);
+            return reply(ctx, voted).await;
         }
-        passed = format!("The vote passed ({votes} of {listeners}). ");
+        passed = Some(Say::new("control.vote_passed").with("votes", votes).with("listeners", listeners));
     }
     let next = music.advance(guild, &mut p, Ended::Skipped).await;
     drop(p);
-    let reply = match next {
-        Some(t) => format!("{passed}Skipped **{skipped}**. Now playing **{}**", t.title),
-        None => format!("{passed}Skipped **{skipped}**. The queue is empty."),
+    let said = match next {
+        Some(t) => Say::new("control.skipped_next").with("next", t.title),
+        None => Say::new("control.skipped_end"),
     };
-    ctx.say(reply).await?;
-    Ok(())
+    let passed = passed.map(|p| super::words(ctx, p)).unwrap_or_default();
+    reply(ctx, said.with("skipped", skipped).with("passed", passed)).await
 }
 
 /// Go back to the song that played before.
@@ -53,13 +51,12 @@ pub async fn previous(ctx: Context<'_>) -> Result<(), Error> {
     let player = music.player(guild);
     let mut p = player.lock().await;
     if p.queue.previous().is_none() {
-        return Err(user("Nothing has played before this song yet."));
+        return Err(user(Say::new("control.no_previous")));
     }
     let now = music.restart_current(guild, &mut p).await;
     drop(p);
-    let Some(now) = now else { return Err(user("I couldn't play the previous song.")) };
-    ctx.say(format!("Back to **{}**.", now.title)).await?;
-    Ok(())
+    let Some(now) = now else { return Err(user(Say::new("control.previous_failed"))) };
+    reply(ctx, Say::new("control.back_to").with("title", now.title)).await
 }
 
 /// Play the current song again from its start.
@@ -71,15 +68,14 @@ pub async fn replay(ctx: Context<'_>) -> Result<(), Error> {
     let player = music.player(guild);
     let mut p = player.lock().await;
     let Some(title) = p.queue.current().map(|t| t.title.clone()) else {
-        return Err(user("Nothing is playing."));
+        return Err(user(Say::new("errors.nothing_playing")));
     };
     // From the start of its source, as a seek to 0 cannot be for a stream that does not
     // seek: the track is started again.
     p.queue.renumber_current(music.next_track_id());
     music.restart_current(guild, &mut p).await;
     drop(p);
-    ctx.say(format!("Playing **{title}** again from the start.")).await?;
-    Ok(())
+    reply(ctx, Say::new("control.replaying").with("title", title)).await
 }
 
 /// Skip to a song in the queue.
@@ -97,12 +93,11 @@ pub async fn skipto(
     let player = music.player(guild);
     let mut p = player.lock().await;
     let index = usize::try_from(position).unwrap_or(0);
-    p.queue.skip_to(index).map_err(|e| user(super::queue::sentence(&e.to_string())))?;
+    p.queue.skip_to(index).map_err(|e| user(Say::from(&e)))?;
     let now = music.restart_current(guild, &mut p).await;
     drop(p);
-    let Some(now) = now else { return Err(user("I couldn't play that song.")) };
-    ctx.say(format!("Skipped to **{}**.", now.title)).await?;
-    Ok(())
+    let Some(now) = now else { return Err(user(Say::new("control.skipto_failed"))) };
+    reply(ctx, Say::new("control.skipped_to").with("title", now.title)).await
 }
 
 /// Stop playing and clear the queue.
@@ -111,38 +106,36 @@ pub async fn skipto(
 pub async fn stop(ctx: Context<'_>) -> Result<(), Error> {
     let guild = require_dj(ctx).await?;
     ctx.data().music.player(guild).lock().await.stop();
-    ctx.say("Stopped, and cleared the queue.").await?;
-    Ok(())
+    reply(ctx, Say::new("control.stopped")).await
 }
 
 /// Pause the song.
 #[poise::command(slash_command, guild_only)]
 #[tracing::instrument(name = "/pause", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
 pub async fn pause(ctx: Context<'_>) -> Result<(), Error> {
-    set_paused(ctx, true, "Already paused. Use /resume to carry on.", "Paused.").await
+    set_paused(ctx, true, "control.already_paused", "control.paused").await
 }
 
 /// Resume a paused song.
 #[poise::command(slash_command, guild_only)]
 #[tracing::instrument(name = "/resume", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
 pub async fn resume(ctx: Context<'_>) -> Result<(), Error> {
-    set_paused(ctx, false, "Nothing is paused.", "Resumed.").await
+    set_paused(ctx, false, "control.not_paused", "control.resumed").await
 }
 
 /// `/pause` and `/resume`: `already` when the player is in that state, `done` on success.
-async fn set_paused(ctx: Context<'_>, paused: bool, already: &str, done: &str) -> Result<(), Error> {
+async fn set_paused(ctx: Context<'_>, paused: bool, already: &'static str, done: &'static str) -> Result<(), Error> {
     let guild = require_dj(ctx).await?;
     let player = ctx.data().music.player(guild);
     let mut p = player.lock().await;
     if p.paused == paused {
-        return Err(user(already));
+        return Err(user(Say::new(already)));
     }
     if !p.set_paused(paused) {
-        return Err(user("Nothing is playing."));
+        return Err(user(Say::new("errors.nothing_playing")));
     }
     drop(p);
-    ctx.say(done).await?;
-    Ok(())
+    reply(ctx, Say::new(done)).await
 }
 
 /// Set the volume, in percent.
@@ -157,12 +150,11 @@ pub async fn volume(
 ) -> Result<(), Error> {
     // Discord enforces min/max, but a client can send anything: check again.
     let Ok(level @ 0..=200) = u16::try_from(level) else {
-        return Err(user(format!("The volume goes from 0 to 200; {level} is out of range.")));
+        return Err(user(Say::new("control.volume_range").with("level", level)));
     };
     let guild = require_dj(ctx).await?;
     ctx.data().music.player(guild).lock().await.set_volume(level);
-    ctx.say(format!("Volume set to {level}%.")).await?;
-    Ok(())
+    reply(ctx, Say::new("control.volume_set").with("level", level)).await
 }
 
 /// Loop nothing, the current song, or the whole queue.
@@ -172,12 +164,11 @@ pub async fn loop_(ctx: Context<'_>, #[description = "off, track or queue"] mode
     let guild = require_dj(ctx).await?;
     ctx.data().music.player(guild).lock().await.queue.loop_mode = mode;
     let what = match mode {
-        LoopMode::Off => "Looping is off.",
-        LoopMode::Track => "Looping the current song.",
-        LoopMode::Queue => "Looping the queue.",
+        LoopMode::Off => "control.loop_off",
+        LoopMode::Track => "control.loop_track",
+        LoopMode::Queue => "control.loop_queue",
     };
-    ctx.say(what).await?;
-    Ok(())
+    reply(ctx, Say::new(what)).await
 }
 
 /// Jump to a position in the song.
@@ -190,29 +181,26 @@ pub async fn seek(
     position: String,
 ) -> Result<(), Error> {
     let Some(to) = parse_position(&position) else {
-        return Err(user(format!(
-            "I couldn't read `{}` as a time; try `90` or `1:30`.",
-            position.chars().take(12).collect::<String>()
-        )));
+        let input: String = position.chars().take(12).collect();
+        return Err(user(Say::new("control.seek_unreadable").with("input", input)));
     };
     let guild = require_dj(ctx).await?;
     let player = ctx.data().music.player(guild);
     let p = player.lock().await;
     let Some(handle) = p.handle().cloned() else {
-        return Err(user("Nothing is playing."));
+        return Err(user(Say::new("errors.nothing_playing")));
     };
     if let Some(length) = p.queue.current().and_then(|t| t.duration).filter(|l| to >= *l) {
-        return Err(user(format!("That's past the end of the song ({}).", format_duration(length))));
+        return Err(user(Say::new("control.seek_past_end").with("length", format_duration(length))));
     }
     drop(p);
     // Seeking may re-open a stream; answer Discord first.
     ctx.defer().await?;
-    let reply = match tokio::time::timeout(Duration::from_secs(10), handle.seek_async(to)).await {
-        Ok(Ok(at)) => format!("Jumped to {}.", format_duration(at)),
-        _ => "I couldn't seek in this song (its source doesn't allow it).".to_string(),
+    let said = match tokio::time::timeout(Duration::from_secs(10), handle.seek_async(to)).await {
+        Ok(Ok(at)) => Say::new("control.seek_done").with("at", format_duration(at)),
+        _ => Say::new("control.seek_cannot"),
     };
-    ctx.say(reply).await?;
-    Ok(())
+    reply(ctx, said).await
 }
 
 /// Leave the voice channel and clear the queue.
@@ -221,6 +209,5 @@ pub async fn seek(
 pub async fn leave(ctx: Context<'_>) -> Result<(), Error> {
     let guild = require_dj(ctx).await?;
     ctx.data().music.leave(guild, "asked to").await;
-    ctx.say("Bye!").await?;
-    Ok(())
+    reply(ctx, Say::new("control.bye")).await
 }

@@ -1,5 +1,6 @@
 //! The slash commands, poise style: one small function each, state in the bot's per-guild
 //! players. Mistakes a user can make are `UserError`s and get a polite ephemeral reply.
+//! Every reply is a [`Say`], put into the caller's language (see `crate::i18n`).
 
 mod control;
 mod play;
@@ -14,21 +15,43 @@ use serenity::all::{ChannelId, GuildId};
 use tracing::{error, warn};
 
 use crate::bot::Bot;
+use crate::i18n::{self, Say};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 pub type Context<'a> = poise::Context<'a, Arc<Bot>, Error>;
 
 /// Something the user can fix; shown to them alone.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UserError(pub String);
+#[error("{}", .0.in_language("en"))]
+pub struct UserError(pub Say);
 
-pub fn user(msg: impl Into<String>) -> Error {
-    Box::new(UserError(msg.into()))
+pub fn user(say: Say) -> Error {
+    Box::new(UserError(say))
+}
+
+/// The language to answer `ctx`'s caller in.
+fn language(ctx: Context<'_>) -> &'static str {
+    let overridden = ctx.guild_id().and_then(|g| ctx.data().music.guild_settings.get(g.get()).language);
+    let (caller, server) = match ctx {
+        poise::Context::Application(a) => (Some(a.interaction.locale.as_str()), a.interaction.guild_locale.as_deref()),
+        poise::Context::Prefix(_) => (None, None),
+    };
+    i18n::language(overridden.as_deref(), caller, server)
+}
+
+/// `say` in the caller's language.
+fn words(ctx: Context<'_>, say: Say) -> String {
+    say.in_language(language(ctx))
+}
+
+/// Answers with `say`, for everyone in the channel to see.
+async fn reply(ctx: Context<'_>, say: Say) -> Result<(), Error> {
+    ctx.send(CreateReply::default().content(words(ctx, say))).await?;
+    Ok(())
 }
 
 pub fn all() -> Vec<poise::Command<Arc<Bot>, Error>> {
-    vec![
+    let mut commands = vec![
         play::play(),
         control::skip(),
         control::stop(),
@@ -49,7 +72,9 @@ pub fn all() -> Vec<poise::Command<Arc<Bot>, Error>> {
         queue::clear(),
         control::skipto(),
         settings::settings(),
-    ]
+    ];
+    i18n::localize(&mut commands);
+    commands
 }
 
 /// What Discord stores for our commands: the definitions `deploy` compares and overwrites.
@@ -76,8 +101,8 @@ async fn observe(ctx: Context<'_>, ok: bool) {
     }
 }
 
-async fn ephemeral(ctx: Context<'_>, text: String) {
-    if let Err(e) = ctx.send(CreateReply::default().content(text).ephemeral(true)).await {
+async fn ephemeral(ctx: Context<'_>, say: Say) {
+    if let Err(e) = ctx.send(CreateReply::default().content(words(ctx, say)).ephemeral(true)).await {
         warn!(error = %e, "could not send an error reply");
     }
 }
@@ -91,18 +116,14 @@ async fn on_error(err: poise::FrameworkError<'_, Arc<Bot>, Error>) {
                 Some(u) => ephemeral(ctx, u.0.clone()).await,
                 None => {
                     error!(command = %ctx.command().name, error = %error, "command failed");
-                    ephemeral(ctx, "Something went wrong on my side; please try again.".into()).await;
+                    ephemeral(ctx, Say::new("errors.internal")).await;
                 }
             }
         }
         E::ArgumentParse { error, input, ctx, .. } => {
             observe(ctx, false).await;
             let what = input.map(|i| format!(" `{}`", i.chars().take(100).collect::<String>())).unwrap_or_default();
-            ephemeral(
-                ctx,
-                format!("I couldn't use that value{what}: {error}. Check the command's options and try again."),
-            )
-            .await;
+            ephemeral(ctx, Say::new("errors.bad_value").with("what", what).with("error", error)).await;
         }
         // poise's word for an option value outside the definition (an unknown choice, a
         // wrong type): the client sent something Discord's UI would not have offered.
@@ -110,11 +131,11 @@ async fn on_error(err: poise::FrameworkError<'_, Arc<Bot>, Error>) {
             warn!(description, "command options did not match the definition");
             ephemeral(
                 poise::Context::Application(ctx),
-                format!("I couldn't use those options ({description}). Please pick from the choices offered."),
+                Say::new("errors.bad_options").with("description", description),
             )
             .await;
         }
-        E::GuildOnly { ctx, .. } => ephemeral(ctx, "That only works in a server.".into()).await,
+        E::GuildOnly { ctx, .. } => ephemeral(ctx, Say::new("errors.guild_only")).await,
         other => {
             if let Err(e) = poise::builtins::on_error(other).await {
                 warn!(error = %e, "could not report an error");
@@ -141,7 +162,7 @@ fn guild_field(ctx: Context<'_>) -> Option<u64> {
 
 /// The guild of a guild-only command.
 fn guild(ctx: Context<'_>) -> Result<GuildId, Error> {
-    ctx.guild_id().ok_or_else(|| user("That only works in a server."))
+    ctx.guild_id().ok_or_else(|| user(Say::new("errors.guild_only")))
 }
 
 /// How long a command waits for its guild's GUILD_CREATE to be handled.
@@ -182,10 +203,7 @@ async fn require_dj(ctx: Context<'_>) -> Result<GuildId, Error> {
     let guild = require_listener(ctx).await?;
     if !is_dj(ctx, guild) {
         let role = ctx.data().music.guild_settings.get(guild.get()).dj_role.unwrap_or_default();
-        return Err(user(format!(
-            "Only members with <@&{role}> control playback here. You can /play, /skip or /remove your own songs, \
-             and /skip to vote on others'."
-        )));
+        return Err(user(Say::new("errors.dj_only").with("role", role)));
     }
     Ok(guild)
 }
@@ -194,10 +212,10 @@ async fn require_dj(ctx: Context<'_>) -> Result<GuildId, Error> {
 async fn require_listener(ctx: Context<'_>) -> Result<GuildId, Error> {
     let guild = guild(ctx)?;
     let Some(bot_channel) = ctx.data().music.current_channel(guild).await else {
-        return Err(user("I'm not in a voice channel. Use /play to start."));
+        return Err(user(Say::new("errors.not_in_voice")));
     };
     if caller_channel(ctx, guild).await != Some(bot_channel) {
-        return Err(user(format!("Join me in <#{bot_channel}> to do that.")));
+        return Err(user(Say::new("errors.join_me").with("channel", bot_channel)));
     }
     Ok(guild)
 }

@@ -1,9 +1,9 @@
 use musicbot_api::handoff::{HandoffRequest, Invite};
-use poise::CreateReply;
 use serenity::all::{ChannelId, GuildId};
 
-use super::{Context, Error, caller_channel, drop_placeholder, guild, guild_field, require_dj, user};
+use super::{Context, Error, caller_channel, drop_placeholder, guild, guild_field, language, reply, require_dj, user};
 use crate::handoff::{self, FleetLink, Offered};
+use crate::i18n::Say;
 use crate::music::Track;
 use crate::music::source::{Resolved, Source, classify, format_duration};
 
@@ -21,7 +21,7 @@ pub async fn play(
     // an ephemeral answer rather than a public one.
     let source = classify(&query).map_err(user)?;
     let Some(channel) = caller_channel(ctx, guild).await else {
-        return Err(user("Join a voice channel first, then ask me again."));
+        return Err(user(Say::new("play.join_first")));
     };
     let music = ctx.data().music.clone();
     let bot_channel = music.current_channel(guild).await;
@@ -30,7 +30,7 @@ pub async fn play(
             music.existing_player(guild).is_some_and(|p| p.try_lock().map(|p| !p.queue.is_empty()).unwrap_or(true));
         if busy {
             let Some(link) = ctx.data().fleet_link.clone() else {
-                return Err(user(format!("I'm playing in <#{current}>; join me there to add songs.")));
+                return Err(user(Say::new("play.busy_there").with("channel", current)));
             };
             return hand_off(ctx, &link, guild, channel, Some(current), query).await;
         }
@@ -39,10 +39,7 @@ pub async fn play(
     ctx.defer().await?;
     let (source, found) = match music.sources.resolve(guild.get(), source).await {
         Ok(r) => r,
-        Err(why) => {
-            ctx.send(CreateReply::default().content(why)).await?;
-            return Ok(());
-        }
+        Err(why) => return reply(ctx, why).await,
     };
     // From here until the track is queued, a hand-off from the fleet must not take the bot
     // to another channel of this guild (it waits for this turn, then finds the bot busy);
@@ -54,7 +51,7 @@ pub async fn play(
         && music.is_busy(guild).await
     {
         drop_placeholder(ctx).await;
-        return Err(user(format!("I'm playing in <#{current}> now; join me there to add songs.")));
+        return Err(user(Say::new("play.busy_now").with("channel", current)));
     }
     if bot_channel != Some(channel)
         && let Err(why) = music.join(guild, channel).await
@@ -70,13 +67,12 @@ pub async fn play(
         return Err(user(why));
     }
     let length = length_of(&found);
-    let reply = match music.enqueue(guild, track(ctx, source, &found)).await {
-        Ok(0) => format!("Playing **{}**{length}", found.title),
-        Ok(n) => format!("Queued **{}**{length} at position {n}", found.title),
-        Err(e) => format!("I couldn't queue **{}**: {e}.", found.title),
+    let said = match music.enqueue(guild, track(ctx, source, &found)).await {
+        Ok(0) => Say::new("play.playing").with("length", length),
+        Ok(n) => Say::new("play.queued").with("length", length).with("position", n),
+        Err(e) => Say::new("play.cannot_queue").with("error", super::words(ctx, Say::from(&e))),
     };
-    ctx.send(CreateReply::default().content(reply)).await?;
-    Ok(())
+    reply(ctx, said.with("title", &found.title)).await
 }
 
 /// Put a song at the front of the queue, to play after the current one.
@@ -95,19 +91,15 @@ pub async fn playnext(
     ctx.defer().await?;
     let (source, found) = match music.sources.resolve(guild.get(), source).await {
         Ok(r) => r,
-        Err(why) => {
-            ctx.send(CreateReply::default().content(why)).await?;
-            return Ok(());
-        }
+        Err(why) => return reply(ctx, why).await,
     };
     let length = length_of(&found);
-    let reply = match music.enqueue_next(guild, track(ctx, source, &found)).await {
-        Ok(0) => format!("Playing **{}**{length}", found.title),
-        Ok(_) => format!("**{}**{length} plays next", found.title),
-        Err(e) => format!("I couldn't queue **{}**: {e}.", found.title),
+    let said = match music.enqueue_next(guild, track(ctx, source, &found)).await {
+        Ok(0) => Say::new("play.playing").with("length", length),
+        Ok(_) => Say::new("play.plays_next").with("length", length),
+        Err(e) => Say::new("play.cannot_queue").with("error", super::words(ctx, Say::from(&e))),
     };
-    ctx.send(CreateReply::default().content(reply)).await?;
-    Ok(())
+    reply(ctx, said.with("title", &found.title)).await
 }
 
 /// The queue's track for what `ctx`'s caller asked, once looked up.
@@ -154,56 +146,56 @@ async fn hand_off(
         from: bot.name.clone(),
         from_client_id: bot.client_id().to_string(),
         asked_at_ms,
+        language: language(ctx).to_string(),
     };
-    let reply = match handoff::offer(bot, link, request).await {
+    let said = match handoff::offer(bot, link, request).await {
         Offered::Taken { bot: taker, position: 0, title } => {
-            format!("**{taker}** will play **{title}** in <#{channel}>.")
+            Say::new("handoff.will_play").with("bot", taker).with("title", title)
         }
         Offered::Taken { bot: taker, position, title } => {
-            format!("**{taker}** queued **{title}** in <#{channel}> at position {position}.")
+            Say::new("handoff.queued").with("bot", taker).with("title", title).with("position", position)
         }
         Offered::Failed { bot: taker } => {
             drop_placeholder(ctx).await;
-            return Err(user(format!(
-                "**{taker}** was to play it in <#{channel}> but did not answer. Please try again."
-            )));
+            return Err(user(Say::new("handoff.no_answer").with("bot", taker).with("channel", channel)));
         }
         Offered::NoneFree { busy, refused, invite } => {
             drop_placeholder(ctx).await;
-            return Err(user(none_free(&bot.name, (current, channel), &busy, &refused, invite.as_ref())));
+            let text = none_free(language(ctx), &bot.name, (current, channel), &busy, &refused, invite.as_ref());
+            return Err(user(Say::new("common.text").with("text", text)));
         }
     };
-    ctx.send(CreateReply::default().content(reply)).await?;
-    Ok(())
+    reply(ctx, said.with("channel", channel)).await
 }
 
 /// The answer when no bot of the fleet could take a request: who plays where, whom to invite.
 fn none_free(
+    language: &str,
     me: &str,
     (current, wanted): (Option<ChannelId>, ChannelId),
     busy: &[(String, String)],
     refused: &[String],
     invite: Option<&Invite>,
 ) -> String {
-    let mut playing: Vec<String> = current.iter().map(|c| format!("**{me}** in <#{c}>")).collect();
-    playing.extend(busy.iter().map(|(bot, channel)| format!("**{bot}** in <#{channel}>")));
-    let mut text = match (current, playing.is_empty()) {
-        (Some(_), _) => format!("Every music bot here is busy: {}.", playing.join(", ")),
-        (None, true) => format!("I can't join <#{wanted}>, and no other bot could take it."),
-        (None, false) => {
-            format!("I can't join <#{wanted}>, and every other music bot here is busy: {}.", playing.join(", "))
-        }
+    let busy_in = |bot: &str, channel: &dyn std::fmt::Display| {
+        Say::new("handoff.busy_in").with("bot", bot).with("channel", channel).in_language(language)
     };
+    let mut playing: Vec<String> = current.iter().map(|c| busy_in(me, c)).collect();
+    playing.extend(busy.iter().map(|(bot, channel)| busy_in(bot, channel)));
+    let playing = playing.join(", ");
+    let mut says = vec![match current {
+        Some(_) => Say::new("handoff.all_busy").with("playing", &playing),
+        None if playing.is_empty() => Say::new("handoff.cannot_join_alone").with("channel", wanted),
+        None => Say::new("handoff.cannot_join_busy").with("channel", wanted).with("playing", &playing),
+    }];
     if let Some(why) = refused.first() {
-        text.push_str(&format!(" Another could not take it: {why}"));
+        says.push(Say::new("handoff.refused").with("why", why));
     }
-    match invite {
-        Some(invite) => {
-            text.push_str(&format!(" Invite **{}** to play here too: <{}>", invite.name, invite.invite_url))
-        }
-        None => text.push_str(" Try again when one of them is free."),
-    }
-    text
+    says.push(match invite {
+        Some(invite) => Say::new("handoff.invite").with("bot", &invite.name).with("url", &invite.invite_url),
+        None => Say::new("handoff.try_later"),
+    });
+    says.iter().map(|s| s.in_language(language)).collect()
 }
 
 #[cfg(test)]
@@ -219,15 +211,15 @@ mod tests {
         };
         let busy = [("Bravo".to_string(), "12".to_string())];
         let here = (Some(ChannelId::new(11)), ChannelId::new(13));
-        let text = none_free("Alpha", here, &busy, &[], Some(&delta));
+        let text = none_free("en", "Alpha", here, &busy, &[], Some(&delta));
         assert!(text.starts_with("Every music bot here is busy: **Alpha** in <#11>, **Bravo** in <#12>."), "{text}");
         assert!(text.ends_with(&format!("Invite **Delta** to play here too: <{}>", delta.invite_url)), "{text}");
-        let text = none_free("Alpha", here, &[], &[], None);
+        let text = none_free("en", "Alpha", here, &[], &[], None);
         assert!(text.ends_with("Try again when one of them is free."), "{text}");
         // Alpha could not join #13 itself.
-        let text = none_free("Alpha", (None, ChannelId::new(13)), &busy, &[], None);
+        let text = none_free("en", "Alpha", (None, ChannelId::new(13)), &busy, &[], None);
         assert!(text.starts_with("I can't join <#13>, and every other music bot here is busy: **Bravo** in <#12>."));
-        let text = none_free("Alpha", (None, ChannelId::new(13)), &[], &[], Some(&delta));
+        let text = none_free("en", "Alpha", (None, ChannelId::new(13)), &[], &[], Some(&delta));
         assert!(text.starts_with("I can't join <#13>, and no other bot could take it."), "{text}");
     }
 }

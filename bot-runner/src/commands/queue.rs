@@ -1,8 +1,8 @@
 use std::fmt::Write;
 
-use poise::ChoiceParameter;
-
-use super::{Context, Error, guild, guild_field, is_dj, require_dj, require_listener, user};
+use super::{Context, Error, guild, guild_field, is_dj, reply, require_dj, require_listener, user, words};
+use crate::i18n::Say;
+use crate::music::queue::LoopMode;
 use crate::music::source::format_duration;
 
 const PER_PAGE: usize = 10;
@@ -21,29 +21,28 @@ pub async fn queue(
     let page = match page {
         None => 1,
         Some(n) if n >= 1 => usize::try_from(n).unwrap_or(usize::MAX),
-        Some(n) => return Err(user(format!("Pages start at 1; {n} is not a page."))),
+        Some(n) => return Err(user(Say::new("queue.bad_page").with("page", n))),
     };
     let Some(player) = ctx.data().music.existing_player(guild) else {
-        return Err(user("The queue is empty. Use /play to add a song."));
+        return Err(user(Say::new("queue.empty")));
     };
     let p = player.lock().await;
     let Some(current) = p.queue.current() else {
-        return Err(user("The queue is empty. Use /play to add a song."));
+        return Err(user(Say::new("queue.empty")));
     };
-    let mut text = format!("Now playing: **{}**\n", current.title);
+    let mut text = words(ctx, Say::new("queue.now").with("title", &current.title));
+    text.push('\n');
     let shown = p.queue.page(page, PER_PAGE);
     for (n, t) in &shown.tracks {
         let length = t.duration.map(|d| format!(" ({})", format_duration(d))).unwrap_or_default();
         let _ = writeln!(text, "{n}. {}{length}", t.title);
     }
-    let _ = write!(
-        text,
-        "Page {}/{} · {} waiting · loop: {}",
-        shown.number,
-        shown.pages,
-        p.queue.len(),
-        p.queue.loop_mode.name()
-    );
+    let footer = Say::new("queue.footer")
+        .with("page", shown.number)
+        .with("pages", shown.pages)
+        .with("waiting", p.queue.len())
+        .with("mode", words(ctx, mode(p.queue.loop_mode)));
+    text.push_str(&words(ctx, footer));
     drop(p);
     ctx.say(text).await?;
     Ok(())
@@ -56,24 +55,24 @@ pub async fn nowplaying(ctx: Context<'_>) -> Result<(), Error> {
     let guild = guild(ctx)?;
     let music = ctx.data().music.clone();
     let Some(player) = music.existing_player(guild) else {
-        return Err(user("Nothing is playing."));
+        return Err(user(Say::new("errors.nothing_playing")));
     };
     let p = player.lock().await;
     let Some(track) = p.queue.current().cloned() else {
-        return Err(user("Nothing is playing."));
+        return Err(user(Say::new("errors.nothing_playing")));
     };
     let at = music.position(&p).await.map(format_duration).unwrap_or_else(|| "0:00".into());
     let length = track.duration.map(|d| format!(" / {}", format_duration(d))).unwrap_or_default();
-    let state = if p.paused { " (paused)" } else { "" };
-    let text = format!(
-        "**{}**{state} · {at}{length} · volume {}% · loop: {}",
-        track.title,
-        p.volume,
-        p.queue.loop_mode.name()
-    );
+    let state = if p.paused { words(ctx, Say::new("queue.paused")) } else { String::new() };
+    let said = Say::new("queue.nowplaying")
+        .with("title", track.title)
+        .with("state", state)
+        .with("at", at)
+        .with("length", length)
+        .with("volume", p.volume)
+        .with("mode", words(ctx, mode(p.queue.loop_mode)));
     drop(p);
-    ctx.say(text).await?;
-    Ok(())
+    reply(ctx, said).await
 }
 
 /// Shuffle the songs waiting in the queue.
@@ -84,14 +83,13 @@ pub async fn shuffle(ctx: Context<'_>) -> Result<(), Error> {
     let player = ctx.data().music.player(guild);
     let mut p = player.lock().await;
     if p.queue.len() < 2 {
-        return Err(user("There's nothing to shuffle: fewer than two songs are waiting."));
+        return Err(user(Say::new("queue.too_few")));
     }
     p.queue.shuffle(|n| fastrand::usize(..n));
     ctx.data().music.preload_if_due(guild, &mut p).await;
     let n = p.queue.len();
     drop(p);
-    ctx.say(format!("Shuffled {n} songs.")).await?;
-    Ok(())
+    reply(ctx, Say::new("queue.shuffled").with("count", n)).await
 }
 
 /// Remove a song from the queue.
@@ -111,14 +109,13 @@ pub async fn remove(
         let index = usize::try_from(position).unwrap_or(0);
         let theirs = p.queue.upcoming().nth(index.wrapping_sub(1)).map(|t| t.requested_by);
         if theirs.is_some_and(|by| by != ctx.author().id.get()) && !is_dj(ctx, guild) {
-            return Err(user("You can remove only the songs you added."));
+            return Err(user(Say::new("queue.not_yours")));
         }
-        let removed = p.queue.remove(index).map_err(|e| user(sentence(&e.to_string())))?;
+        let removed = p.queue.remove(index).map_err(|e| user(Say::from(&e)))?;
         ctx.data().music.preload_if_due(guild, &mut p).await;
         removed
     };
-    ctx.say(format!("Removed **{}**.", removed.title)).await?;
-    Ok(())
+    reply(ctx, Say::new("queue.removed").with("title", removed.title)).await
 }
 
 /// Move a song to another place in the queue.
@@ -139,11 +136,10 @@ pub async fn move_(
     let player = ctx.data().music.player(guild);
     let mut p = player.lock().await;
     let (from, to) = (usize::try_from(from).unwrap_or(0), usize::try_from(to).unwrap_or(0));
-    let title = p.queue.move_track(from, to).map_err(|e| user(sentence(&e.to_string())))?.title.clone();
+    let title = p.queue.move_track(from, to).map_err(|e| user(Say::from(&e)))?.title.clone();
     ctx.data().music.preload_if_due(guild, &mut p).await;
     drop(p);
-    ctx.say(format!("Moved **{title}** to position {to}.")).await?;
-    Ok(())
+    reply(ctx, Say::new("queue.moved").with("title", title).with("to", to)).await
 }
 
 /// Remove every song waiting in the queue (the current one plays on).
@@ -155,18 +151,19 @@ pub async fn clear(ctx: Context<'_>) -> Result<(), Error> {
     let mut p = player.lock().await;
     let n = p.queue.clear_upcoming();
     if n == 0 {
-        return Err(user("No songs are waiting in the queue."));
+        return Err(user(Say::new("queue.nothing_waiting")));
     }
     ctx.data().music.preload_if_due(guild, &mut p).await;
     drop(p);
-    let songs = if n == 1 { "song" } else { "songs" };
-    ctx.say(format!("Cleared {n} {songs} from the queue.")).await?;
-    Ok(())
+    let said = if n == 1 { Say::new("queue.cleared_one") } else { Say::new("queue.cleared").with("count", n) };
+    reply(ctx, said).await
 }
 
-/// A queue error as a sentence for the user.
-pub(super) fn sentence(error: &str) -> String {
-    let mut c = error.chars();
-    let capitalised: String = c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default();
-    format!("{capitalised}.")
+/// A loop mode's name, as `/queue` and `/nowplaying` show it.
+fn mode(m: LoopMode) -> Say {
+    Say::new(match m {
+        LoopMode::Off => "queue.mode_off",
+        LoopMode::Track => "queue.mode_track",
+        LoopMode::Queue => "queue.mode_queue",
+    })
 }

@@ -1,7 +1,8 @@
 use poise::CreateReply;
 use serenity::all::Role;
 
-use super::{Context, Error, guild, guild_field, is_manager, user};
+use super::{Context, Error, guild, guild_field, is_manager, reply, user, words};
+use crate::i18n::Say;
 
 /// Server settings of this bot: the DJ role, the language, the default volume.
 #[poise::command(
@@ -21,12 +22,16 @@ pub async fn settings(_: Context<'_>) -> Result<(), Error> {
 pub async fn show(ctx: Context<'_>) -> Result<(), Error> {
     let guild = guild(ctx)?;
     let s = ctx.data().music.guild_settings.get(guild.get());
-    let dj =
-        s.dj_role.map(|r| format!("<@&{r}>")).unwrap_or_else(|| "none (everyone listening controls playback)".into());
-    let language = s.language.unwrap_or_else(|| "each member's own".into());
+    let dj = s.dj_role.map(|r| format!("<@&{r}>")).unwrap_or_else(|| words(ctx, Say::new("settings.no_dj")));
+    let language = match s.language.as_deref() {
+        Some("th") => Language::Thai,
+        Some(_) => Language::English,
+        None => Language::Auto,
+    };
     let volume = s.default_volume.unwrap_or(ctx.data().music.settings.default_volume);
-    let text = format!("DJ role: {dj}\nLanguage: {language}\nDefault volume: {volume}%");
-    ctx.send(CreateReply::default().content(text).ephemeral(true)).await?;
+    let said = Say::new("settings.shown").with("dj", dj).with("language", words(ctx, language.label()));
+    let said = said.with("volume", volume);
+    ctx.send(CreateReply::default().content(words(ctx, said)).ephemeral(true)).await?;
     Ok(())
 }
 
@@ -40,12 +45,11 @@ pub async fn dj(
     let guild = require_manager(ctx)?;
     let role = role.map(|r| r.id.get());
     save(ctx, guild.get(), |s| s.dj_role = role)?;
-    let text = match role {
-        Some(r) => format!("Only members with <@&{r}> (and server managers) control playback now."),
-        None => "No DJ role: everyone listening controls playback.".to_string(),
+    let said = match role {
+        Some(r) => Say::new("settings.dj_set").with("role", r),
+        None => Say::new("settings.dj_cleared"),
     };
-    ctx.say(text).await?;
-    Ok(())
+    reply(ctx, said).await
 }
 
 /// Reply in one language for everyone here, or in each member's own.
@@ -55,8 +59,9 @@ pub async fn language(ctx: Context<'_>, #[description = "The language"] language
     let guild = require_manager(ctx)?;
     let code = language.code();
     save(ctx, guild.get(), |s| s.language = code.map(str::to_string))?;
-    ctx.say(format!("Language: {}.", language.label())).await?;
-    Ok(())
+    // Said in the language just chosen.
+    let said = Say::new("settings.language_set").with("language", words(ctx, language.label()));
+    reply(ctx, said).await
 }
 
 /// Set the volume a new queue starts at.
@@ -70,12 +75,11 @@ pub async fn volume(
     level: i64,
 ) -> Result<(), Error> {
     let Ok(level @ 0..=200) = u16::try_from(level) else {
-        return Err(user(format!("The volume goes from 0 to 200; {level} is out of range.")));
+        return Err(user(Say::new("control.volume_range").with("level", level)));
     };
     let guild = require_manager(ctx)?;
     save(ctx, guild.get(), |s| s.default_volume = Some(level))?;
-    ctx.say(format!("New queues start at {level}%.")).await?;
-    Ok(())
+    reply(ctx, Say::new("settings.volume_set").with("level", level)).await
 }
 
 #[derive(poise::ChoiceParameter, Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,12 +101,12 @@ impl Language {
         }
     }
 
-    fn label(self) -> &'static str {
-        match self {
-            Language::Auto => "each member's own",
-            Language::English => "English",
-            Language::Thai => "ไทย",
-        }
+    fn label(self) -> Say {
+        Say::new(match self {
+            Language::Auto => "settings.own_language",
+            Language::English => "settings.english",
+            Language::Thai => "settings.thai",
+        })
     }
 }
 
@@ -110,7 +114,7 @@ impl Language {
 fn require_manager(ctx: Context<'_>) -> Result<serenity::all::GuildId, Error> {
     let guild = guild(ctx)?;
     if !is_manager(ctx) {
-        return Err(user("Only server managers (Manage Server) can change my settings."));
+        return Err(user(Say::new("errors.managers_only")));
     }
     Ok(guild)
 }

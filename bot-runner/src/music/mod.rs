@@ -22,6 +22,7 @@ use songbird::{CoreEvent, Event, Songbird};
 use tracing::{info, warn};
 
 use crate::guilds::GuildIndex;
+use crate::i18n::Say;
 use crate::metrics::BotMetrics;
 use crate::settings::GuildSettingsStore;
 pub use player::Player;
@@ -172,7 +173,7 @@ impl MusicService {
     /// its driver's state and rejoin after a lost connection. A join that fails leaves no
     /// call (and no player) behind, so the next `/play` starts from scratch instead of
     /// taking the dead call for a working one.
-    pub async fn join(self: &Arc<Self>, guild: GuildId, channel: ChannelId) -> Result<(), String> {
+    pub async fn join(self: &Arc<Self>, guild: GuildId, channel: ChannelId) -> Result<(), Say> {
         let player = self.player(guild);
         let call = self.songbird.get_or_insert(guild);
         {
@@ -204,9 +205,10 @@ impl MusicService {
             }
             Err(e) => {
                 let why = join_failure(&e);
-                warn!(%guild, %channel, error = %e, reason = %why, "joining voice failed");
+                warn!(%guild, %channel, error = %e, reason = %why.in_language("en"), "joining voice failed");
                 self.leave(guild, "joining voice failed").await;
-                Err(format!("I couldn't join <#{channel}>: {why}. Please try again in a moment."))
+                let why = why.in_language(&self.language(guild));
+                Err(Say::new("voice.cannot_join").with("channel", channel).with("why", why))
             }
         }
     }
@@ -254,9 +256,17 @@ impl MusicService {
         }
     }
 
-    /// Says something in a text channel; failures are logged, never fatal.
-    pub async fn announce(&self, channel: u64, text: impl Into<String>) {
-        let text = text.into();
+    /// The language the bot speaks in `guild` outside replies: the server's setting, else
+    /// its preferred locale.
+    pub fn language(&self, guild: GuildId) -> String {
+        let overridden = self.guild_settings.get(guild.get()).language;
+        crate::i18n::language(overridden.as_deref(), None, self.guilds.locale(guild).as_deref()).to_string()
+    }
+
+    /// Says something in a text channel of `guild`, in its language; failures are logged,
+    /// never fatal.
+    pub async fn announce(&self, guild: GuildId, channel: u64, say: Say) {
+        let text = say.in_language(&self.language(guild));
         if let Err(e) = ChannelId::new(channel).say(&self.http, text).await {
             warn!(channel, error = %e, "could not post to the text channel");
         }
@@ -266,15 +276,13 @@ impl MusicService {
 /// Why a voice join failed, in words a server admin can act on. songbird's error types
 /// for the websocket are private, so the TLS cause is read from the error's debug form
 /// (rustls names it `InvalidCertificate(UnknownIssuer)` and the like).
-pub fn join_failure(e: &JoinError) -> String {
-    match e {
-        JoinError::TimedOut => "Discord did not answer the voice request in time".into(),
-        JoinError::Driver(_) if is_untrusted_certificate(&format!("{e:?}")) => {
-            "voice server certificate not trusted: set MUSICBOT_CA_FILE to the CA that signed it".into()
-        }
-        JoinError::Driver(_) => "the voice server could not be reached".into(),
-        _ => "the voice request could not be sent".into(),
-    }
+pub fn join_failure(e: &JoinError) -> Say {
+    Say::new(match e {
+        JoinError::TimedOut => "voice.timed_out",
+        JoinError::Driver(_) if is_untrusted_certificate(&format!("{e:?}")) => "voice.untrusted",
+        JoinError::Driver(_) => "voice.unreachable",
+        _ => "voice.not_sent",
+    })
 }
 
 fn is_untrusted_certificate(debug: &str) -> bool {
@@ -294,6 +302,6 @@ mod tests {
         assert!(is_untrusted_certificate(tls));
         assert!(!is_untrusted_certificate("Driver(Ws(WsClosed(Some(CloseFrame { code: Library(4004) }))))"));
         assert!(!is_untrusted_certificate("Driver(TimedOut)"));
-        assert!(join_failure(&JoinError::TimedOut).contains("in time"));
+        assert!(join_failure(&JoinError::TimedOut).in_language("en").contains("in time"));
     }
 }

@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use super::events::TrackEnd;
 use super::queue::{Ended, Queue, QueueError, Track};
 use super::{MusicService, MusicSettings};
+use crate::i18n::Say;
 
 /// How long songbird's mixer gets to answer about a track.
 const MIXER_ANSWER: Duration = Duration::from_millis(500);
@@ -237,8 +238,8 @@ impl MusicService {
                 let track = p.queue.current().cloned();
                 warn!(%guild, track = id, reason, "track failed");
                 if let Some(t) = track {
-                    self.announce(t.text_channel, format!("Couldn't play **{}**: {reason}. Skipping it.", t.title))
-                        .await;
+                    let said = Say::new("announce.failed").with("title", &t.title).with("reason", reason);
+                    self.announce(guild, t.text_channel, said).await;
                 }
                 Ended::Failed
             }

@@ -45,6 +45,18 @@ pub enum QueueError {
     NoSuchTrack { index: usize, len: usize },
 }
 
+impl From<&QueueError> for crate::i18n::Say {
+    fn from(e: &QueueError) -> Self {
+        use crate::i18n::Say;
+        match e {
+            QueueError::Full(max) => Say::new("queue.full").with("max", max),
+            QueueError::NoSuchTrack { index, len } => {
+                Say::new("queue.no_such_track").with("index", index).with("len", len)
+            }
+        }
+    }
+}
+
 /// Tracks kept for `/previous`, newest last.
 pub const HISTORY: usize = 50;
 

@@ -21,6 +21,7 @@ use tracing::{Instrument as _, info, warn};
 use super::MusicService;
 use super::queue::{LoopMode, Track};
 use super::source::format_duration;
+use crate::i18n::Say;
 
 /// Written once a second while anything plays: the most a kill can lose.
 const SAVE_EVERY: Duration = Duration::from_secs(1);
@@ -181,7 +182,7 @@ impl MusicService {
     pub(super) async fn restore_as(self: &Arc<Self>, saved: SavedGuild, why: Why) -> bool {
         let guild = GuildId::new(saved.guild);
         if let Err(reason) = self.join(guild, ChannelId::new(saved.voice_channel)).await {
-            warn!(%reason, "could not bring the music back");
+            warn!(reason = %reason.in_language("en"), "could not bring the music back");
             return false;
         }
         let player = self.player(guild);
@@ -231,11 +232,11 @@ impl MusicService {
             Why::Restart => {
                 self.metrics.sessions_restored.inc();
                 info!(position_s = at.as_secs(), "session restored");
-                format!("I'm back after a restart: **{title}** plays on from {at_text}.")
+                Say::new("announce.back")
             }
-            Why::Stalled => format!("The music stalled, so I rejoined: **{title}** plays on from {at_text}."),
+            Why::Stalled => Say::new("announce.rejoined"),
         };
-        self.announce(text_channel, said).await;
+        self.announce(guild, text_channel, said.with("title", title).with("at", at_text)).await;
         true
     }
 }

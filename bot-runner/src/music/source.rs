@@ -11,6 +11,7 @@ use songbird::input::{Compose, HttpRequest, Input, YoutubeDl};
 use tokio::sync::Semaphore;
 
 use super::guard::{self, FetchLimits, MediaPolicy};
+use crate::i18n::Say;
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", content = "query", rename_all = "camelCase")]
@@ -25,20 +26,20 @@ pub enum Source {
 
 /// What `/play` was given, read as a source. URLs of audio files are fetched directly;
 /// other URLs go through yt-dlp; anything else is a search.
-pub fn classify(query: &str) -> Result<Source, String> {
+pub fn classify(query: &str) -> Result<Source, Say> {
     let query = query.trim();
     if query.is_empty() {
-        return Err("Give me a URL or some words to search for.".into());
+        return Err(Say::new("source.empty"));
     }
     if query.len() > 500 {
-        return Err("That query is too long (500 characters at most).".into());
+        return Err(Say::new("source.too_long_query"));
     }
     if !(query.starts_with("http://") || query.starts_with("https://")) {
         return Ok(Source::Search(query.to_string()));
     }
-    let url = reqwest::Url::parse(query).map_err(|e| format!("That URL doesn't parse: {e}."))?;
+    let url = reqwest::Url::parse(query).map_err(|_| Say::new("source.bad_url"))?;
     if url.host_str().is_none() {
-        return Err("That URL has no host.".into());
+        return Err(Say::new("source.no_host"));
     }
     let ext = url.path().rsplit('.').next().unwrap_or_default().to_ascii_lowercase();
     let direct = matches!(
@@ -171,39 +172,35 @@ impl Sources {
     /// Title and length, for the reply to `/play` in `guild`. A search is pinned to the URL
     /// it found, so the track that plays is the one announced. Every failure is a short
     /// reason fit for the user: no internal status code, address or yt-dlp output.
-    pub async fn resolve(&self, guild: u64, source: Source) -> Result<(Source, Resolved), String> {
+    pub async fn resolve(&self, guild: u64, source: Source) -> Result<(Source, Resolved), Say> {
         let Some(_guild_slot) = self.guild_slot(guild) else {
-            return Err("I'm still looking up this server's last requests; try again in a moment.".into());
+            return Err(Say::new("source.guild_busy"));
         };
         let Ok(_slot) = self.in_flight.clone().try_acquire_owned() else {
-            return Err("I'm busy looking up other requests; try again in a moment.".into());
+            return Err(Say::new("source.busy"));
         };
         match tokio::time::timeout(self.limits.resolve, self.resolve_now(source)).await {
             Ok(found) => found,
-            Err(_) => Err("That took too long to load; try another link.".into()),
+            Err(_) => Err(Say::new("source.timed_out")),
         }
     }
 
-    async fn resolve_now(&self, source: Source) -> Result<(Source, Resolved), String> {
+    async fn resolve_now(&self, source: Source) -> Result<(Source, Resolved), Say> {
         match source {
             Source::Http(url) => {
-                let parsed = reqwest::Url::parse(&url).map_err(|_| "That URL doesn't parse.".to_string())?;
+                let parsed = reqwest::Url::parse(&url).map_err(|_| Say::new("source.bad_url"))?;
                 if !self.policy.permits_url(&parsed) {
-                    return Err(NOT_PUBLIC.into());
+                    return Err(Say::new(NOT_PUBLIC));
                 }
                 // A HEAD request catches dead links (and huge files) before they reach the queue.
                 let head = self.http.head(parsed).send().await.map_err(|e| {
-                    if guard::is_refusal(&e) {
-                        NOT_PUBLIC.to_string()
-                    } else {
-                        "I couldn't reach that URL.".to_string()
-                    }
+                    if guard::is_refusal(&e) { Say::new(NOT_PUBLIC) } else { Say::new("source.unreachable") }
                 })?;
                 if !head.status().is_success() {
-                    return Err("That URL didn't give me audio (the server answered with an error).".into());
+                    return Err(Say::new("source.http_error"));
                 }
                 if head.content_length().is_some_and(|n| n > self.limits.max_file_bytes) {
-                    return Err(format!("That file is too large (more than {} MB).", self.limits.max_file_bytes >> 20));
+                    return Err(Say::new("source.too_large").with("mb", self.limits.max_file_bytes >> 20));
                 }
                 let title = url.rsplit('/').next().filter(|s| !s.is_empty()).unwrap_or(&url).to_string();
                 Ok((Source::Http(url), Resolved { title, duration: None }))
@@ -213,15 +210,15 @@ impl Sources {
                     && let Ok(parsed) = reqwest::Url::parse(url)
                     && !self.policy.permits_url(&parsed)
                 {
-                    return Err(NOT_PUBLIC.into());
+                    return Err(Say::new(NOT_PUBLIC));
                 }
                 let mut ytdl = self.ytdl(&source);
                 let meta = ytdl.aux_metadata().await.map_err(|e| {
                     tracing::info!(error = %first_line(&e.to_string()), "yt-dlp could not load a request");
-                    "I couldn't load that.".to_string()
+                    Say::new("source.cannot_load")
                 })?;
                 if meta.duration.is_some_and(|d| d > self.limits.max_track) {
-                    return Err(format!("That track is too long (over {}).", format_duration(self.limits.max_track)));
+                    return Err(Say::new("source.too_long_track").with("max", format_duration(self.limits.max_track)));
                 }
                 let pinned = match (&source, &meta.source_url) {
                     (Source::Search(_), Some(url)) => Source::Ytdl(url.clone()),
@@ -234,7 +231,7 @@ impl Sources {
     }
 }
 
-const NOT_PUBLIC: &str = "I only play from public addresses.";
+const NOT_PUBLIC: &str = "source.not_public";
 
 /// yt-dlp's errors run to many lines; the first says what went wrong.
 fn first_line(s: &str) -> String {

@@ -186,3 +186,60 @@ async fn the_command_scripts_cover_every_bot_in_mongodb() -> anyhow::Result<()> 
     assert!(!out.contains(&token_for(APP)) && !out.contains(&token_for(app2)));
     Ok(())
 }
+
+/// Discord shows Thai command names to a Thai client (registered as localizations), and
+/// each member is answered in their client's language, else the server's, else English; a
+/// server's language setting overrides both.
+#[tokio::test]
+async fn thai_members_see_thai_commands_and_replies() -> anyhow::Result<()> {
+    const CAROL: u64 = GUILD + 103;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let guild = discord_sim::GuildSpec::new(GUILD, "กิลด์ทดสอบ")
+        .text_channel(TEXT, "general")
+        .voice_channel(VOICE, "Music")
+        .member(discord_sim::UserSpec::new(ALICE, "alice").locale("th").manager())
+        .member(discord_sim::UserSpec::new(BOB, "bob").locale("fr"))
+        .member(discord_sim::UserSpec::new(CAROL, "carol").locale("en-US"))
+        .in_voice(ALICE, VOICE)
+        .owner(ALICE)
+        .locale("th");
+    let sim = DiscordSim::builder().guild(guild).bot(bot_spec(APP).in_guild(GUILD)).start().await?;
+    let tones = Tones::start().await?;
+    let mut bot = BotProcess::start(&sim, Launch::bot(APP)).await?;
+    bot.wait_ready().await?;
+    eventually("commandsDeployed", WAIT, async || {
+        bot.json("/status").await.ok().filter(|s| s["commandsDeployed"] == true)
+    })
+    .await?;
+    let b = sim.bot(&bot.token);
+    let registered = b.commands(None);
+    let playing = registered.iter().find(|c| c["name"] == "play").unwrap();
+    assert_eq!(playing["name_localizations"]["th"], "เล่น", "{playing}");
+    let description = playing["description_localizations"]["th"].as_str();
+    assert!(description.is_some_and(|d| d.contains("เล่นเพลง")), "{playing}");
+    assert_eq!(playing["options"][0]["name_localizations"]["th"], "เพลง");
+    let looping = registered.iter().find(|c| c["name"] == "loop").unwrap();
+    assert_eq!(looping["options"][0]["choices"][1]["name_localizations"]["th"], "เพลงนี้", "{looping}");
+    assert!(sim.payload_errors().is_empty(), "{:?}", sim.payload_errors());
+
+    let ask = async |user: u64, c: discord_sim::SlashCommand| -> anyhow::Result<String> {
+        let c = discord_sim::SlashCommand { user_id: user, ..c };
+        let i = b.inject_interaction(c)?;
+        Ok(sim.wait_reply(i.id, WAIT).await?.text())
+    };
+    assert_eq!(ask(ALICE, play(&tones.wav(440, 30))).await?, "กำลังเล่น **30.wav**");
+    let queue = ask(BOB, cmd("queue")).await?;
+    assert!(queue.starts_with("กำลังเล่น: **30.wav**"), "no French catalog: the server's Thai: {queue}");
+    let queue = ask(CAROL, cmd("queue")).await?;
+    assert!(queue.starts_with("Now playing: **30.wav**") && queue.contains("loop: off"), "{queue}");
+    let refused = ask(CAROL, cmd("skip")).await?;
+    assert_eq!(refused, format!("Join me in <#{VOICE}> to do that."));
+    let refused = ask(BOB, cmd("skip")).await?;
+    assert_eq!(refused, format!("เข้ามาในห้อง <#{VOICE}> กับบอทก่อน แล้วค่อยสั่ง"));
+
+    let set = cmd("settings").subcommand("language").option("language", 1);
+    assert_eq!(ask(ALICE, set).await?, "Language: English.");
+    let queue = ask(ALICE, cmd("queue")).await?;
+    assert!(queue.starts_with("Now playing: **30.wav**"), "the server's setting wins: {queue}");
+    Ok(())
+}

@@ -200,3 +200,36 @@ async fn rest_answers_parse_as_serenity_models() {
     assert!(sim.unknown_requests().is_empty(), "{:?}", sim.unknown_requests());
     assert!(sim.payload_errors().is_empty(), "{:?}", sim.payload_errors());
 }
+
+/// Localized names and descriptions: Thai names (vowel signs and all) are valid, unknown
+/// locales and bad names are refused, and the maps come back only when asked for.
+#[tokio::test]
+async fn command_localizations_are_checked_and_listed_only_when_asked_for() {
+    let sim = world().start().await.unwrap();
+    let http = HttpBuilder::new(TOKEN).proxy(sim.api_url()).ratelimiter_disabled(true).build();
+    http.set_application_id(BOT_ID.into());
+    let thai = CreateCommand::new("play")
+        .description("Play a song")
+        .name_localized("th", "เล่น")
+        .description_localized("th", "เล่นเพลง")
+        .add_option(
+            CreateCommandOption::new(CommandOptionType::String, "query", "What to play")
+                .name_localized("th", "เพลง")
+                .add_string_choice_localized("lofi", "lofi", [("th", "โลไฟ")]),
+        );
+    Command::set_global_commands(&http, vec![thai]).await.unwrap();
+    let plain = Command::get_global_commands(&http).await.unwrap();
+    assert!(plain[0].name_localizations.is_none(), "{:?}", plain[0].name_localizations);
+    let localized = Command::get_global_commands_with_localizations(&http).await.unwrap();
+    assert_eq!(localized[0].name_localizations.as_ref().unwrap()["th"], "เล่น");
+    assert_eq!(localized[0].options[0].name_localizations.as_ref().unwrap()["th"], "เพลง");
+
+    for bad in [
+        CreateCommand::new("play").description("x").name_localized("xx", "play"),
+        CreateCommand::new("play").description("x").name_localized("th", "เล่น เพลง"),
+        CreateCommand::new("play").description("x").description_localized("th", ""),
+    ] {
+        let (status, code, errors) = status_of(Command::set_global_commands(&http, vec![bad]).await.unwrap_err());
+        assert_eq!((status, code), (400, 50035), "{errors:?}");
+    }
+}

@@ -85,6 +85,9 @@ pub struct HandoffRequest {
     /// When that bot got the interaction (milliseconds since the Unix epoch): the bot that
     /// takes it counts the time to its first audio from here.
     pub asked_at_ms: u64,
+    /// The catalog language to say a refusal in (the caller's); empty: English.
+    #[serde(default)]
+    pub language: String,
 }
 
 /// What a bot asked to take a hand-off says.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
@@ -40,12 +40,31 @@ fn commands_mut(s: &mut SimState, bot: usize, guild: Option<u64>) -> &mut Vec<Va
     }
 }
 
-fn list_in(sim: &Shared, bot: usize, app: u64, guild: Option<u64>) -> Response {
+/// The commands, as Discord lists them: the localization maps only when asked for with
+/// `?with_localizations=true`.
+fn list_in(sim: &Shared, bot: usize, app: u64, guild: Option<u64>, query: Option<String>) -> Response {
+    let localized = query.is_some_and(|q| q.split('&').any(|p| p == "with_localizations=true"));
     sim.update(|s, _| -> Result<Response, ApiError> {
         check(s, bot, app, guild)?;
-        Ok(ok(Value::Array(commands_mut(s, bot, guild).clone())))
+        let mut list = commands_mut(s, bot, guild).clone();
+        if !localized {
+            list.iter_mut().for_each(strip_localizations);
+        }
+        Ok(ok(Value::Array(list)))
     })
     .unwrap_or_else(IntoResponse::into_response)
+}
+
+fn strip_localizations(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            o.remove("name_localizations");
+            o.remove("description_localizations");
+            o.values_mut().for_each(strip_localizations);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_localizations),
+        _ => {}
+    }
 }
 
 /// Stores `body` as a command, keeping the id of a same-named command (as Discord does).
@@ -172,14 +191,57 @@ fn bad(code: &str, message: &str) -> Value {
     json!({"_errors": [{"code": code, "message": message}]})
 }
 
-/// Discord's rules for a name: 1-32 characters, lowercase, letters, digits, `-` and `_`.
+/// Discord's rules for a name: 1-32 characters, lowercase, letters, digits, `-` and `_`,
+/// and any character of the Thai and Devanagari scripts (their vowel signs are marks, not
+/// letters).
 fn name_error(name: &Value) -> Option<Value> {
     let Some(name) = name.as_str() else {
         return Some(bad("BASE_TYPE_REQUIRED", "This field is required"));
     };
+    let script = |c: char| matches!(c, '\u{0E00}'..='\u{0E7F}' | '\u{0900}'..='\u{097F}');
     let valid = (1..=32).contains(&name.chars().count())
-        && name.chars().all(|c| c == '-' || c == '_' || (c.is_alphanumeric() && !c.is_uppercase()));
+        && name.chars().all(|c| c == '-' || c == '_' || script(c) || (c.is_alphanumeric() && !c.is_uppercase()));
     (!valid).then(|| bad("APPLICATION_COMMAND_INVALID_NAME", &format!("Command name is invalid: {name:?}")))
+}
+
+/// The locales Discord's clients can be set to, the keys of a localization map.
+const LOCALES: [&str; 32] = [
+    "id", "da", "de", "en-GB", "en-US", "es-ES", "es-419", "fr", "hr", "it", "lt", "hu", "nl", "no", "pl", "pt-BR",
+    "ro", "fi", "sv-SE", "vi", "tr", "cs", "el", "bg", "ru", "uk", "hi", "th", "zh-CN", "ja", "zh-TW", "ko",
+];
+
+/// A localization map (`name_localizations`, `description_localizations`): known locales,
+/// each value valid as what it localizes.
+fn localizations_error(map: &Value, check: fn(&Value) -> Option<Value>) -> Option<Value> {
+    let map = map.as_object()?;
+    let mut errors = Map::new();
+    for (locale, value) in map {
+        if !LOCALES.contains(&locale.as_str()) {
+            errors.insert(locale.clone(), bad("LOCALE_INVALID", &format!("Invalid locale: {locale:?}")));
+        } else if let Some(e) = check(value) {
+            errors.insert(locale.clone(), e);
+        }
+    }
+    (!errors.is_empty()).then_some(Value::Object(errors))
+}
+
+/// The localization maps of a command or option, into `errors`.
+fn check_localizations(v: &Value, errors: &mut Map<String, Value>) {
+    if let Some(e) = localizations_error(&v["name_localizations"], name_error) {
+        errors.insert("name_localizations".into(), e);
+    }
+    if let Some(e) = localizations_error(&v["description_localizations"], description_error) {
+        errors.insert("description_localizations".into(), e);
+    }
+    for (i, choice) in v["choices"].as_array().into_iter().flatten().enumerate() {
+        let label = |v: &Value| {
+            let len = v.as_str().map_or(0, |s| s.chars().count());
+            (!(1..=100).contains(&len)).then(|| bad("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length."))
+        };
+        if let Some(e) = localizations_error(&choice["name_localizations"], label) {
+            errors.insert(format!("choices.{i}.name_localizations"), e);
+        }
+    }
 }
 
 fn description_error(d: &Value) -> Option<Value> {
@@ -201,6 +263,7 @@ fn validate(cmd: &Value) -> Result<(), Value> {
         if let Some(e) = options_errors(&cmd["options"]) {
             errors.insert("options".into(), e);
         }
+        check_localizations(cmd, &mut errors);
     } else if cmd["name"].as_str().is_none_or(|n| n.is_empty() || n.chars().count() > 32) {
         errors.insert("name".into(), bad("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 32 in length."));
     }
@@ -231,6 +294,7 @@ fn options_errors(options: &Value) -> Option<Value> {
         if let Some(d) = description_error(&o["description"]) {
             e.insert("description".into(), d);
         }
+        check_localizations(o, &mut e);
         let required = o["required"].as_bool().unwrap_or(false);
         if required && seen_optional {
             e.insert(
@@ -271,16 +335,22 @@ fn validate_all(bodies: &[Value]) -> Result<(), Value> {
     if errors.is_empty() { Ok(()) } else { Err(Value::Object(errors)) }
 }
 
-pub(super) async fn list(State(sim): Sim, Extension(Caller(bot)): Extension<Caller>, Path(app): Path<u64>) -> Response {
-    list_in(&sim, bot, app, None)
+pub(super) async fn list(
+    State(sim): Sim,
+    Extension(Caller(bot)): Extension<Caller>,
+    Path(app): Path<u64>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    list_in(&sim, bot, app, None, query)
 }
 
 pub(super) async fn list_guild(
     State(sim): Sim,
     Extension(Caller(bot)): Extension<Caller>,
     Path((app, guild)): Path<(u64, u64)>,
+    RawQuery(query): RawQuery,
 ) -> Response {
-    list_in(&sim, bot, app, Some(guild))
+    list_in(&sim, bot, app, Some(guild), query)
 }
 
 pub(super) async fn overwrite(
