@@ -65,6 +65,12 @@ pub async fn handle(fw: poise::FrameworkContext<'_, Arc<Bot>, Error>, event: &Fu
                 track(bot, GuildEvent::Left(incomplete.id.get()));
             }
         }
+        // poise runs commands and autocomplete; presses of the panel's buttons are ours.
+        FullEvent::InteractionCreate { interaction: serenity::all::Interaction::Component(press) }
+            if press.data.custom_id.starts_with("np:") =>
+        {
+            crate::commands::buttons::pressed(bot, fw.serenity_context, press).await;
+        }
         FullEvent::VoiceStateUpdate { new, .. } => {
             let me = fw.serenity_context.cache.current_user().id;
             if new.user_id == me

@@ -105,7 +105,12 @@ pub async fn skipto(
 #[tracing::instrument(name = "/stop", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
 pub async fn stop(ctx: Context<'_>) -> Result<(), Error> {
     let guild = require_dj(ctx).await?;
-    ctx.data().music.player(guild).lock().await.stop();
+    let music = ctx.data().music.clone();
+    let player = music.player(guild);
+    let mut p = player.lock().await;
+    p.stop();
+    music.refresh_panel(guild, &p).await;
+    drop(p);
     reply(ctx, Say::new("control.stopped")).await
 }
 

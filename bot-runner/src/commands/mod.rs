@@ -2,6 +2,7 @@
 //! players. Mistakes a user can make are `UserError`s and get a polite ephemeral reply.
 //! Every reply is a [`Say`], put into the caller's language (see `crate::i18n`).
 
+pub mod buttons;
 mod control;
 mod play;
 mod queue;
@@ -187,14 +188,22 @@ fn member(ctx: Context<'_>) -> Option<&serenity::all::Member> {
 
 /// Holds Manage Server.
 fn is_manager(ctx: Context<'_>) -> bool {
-    member(ctx).and_then(|m| m.permissions).is_some_and(|p| p.manage_guild())
+    manages(member(ctx))
+}
+
+fn manages(member: Option<&serenity::all::Member>) -> bool {
+    member.and_then(|m| m.permissions).is_some_and(|p| p.manage_guild())
 }
 
 /// May control playback: anyone, until a DJ role is set; then its holders and managers.
 fn is_dj(ctx: Context<'_>, guild: GuildId) -> bool {
-    match ctx.data().music.guild_settings.get(guild.get()).dj_role {
+    may_control(ctx.data(), guild, member(ctx))
+}
+
+fn may_control(bot: &Bot, guild: GuildId, member: Option<&serenity::all::Member>) -> bool {
+    match bot.music.guild_settings.get(guild.get()).dj_role {
         None => true,
-        Some(role) => is_manager(ctx) || member(ctx).is_some_and(|m| m.roles.iter().any(|r| r.get() == role)),
+        Some(role) => manages(member) || member.is_some_and(|m| m.roles.iter().any(|r| r.get() == role)),
     }
 }
 

@@ -4,6 +4,7 @@
 mod events;
 pub mod guard;
 pub mod idle;
+pub mod panel;
 pub mod player;
 pub mod proxy;
 pub mod queue;
@@ -65,6 +66,8 @@ pub struct MusicService {
     handoff_turns: Mutex<HashMap<GuildId, Arc<tokio::sync::Mutex<()>>>>,
     /// What server managers set with `/settings`, kept beside the session.
     pub guild_settings: GuildSettingsStore,
+    /// Each guild's now-playing message.
+    panels: panel::Panels,
 }
 
 /// How long after leaving a voice state update with no channel is taken for its echo.
@@ -98,6 +101,7 @@ impl MusicService {
             own_leaves: Mutex::new(HashMap::new()),
             handoff_turns: Mutex::new(HashMap::new()),
             guild_settings,
+            panels: Default::default(),
         })
     }
 
@@ -230,6 +234,10 @@ impl MusicService {
         let player = self.players.lock().expect("players lock").remove(&guild);
         if let Some(player) = player {
             player.lock().await.stop();
+        }
+        // Its buttons would act on nothing.
+        if let Some((channel, message)) = self.panels.lock().await.remove(&guild) {
+            let _ = channel.delete_message(&self.http, message).await;
         }
         self.set_connected(guild, false);
         if self.songbird.get(guild).is_some() {

@@ -169,3 +169,62 @@ async fn previous_playnext_move_skipto_replay_and_clear_change_what_is_heard() -
     assert!(queue.contains("Now playing: **31.wav**") && queue.contains("0 waiting"), "{queue}");
     Ok(())
 }
+
+/// The now-playing panel: one message with buttons, each press heard and shown in place; a
+/// press from someone not listening gets a private no.
+#[tokio::test]
+async fn the_now_playing_panels_buttons_change_what_is_heard() -> anyhow::Result<()> {
+    use discord_sim::Press;
+    let Scene { sim, tones, bot } = Scene::start(Launch::bot(APP)).await?;
+    let b = sim.bot(&bot.token);
+    say(&sim, &b, play(&tones.wav(440, 61))).await?;
+    say(&sim, &b, play(&tones.wav(550, 62))).await?;
+    let panels = || -> Vec<serde_json::Value> {
+        b.messages()
+            .into_iter()
+            .filter(|m| {
+                m["content"]
+                    .as_str()
+                    .is_some_and(|c| c.contains("61.wav") || c.contains("62.wav") || c.starts_with("⏹"))
+            })
+            .collect()
+    };
+    let panel = eventually("the now-playing message", WAIT, async || panels().into_iter().next()).await?;
+    let id: u64 = panel["id"].as_str().unwrap().parse()?;
+    assert!(panel["content"].as_str().unwrap().contains("▶ Now playing **61.wav**"), "{panel}");
+    let press = |custom: &str| Press::button(GUILD, TEXT, ALICE, id, custom);
+    let pressed = async |p: Press| -> anyhow::Result<discord_sim::InteractionRecord> {
+        let i = b.press(p)?;
+        Ok(sim.wait_reply(i.id, WAIT).await?)
+    };
+    let content = || b.message(id).and_then(|m| m["content"].as_str().map(str::to_string)).unwrap_or_default();
+    hear_tone(&b, 440.0).await?;
+
+    let no = pressed(Press::button(GUILD, TEXT, BOB, id, "np:pause")).await?;
+    assert!(no.ephemeral() && no.text().contains(&format!("Join me in <#{VOICE}>")), "{no:?}");
+
+    assert_eq!(pressed(press("np:pause")).await?.response_type(), Some(7), "the panel changes in place");
+    assert!(content().starts_with("⏸ Paused **61.wav**"), "{}", content());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let paused_at = b.audio(GUILD).audible_seconds;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(b.audio(GUILD).audible_seconds - paused_at < 0.2, "silent while paused");
+    pressed(press("np:pause")).await?;
+    assert!(content().starts_with("▶ Now playing **61.wav**"), "{}", content());
+    hear_more(&b, 1.0).await?;
+
+    pressed(press("np:skip")).await?;
+    hear_tone(&b, 550.0).await?;
+    eventually("the panel shows the next track", WAIT, async || content().contains("**62.wav**").then_some(())).await?;
+    pressed(press("np:loop")).await?;
+    assert!(content().contains("loop: track"), "{}", content());
+    pressed(press("np:stop")).await?;
+    assert!(content().starts_with("⏹ Nothing is playing"), "{}", content());
+    assert_eq!(b.message(id).unwrap()["components"], serde_json::json!([]), "no buttons once stopped");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopped_at = b.audio(GUILD).audible_seconds;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(b.audio(GUILD).audible_seconds - stopped_at < 0.2, "stopped");
+    assert_eq!(panels().len(), 1, "one panel per guild: {:?}", panels());
+    Ok(())
+}
