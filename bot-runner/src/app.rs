@@ -31,11 +31,12 @@ async fn runtime(common: &CommonArgs) -> Result<Runtime> {
             max_queue_length: common.music.max_queue_length,
             idle_leave: common.music.idle_leave(),
         },
-        sources: Sources::new(&common.ytdlp, common.media.policy(), common.media.limits()),
+        sources: Sources::new(&common.ytdlp, common.media.policy(), common.media.limits(), common.media.search.clone()),
         session: common.session.clone(),
         metrics: Arc::new(Metrics::default()),
         mongo,
         identify_reserve: common.identify_reserve,
+        menu_expiry: Duration::from_secs(common.menu_expiry_seconds.max(1)),
         fleet_link: match &common.fleet_key_file {
             // The operator mounts the key as optional: a fleet without one plays alone.
             Some(path) if !path.exists() => {

@@ -46,6 +46,8 @@ pub struct Runtime {
     pub identify_reserve: u64,
     /// The fleet this process's bots hand requests to, with `--fleet-key-file`.
     pub fleet_link: Option<Arc<FleetLink>>,
+    /// How long a `/search` menu or a playlist offer stays open.
+    pub menu_expiry: Duration,
 }
 
 pub struct Bot {
@@ -75,6 +77,9 @@ pub struct Bot {
     /// Cancelled by `shutdown`: a bot waiting for identifies stops waiting.
     stopping: CancellationToken,
     pub fleet_link: Option<Arc<FleetLink>>,
+    /// Menus and offers waiting for a pick.
+    pub picks: crate::commands::picks::Picks,
+    pub pick_expiry: Duration,
 }
 
 impl Bot {
@@ -130,6 +135,8 @@ impl Bot {
             identify: Mutex::new(identify::Seen::default()),
             stopping: CancellationToken::new(),
             fleet_link: rt.fleet_link.clone(),
+            picks: Default::default(),
+            pick_expiry: rt.menu_expiry,
         });
         let _ = cell.set(bot.clone());
         tokio::spawn(crate::music::idle::sweep(Arc::downgrade(&music)));

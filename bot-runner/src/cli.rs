@@ -11,6 +11,7 @@ use musicbot_api::crd::{ActivityKind, OnlineStatus};
 use musicbot_api::env::{LogFormat, var};
 
 use crate::music::guard::MediaPolicy;
+use crate::music::listing::SearchSite;
 use crate::music::source::Limits;
 use crate::sandbox::SandboxArgs;
 use musicbot_db::connect::RecordsArgs;
@@ -183,6 +184,11 @@ pub struct CommonArgs {
     #[arg(long, env = "MUSICBOT_IDENTIFY_RESERVE", default_value_t = 3)]
     pub identify_reserve: u64,
 
+    /// Seconds a `/search` menu or a playlist offer can be picked from before it is taken
+    /// off its message.
+    #[arg(long, env = "MUSICBOT_MENU_EXPIRY_SECONDS", default_value_t = 120)]
+    pub menu_expiry_seconds: u64,
+
     /// Time allowed for leaving voice and closing gateways on SIGTERM.
     #[arg(long, env = "MUSICBOT_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
     pub shutdown_grace_seconds: u64,
@@ -259,6 +265,16 @@ pub struct MediaArgs {
     /// Longest a `/play` may spend finding its track (HEAD, or yt-dlp), in seconds.
     #[arg(long, env = "MUSICBOT_RESOLVE_TIMEOUT_SECONDS", default_value_t = 30)]
     pub resolve_timeout_seconds: u64,
+
+    /// Most tracks one playlist or album adds to a queue (the queue's own limit holds too).
+    #[arg(long, env = "MUSICBOT_PLAYLIST_MAX", default_value_t = 100)]
+    pub playlist_max: usize,
+
+    /// Where `/play` words and `/search` look: a yt-dlp search key (`ytsearch` for YouTube,
+    /// `scsearch` for SoundCloud) or the URL of a page whose media yt-dlp lists, with
+    /// `{query}` for the words.
+    #[arg(long, env = "MUSICBOT_SEARCH", default_value = "ytsearch", value_parser = SearchSite::parse)]
+    pub search: SearchSite,
 }
 
 impl MediaArgs {
@@ -271,6 +287,7 @@ impl MediaArgs {
             resolve: Duration::from_secs(self.resolve_timeout_seconds.max(1)),
             max_track: Duration::from_secs(self.max_track_minutes.saturating_mul(60)),
             max_file_bytes: self.max_file_mb.saturating_mul(1 << 20),
+            playlist_max: self.playlist_max.max(1),
             ..Limits::default()
         }
     }

@@ -71,6 +71,11 @@ pub async fn handle(fw: poise::FrameworkContext<'_, Arc<Bot>, Error>, event: &Fu
         {
             crate::commands::buttons::pressed(bot, fw.serenity_context, press).await;
         }
+        FullEvent::InteractionCreate { interaction: serenity::all::Interaction::Component(press) }
+            if press.data.custom_id.starts_with(crate::commands::picks::PREFIX) =>
+        {
+            crate::commands::picks::picked(bot, fw.serenity_context, press).await;
+        }
         FullEvent::VoiceStateUpdate { new, .. } => {
             let me = fw.serenity_context.cache.current_user().id;
             if new.user_id == me

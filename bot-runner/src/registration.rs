@@ -154,6 +154,7 @@ mod tests {
             "clear",
             "skipto",
             "settings",
+            "search",
         ] {
             assert!(names.iter().any(|x| x == n), "missing /{n} in {names:?}");
         }

@@ -4,6 +4,7 @@
 
 pub mod buttons;
 mod control;
+pub mod picks;
 mod play;
 mod queue;
 mod settings;
@@ -73,6 +74,7 @@ pub fn all() -> Vec<poise::Command<Arc<Bot>, Error>> {
         queue::clear(),
         control::skipto(),
         settings::settings(),
+        picks::search(),
     ];
     i18n::localize(&mut commands);
     commands

@@ -5,7 +5,8 @@ use super::{Context, Error, caller_channel, drop_placeholder, guild, guild_field
 use crate::handoff::{self, FleetLink, Offered};
 use crate::i18n::Say;
 use crate::music::Track;
-use crate::music::source::{Resolved, Source, classify, format_duration};
+use crate::music::listing::Entry;
+use crate::music::source::{self, Found, Resolved, Source, classify, format_duration};
 
 /// Play a song, or queue it: a URL (YouTube, SoundCloud, an audio file) or search words.
 #[poise::command(slash_command, guild_only)]
@@ -14,6 +15,7 @@ pub async fn play(
     ctx: Context<'_>,
     #[description = "A URL, or words to search for"]
     #[max_length = 500]
+    #[autocomplete = "known_tracks"]
     query: String,
 ) -> Result<(), Error> {
     let guild = guild(ctx)?;
@@ -37,7 +39,9 @@ pub async fn play(
     }
     // Looking a source up can take seconds; Discord wants an answer within three.
     ctx.defer().await?;
-    let (source, found) = match music.sources.resolve(guild.get(), source).await {
+    // A video of a playlist plays alone; its playlist is offered.
+    let playlist = source::playlist_of(&query);
+    let found = match music.sources.lookup(guild.get(), source, playlist.is_none()).await {
         Ok(r) => r,
         Err(why) => return reply(ctx, why).await,
     };
@@ -66,13 +70,50 @@ pub async fn play(
         drop_placeholder(ctx).await;
         return Err(user(why));
     }
+    let (source, found) = match found {
+        Found::One(source, found) => (source, found),
+        Found::Many { title, entries } => return queue_playlist(ctx, guild, title, entries).await,
+    };
     let length = length_of(&found);
     let said = match music.enqueue(guild, track(ctx, source, &found)).await {
         Ok(0) => Say::new("play.playing").with("length", length),
         Ok(n) => Say::new("play.queued").with("length", length).with("position", n),
         Err(e) => Say::new("play.cannot_queue").with("error", super::words(ctx, Say::from(&e))),
     };
-    reply(ctx, said.with("title", &found.title)).await
+    let said = said.with("title", &found.title);
+    match playlist {
+        Some(list) => super::picks::offer_playlist(ctx, said, list).await,
+        None => reply(ctx, said).await,
+    }
+}
+
+/// Queues a playlist's tracks, as many as the queue takes, each resolved when it plays.
+pub(super) async fn queue_playlist(
+    ctx: Context<'_>,
+    guild: GuildId,
+    title: Option<String>,
+    entries: Vec<Entry>,
+) -> Result<(), Error> {
+    let music = ctx.data().music.clone();
+    let (mut queued, mut first) = (0usize, None);
+    for entry in entries {
+        let found = Resolved { title: entry.title, duration: entry.duration };
+        match music.enqueue(guild, track(ctx, entry.source, &found)).await {
+            Ok(position) => {
+                queued += 1;
+                if position == 0 {
+                    first = Some(found.title);
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let name = title.unwrap_or_else(|| super::words(ctx, Say::new("play.a_playlist")));
+    let said = match first {
+        Some(now) => Say::new("play.playlist_playing").with("now", now),
+        None => Say::new("play.playlist_queued"),
+    };
+    reply(ctx, said.with("count", queued).with("playlist", name)).await
 }
 
 /// Put a song at the front of the queue, to play after the current one.
@@ -100,6 +141,33 @@ pub async fn playnext(
         Err(e) => Say::new("play.cannot_queue").with("error", super::words(ctx, Say::from(&e))),
     };
     reply(ctx, said.with("title", &found.title)).await
+}
+
+/// Choices while `/play` is typed: tracks of this server's queue and history whose title
+/// has the words typed. Answered from memory, within Discord's 3 s and without a search per
+/// keystroke; a choice is the track's link when it fits, else its title (a search).
+async fn known_tracks(ctx: Context<'_>, partial: &str) -> serenity::all::CreateAutocompleteResponse {
+    let mut choices = Vec::new();
+    if let Some(player) = ctx.guild_id().and_then(|g| ctx.data().music.existing_player(g)) {
+        let p = player.lock().await;
+        let partial = partial.trim().to_lowercase();
+        let known = p.queue.history().rev().chain(p.queue.current()).chain(p.queue.upcoming());
+        let mut seen = std::collections::HashSet::new();
+        for t in known.filter(|t| t.title.to_lowercase().contains(&partial)) {
+            let value = match &t.source {
+                Source::Http(url) | Source::Ytdl(url) | Source::Search(url) if url.len() <= 100 => url.clone(),
+                _ => t.title.chars().take(100).collect(),
+            };
+            if seen.insert(value.clone()) {
+                let name: String = t.title.chars().take(100).collect();
+                choices.push(serenity::all::AutocompleteChoice::new(name, value));
+            }
+            if choices.len() == 25 {
+                break;
+            }
+        }
+    }
+    serenity::all::CreateAutocompleteResponse::new().set_choices(choices)
 }
 
 /// The queue's track for what `ctx`'s caller asked, once looked up.

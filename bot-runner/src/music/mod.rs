@@ -4,6 +4,7 @@
 mod events;
 pub mod guard;
 pub mod idle;
+pub mod listing;
 pub mod panel;
 pub mod player;
 pub mod proxy;

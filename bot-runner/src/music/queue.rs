@@ -115,7 +115,7 @@ impl Queue {
     }
 
     /// What played before, oldest first.
-    pub fn history(&self) -> impl Iterator<Item = &Track> {
+    pub fn history(&self) -> impl DoubleEndedIterator<Item = &Track> {
         self.history.iter()
     }
 

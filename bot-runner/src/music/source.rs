@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::Client;
-use songbird::input::{Compose, HttpRequest, Input, YoutubeDl};
+use songbird::input::{HttpRequest, Input, YoutubeDl};
 use tokio::sync::Semaphore;
 
 use super::guard::{self, FetchLimits, MediaPolicy};
+use super::listing::{Entry, SearchSite};
 use crate::i18n::Say;
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -49,6 +50,22 @@ pub fn classify(query: &str) -> Result<Source, Say> {
     Ok(if direct { Source::Http(url.to_string()) } else { Source::Ytdl(url.to_string()) })
 }
 
+/// The playlist a YouTube video link also names (`watch?v=…&list=…`, `youtu.be/…?list=…`),
+/// as its playlist page: the video plays, the playlist is offered beside it.
+pub fn playlist_of(query: &str) -> Option<String> {
+    let url = reqwest::Url::parse(query.trim()).ok()?;
+    let host = url.host_str()?;
+    let host = host.trim_start_matches("www.").trim_start_matches("m.").trim_start_matches("music.");
+    let video = match host {
+        "youtube.com" => url.path() == "/watch" && url.query_pairs().any(|(k, v)| k == "v" && !v.is_empty()),
+        "youtu.be" => url.path().len() > 1,
+        _ => false,
+    };
+    let list = url.query_pairs().find(|(k, _)| k == "list").map(|(_, v)| v.into_owned())?;
+    let valid = !list.is_empty() && list.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    (video && valid).then(|| format!("https://www.youtube.com/playlist?list={list}"))
+}
+
 /// How far a `/play` may make the bot go. One user's request must not exhaust the process:
 /// resolutions in flight are capped per guild and per process, each bounded in time, and
 /// what they may bring back is bounded in size and length.
@@ -64,6 +81,8 @@ pub struct Limits {
     pub max_track: Duration,
     /// Largest file accepted, where the server says its size.
     pub max_file_bytes: u64,
+    /// Most tracks one playlist or album adds.
+    pub playlist_max: usize,
 }
 
 impl Default for Limits {
@@ -75,6 +94,7 @@ impl Default for Limits {
             per_process: 8,
             max_track: Duration::from_secs(3 * 3600),
             max_file_bytes: 200 << 20,
+            playlist_max: 100,
         }
     }
 }
@@ -86,10 +106,11 @@ pub struct Sources {
     pub http: Client,
     /// What songbird runs for yt-dlp: this binary's sandbox (see `crate::sandbox`), a
     /// `&'static str` as songbird wants, set once at start-up; then its arguments.
-    ytdl_program: &'static str,
-    ytdl_args: Vec<String>,
+    pub(super) ytdl_program: &'static str,
+    pub(super) ytdl_args: Vec<String>,
     policy: Arc<MediaPolicy>,
-    limits: Limits,
+    pub limits: Limits,
+    pub(super) search_site: SearchSite,
     in_flight: Arc<Semaphore>,
     per_guild: Arc<Mutex<HashMap<u64, usize>>>,
 }
@@ -97,6 +118,12 @@ pub struct Sources {
 pub struct Resolved {
     pub title: String,
     pub duration: Option<Duration>,
+}
+
+/// What a `/play` found: one track, or a playlist's tracks (each resolved when it plays).
+pub enum Found {
+    One(Source, Resolved),
+    Many { title: Option<String>, entries: Vec<Entry> },
 }
 
 /// A resolution slot of a guild, given back when dropped.
@@ -118,7 +145,7 @@ impl Drop for GuildSlot {
 }
 
 impl Sources {
-    pub fn new(ytdlp: &str, policy: MediaPolicy, limits: Limits) -> Self {
+    pub fn new(ytdlp: &str, policy: MediaPolicy, limits: Limits, search_site: SearchSite) -> Self {
         let policy = Arc::new(policy);
         let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "bot-runner".into());
         let proxy = match super::proxy::MediaProxy::start(policy.clone(), limits.fetch, limits.resolve) {
@@ -137,6 +164,7 @@ impl Sources {
             limits,
             in_flight: Arc::new(Semaphore::new(limits.per_process)),
             per_guild: Arc::new(Mutex::new(HashMap::new())),
+            search_site,
         }
     }
 
@@ -173,19 +201,27 @@ impl Sources {
     /// it found, so the track that plays is the one announced. Every failure is a short
     /// reason fit for the user: no internal status code, address or yt-dlp output.
     pub async fn resolve(&self, guild: u64, source: Source) -> Result<(Source, Resolved), Say> {
+        match self.lookup(guild, source, false).await? {
+            Found::One(source, found) => Ok((source, found)),
+            Found::Many { .. } => Err(Say::new("source.cannot_load")),
+        }
+    }
+
+    /// [`Self::resolve`], or with `playlists` a playlist's entries (flat, capped).
+    pub async fn lookup(&self, guild: u64, source: Source, playlists: bool) -> Result<Found, Say> {
         let Some(_guild_slot) = self.guild_slot(guild) else {
             return Err(Say::new("source.guild_busy"));
         };
         let Ok(_slot) = self.in_flight.clone().try_acquire_owned() else {
             return Err(Say::new("source.busy"));
         };
-        match tokio::time::timeout(self.limits.resolve, self.resolve_now(source)).await {
+        match tokio::time::timeout(self.limits.resolve, self.resolve_now(source, playlists)).await {
             Ok(found) => found,
             Err(_) => Err(Say::new("source.timed_out")),
         }
     }
 
-    async fn resolve_now(&self, source: Source) -> Result<(Source, Resolved), Say> {
+    async fn resolve_now(&self, source: Source, playlists: bool) -> Result<Found, Say> {
         match source {
             Source::Http(url) => {
                 let parsed = reqwest::Url::parse(&url).map_err(|_| Say::new("source.bad_url"))?;
@@ -203,7 +239,7 @@ impl Sources {
                     return Err(Say::new("source.too_large").with("mb", self.limits.max_file_bytes >> 20));
                 }
                 let title = url.rsplit('/').next().filter(|s| !s.is_empty()).unwrap_or(&url).to_string();
-                Ok((Source::Http(url), Resolved { title, duration: None }))
+                Ok(Found::One(Source::Http(url), Resolved { title, duration: None }))
             }
             Source::Ytdl(ref q) | Source::Search(ref q) => {
                 if let Source::Ytdl(url) = &source
@@ -212,20 +248,35 @@ impl Sources {
                 {
                     return Err(Say::new(NOT_PUBLIC));
                 }
-                let mut ytdl = self.ytdl(&source);
-                let meta = ytdl.aux_metadata().await.map_err(|e| {
-                    tracing::info!(error = %first_line(&e.to_string()), "yt-dlp could not load a request");
-                    Say::new("source.cannot_load")
-                })?;
-                if meta.duration.is_some_and(|d| d > self.limits.max_track) {
+                let listing = match &source {
+                    Source::Search(words) => {
+                        let first = self.search(words, 1).await?.into_iter().next();
+                        super::listing::Listing {
+                            title: None,
+                            is_playlist: false,
+                            entries: first.into_iter().collect(),
+                        }
+                    }
+                    _ => self.list(q, self.limits.playlist_max, playlists).await?,
+                };
+                if listing.is_playlist {
+                    if listing.entries.is_empty() {
+                        return Err(Say::new("source.cannot_load"));
+                    }
+                    return Ok(Found::Many { title: listing.title, entries: listing.entries });
+                }
+                let Some(entry) = listing.entries.into_iter().next() else {
+                    return Err(Say::new("source.cannot_load"));
+                };
+                if entry.duration.is_some_and(|d| d > self.limits.max_track) {
                     return Err(Say::new("source.too_long_track").with("max", format_duration(self.limits.max_track)));
                 }
-                let pinned = match (&source, &meta.source_url) {
-                    (Source::Search(_), Some(url)) => Source::Ytdl(url.clone()),
+                // A search is pinned to the page it found; a page stays as asked.
+                let pinned = match &source {
+                    Source::Search(_) => entry.source,
                     _ => source.clone(),
                 };
-                let title = meta.title.or(meta.track).unwrap_or_else(|| q.clone());
-                Ok((pinned, Resolved { title, duration: meta.duration }))
+                Ok(Found::One(pinned, Resolved { title: entry.title, duration: entry.duration }))
             }
         }
     }
@@ -234,7 +285,7 @@ impl Sources {
 const NOT_PUBLIC: &str = "source.not_public";
 
 /// yt-dlp's errors run to many lines; the first says what went wrong.
-fn first_line(s: &str) -> String {
+pub(super) fn first_line(s: &str) -> String {
     let line = s.lines().find(|l| l.contains("ERROR")).or_else(|| s.lines().next()).unwrap_or(s);
     line.chars().take(300).collect()
 }
@@ -271,6 +322,23 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_video_link_that_names_a_playlist_offers_it() {
+        let list = Some("https://www.youtube.com/playlist?list=PLx_1-a".to_string());
+        assert_eq!(playlist_of("https://www.youtube.com/watch?v=abc&list=PLx_1-a&index=3"), list);
+        assert_eq!(playlist_of("https://youtu.be/abc?list=PLx_1-a"), list);
+        assert_eq!(playlist_of("https://music.youtube.com/watch?v=abc&list=PLx_1-a"), list);
+        for not in [
+            "https://www.youtube.com/playlist?list=PLx",
+            "https://www.youtube.com/watch?v=abc",
+            "https://example.org/watch?v=abc&list=PLx",
+            "https://www.youtube.com/watch?v=abc&list=bad%20list",
+            "lofi beats",
+        ] {
+            assert_eq!(playlist_of(not), None, "{not}");
+        }
+    }
 
     #[test]
     fn queries_are_classified() {

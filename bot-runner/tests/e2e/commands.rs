@@ -10,7 +10,7 @@ use testkit::mongo::MongoServer;
 use crate::support::*;
 
 /// Every command the bot registers: the seed's thirteen, then the queue's and settings.
-const COMMANDS: [&str; 20] = [
+const COMMANDS: [&str; 21] = [
     "play",
     "skip",
     "stop",
@@ -31,6 +31,7 @@ const COMMANDS: [&str; 20] = [
     "clear",
     "skipto",
     "settings",
+    "search",
 ];
 
 #[tokio::test]

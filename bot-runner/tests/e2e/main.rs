@@ -9,6 +9,7 @@ mod fleet_live;
 mod handoff;
 mod hostile;
 mod identify;
+mod picks;
 mod playback;
 mod process;
 mod resilience;

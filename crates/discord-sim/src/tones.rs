@@ -307,7 +307,24 @@ impl ToneServer {
             };
             [(header::CONTENT_TYPE, t)]
         }
+        // A page of `count` tones from `hz` up (10 Hz apart), as yt-dlp lists a playlist.
+        async fn playlist(Path((hz, count)): Path<(u32, u32)>) -> Response {
+            let tracks = (0..count.min(500)).map(|i| (hz + 10 * i, 30));
+            html("Tone playlist", tracks)
+        }
+        // A search results page: five tones whatever the words, 440 Hz first.
+        async fn search() -> Response {
+            html("Tone search", [440, 550, 660, 770, 880].map(|hz| (hz, 30)))
+        }
+        fn html(title: &str, tracks: impl IntoIterator<Item = (u32, u32)>) -> Response {
+            let audio: String =
+                tracks.into_iter().map(|(hz, s)| format!("<audio src=\"/tone/{hz}/{s}.wav\"></audio>\n")).collect();
+            let page = format!("<!DOCTYPE html><html><head><title>{title}</title></head><body>\n{audio}</body></html>");
+            ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
+        }
         let app = axum::Router::new()
+            .route("/playlist/{hz}/{count}", get(playlist))
+            .route("/search", get(search))
             .route("/{kind}/{hz}/{file}", get(file))
             .route(
                 "/broken/{file}",
@@ -352,6 +369,17 @@ impl ToneServer {
 
     pub fn page(&self, hz: u32, seconds: u32) -> String {
         format!("http://{}/page/{hz}/{seconds}", self.addr)
+    }
+
+    /// A page yt-dlp lists as a playlist of `count` 30 s tones: `hz`, `hz` + 10, ….
+    pub fn playlist(&self, hz: u32, count: u32) -> String {
+        format!("http://{}/playlist/{hz}/{count}", self.addr)
+    }
+
+    /// A search site for bot-runner's `--search`: five 30 s tones, 440, 550, 660, 770 and
+    /// 880 Hz, whatever the words.
+    pub fn search_site(&self) -> String {
+        format!("http://{}/search?q={{query}}", self.addr)
     }
 
     pub fn broken(&self) -> String {
