@@ -17,6 +17,7 @@ use crate::fleet::records::FleetRecords;
 use crate::fleet::{Fleet, Seat};
 use crate::handoff::FleetLink;
 use crate::metrics::Metrics;
+use crate::music::services::PageBases;
 use crate::music::{MusicSettings, Sources};
 use crate::token;
 use crate::{discord, http, registration};
@@ -31,7 +32,13 @@ async fn runtime(common: &CommonArgs) -> Result<Runtime> {
             max_queue_length: common.music.max_queue_length,
             idle_leave: common.music.idle_leave(),
         },
-        sources: Sources::new(&common.ytdlp, common.media.policy(), common.media.limits(), common.media.search.clone()),
+        sources: Sources::new(
+            &common.ytdlp,
+            common.media.policy(),
+            common.media.limits(),
+            common.media.search.clone(),
+            PageBases::parse(&common.media.link_page_bases).map_err(anyhow::Error::msg)?,
+        ),
         session: common.session.clone(),
         metrics: Arc::new(Metrics::default()),
         mongo,

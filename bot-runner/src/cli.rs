@@ -275,6 +275,11 @@ pub struct MediaArgs {
     /// `{query}` for the words.
     #[arg(long, env = "MUSICBOT_SEARCH", default_value = "ytsearch", value_parser = SearchSite::parse)]
     pub search: SearchSite,
+
+    /// Where Spotify, Apple Music and Deezer track pages are read from instead of the
+    /// services' own sites (`spotify=URL,apple=URL,deezer=URL`): a mirror.
+    #[arg(long, env = "MUSICBOT_LINK_PAGE_BASES", value_delimiter = ',')]
+    pub link_page_bases: Vec<String>,
 }
 
 impl MediaArgs {

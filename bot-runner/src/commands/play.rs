@@ -6,6 +6,7 @@ use crate::handoff::{self, FleetLink, Offered};
 use crate::i18n::Say;
 use crate::music::Track;
 use crate::music::listing::Entry;
+use crate::music::services::{self, Link, Service};
 use crate::music::source::{self, Found, Resolved, Source, classify, format_duration};
 
 /// Play a song, or queue it: a URL (YouTube, SoundCloud, an audio file) or search words.
@@ -22,6 +23,7 @@ pub async fn play(
     // Everything that can be checked at once is checked before deferring, so mistakes get
     // an ephemeral answer rather than a public one.
     let source = classify(&query).map_err(user)?;
+    let service = service_link(&source)?;
     let Some(channel) = caller_channel(ctx, guild).await else {
         return Err(user(Say::new("play.join_first")));
     };
@@ -41,6 +43,13 @@ pub async fn play(
     ctx.defer().await?;
     // A video of a playlist plays alone; its playlist is offered.
     let playlist = source::playlist_of(&query);
+    let (source, matched) = match service {
+        Some((service, link)) => match music.sources.name_track(service, &link).await {
+            Ok(named) => (Source::Search(named.words()), Some((service, named))),
+            Err(why) => return reply(ctx, why).await,
+        },
+        None => (source, None),
+    };
     let found = match music.sources.lookup(guild.get(), source, playlist.is_none()).await {
         Ok(r) => r,
         Err(why) => return reply(ctx, why).await,
@@ -80,10 +89,35 @@ pub async fn play(
         Ok(n) => Say::new("play.queued").with("length", length).with("position", n),
         Err(e) => Say::new("play.cannot_queue").with("error", super::words(ctx, Say::from(&e))),
     };
-    let said = said.with("title", &found.title);
+    let mut said = said.with("title", &found.title);
+    if let Some((service, named)) = matched {
+        let note = Say::new("services.matched").with("service", service.name()).with("named", named_text(&named));
+        let text = format!("{} {}", super::words(ctx, said), super::words(ctx, note));
+        said = Say::new("common.text").with("text", text);
+    }
     match playlist {
         Some(list) => super::picks::offer_playlist(ctx, said, list).await,
         None => reply(ctx, said).await,
+    }
+}
+
+/// A Spotify, Apple Music or Deezer link: its track's service and link, to search for by
+/// its page's metadata; its albums and playlists are refused at once.
+fn service_link(source: &Source) -> Result<Option<(Service, reqwest::Url)>, Error> {
+    let Source::Ytdl(url) = source else { return Ok(None) };
+    let Ok(url) = reqwest::Url::parse(url) else { return Ok(None) };
+    match services::link_of(&url) {
+        Some(Link::Track(service)) => Ok(Some((service, url))),
+        Some(Link::Collection(service)) => Err(user(Say::new("services.collection").with("service", service.name()))),
+        None => Ok(None),
+    }
+}
+
+/// "«Song» by Artist", as a match is labelled.
+fn named_text(named: &services::Named) -> String {
+    match &named.artist {
+        Some(artist) => format!("«{}» — {artist}", named.title),
+        None => format!("«{}»", named.title),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod panel;
 pub mod player;
 pub mod proxy;
 pub mod queue;
+pub mod services;
 pub mod session;
 pub mod source;
 pub mod watchdog;

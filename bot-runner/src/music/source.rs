@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 
 use super::guard::{self, FetchLimits, MediaPolicy};
 use super::listing::{Entry, SearchSite};
+use super::services::PageBases;
 use crate::i18n::Say;
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -111,6 +112,7 @@ pub struct Sources {
     policy: Arc<MediaPolicy>,
     pub limits: Limits,
     pub(super) search_site: SearchSite,
+    pub(super) page_bases: PageBases,
     in_flight: Arc<Semaphore>,
     per_guild: Arc<Mutex<HashMap<u64, usize>>>,
 }
@@ -145,7 +147,13 @@ impl Drop for GuildSlot {
 }
 
 impl Sources {
-    pub fn new(ytdlp: &str, policy: MediaPolicy, limits: Limits, search_site: SearchSite) -> Self {
+    pub fn new(
+        ytdlp: &str,
+        policy: MediaPolicy,
+        limits: Limits,
+        search_site: SearchSite,
+        page_bases: PageBases,
+    ) -> Self {
         let policy = Arc::new(policy);
         let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "bot-runner".into());
         let proxy = match super::proxy::MediaProxy::start(policy.clone(), limits.fetch, limits.resolve) {
@@ -165,7 +173,12 @@ impl Sources {
             in_flight: Arc::new(Semaphore::new(limits.per_process)),
             per_guild: Arc::new(Mutex::new(HashMap::new())),
             search_site,
+            page_bases,
         }
+    }
+
+    pub(super) fn policy_permits(&self, url: &reqwest::Url) -> bool {
+        self.policy.permits_url(url)
     }
 
     pub fn input(&self, source: &Source) -> Input {

@@ -1,7 +1,8 @@
 //! Playlists, the search picker and `/play`'s autocomplete, against real yt-dlp listing
 //! pages of the tone server: a playlist page queues its tracks in one reply, each resolved
 //! when it plays; `/search` offers five results in a menu only its caller may pick from, and
-//! the menu expires politely; typing `/play` is answered from the queue and history.
+//! the menu expires politely; typing `/play` is answered from the queue and history; a
+//! Spotify track link becomes a search for the artist and title its page names.
 
 use std::time::Duration;
 
@@ -20,7 +21,10 @@ async fn hears(b: &discord_sim::Bot<'_>, hz: f64) -> anyhow::Result<()> {
 }
 
 async fn started(sim: &DiscordSim, tones: &Tones) -> anyhow::Result<BotProcess> {
-    let launch = Launch::bot(APP).env("MUSICBOT_SEARCH", tones.search_site()).env("MUSICBOT_MENU_EXPIRY_SECONDS", "4");
+    let launch = Launch::bot(APP)
+        .env("MUSICBOT_SEARCH", tones.search_site())
+        .env("MUSICBOT_MENU_EXPIRY_SECONDS", "4")
+        .env("MUSICBOT_LINK_PAGE_BASES", format!("spotify={}", tones.service_pages()));
     let mut bot = BotProcess::start(sim, launch).await?;
     bot.wait_ready().await?;
     Ok(bot)
@@ -108,5 +112,35 @@ async fn typing_play_is_answered_from_the_queue_and_history() -> anyhow::Result<
     let asked = b.inject_autocomplete(typed("nothing like it"))?;
     assert!(sim.wait_reply(asked.id, WAIT).await?.choices().is_empty());
     assert!(sim.payload_errors().is_empty(), "{:?}", sim.payload_errors());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_spotify_track_link_is_played_as_a_labelled_match_and_albums_are_refused() -> anyhow::Result<()> {
+    let sim = world().start().await?;
+    let tones = Tones::start().await?;
+    let bot = started(&sim, &tones).await?;
+    let b = sim.bot(&bot.token);
+
+    let said = say(&sim, &b, play("https://open.spotify.com/intl-th/track/4uLU6hMCjMI75M1A2tKUQC?si=x")).await?;
+    assert_eq!(
+        said,
+        "Playing **Tone search (1)** (a match found by searching for Spotify's «Tone Song 4uLU6hMCjMI75M1A2tKUQC» \
+         — Tone Artist)"
+    );
+    assert_eq!(tones.searches(), ["Tone Artist Tone Song 4uLU6hMCjMI75M1A2tKUQC"], "the search made");
+    hears(&b, 440.0).await?;
+
+    for (link, service) in [
+        ("https://open.spotify.com/album/1DFixLWuPkv3KT3TnV35m3", "Spotify"),
+        ("https://music.apple.com/us/playlist/x/pl.u-1", "Apple Music"),
+        ("https://www.deezer.com/album/302127", "Deezer"),
+    ] {
+        let i = b.inject_interaction(play(link))?;
+        let r = sim.wait_reply(i.id, WAIT).await?;
+        assert!(r.ephemeral(), "{r:?}");
+        assert_eq!(r.text(), format!("{service} albums and playlists aren't supported yet; a track link works."));
+    }
+    assert_eq!(tones.searches().len(), 1, "nothing searched for them");
     Ok(())
 }

@@ -196,6 +196,8 @@ fn float(id: u32, v: f64) -> Vec<u8> {
 pub struct ToneServer {
     addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
+    /// The words of each search asked for, in order.
+    searches: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for ToneServer {
@@ -313,8 +315,22 @@ impl ToneServer {
             html("Tone playlist", tracks)
         }
         // A search results page: five tones whatever the words, 440 Hz first.
-        async fn search() -> Response {
+        async fn search(
+            State(searches): State<Arc<Mutex<Vec<String>>>>,
+            axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
+        ) -> Response {
+            let words = q.get("q").cloned().unwrap_or_default();
+            searches.lock().unwrap_or_else(|e| e.into_inner()).push(words);
             html("Tone search", [440, 550, 660, 770, 880].map(|hz| (hz, 30)))
+        }
+        // A music service's track page, as Spotify's carries its metadata.
+        async fn track(Path(id): Path<String>) -> Response {
+            let page = format!(
+                "<!DOCTYPE html><html><head><title>Tone Song {id} | Spotify</title>\
+                 <meta property=\"og:title\" content=\"Tone Song {id}\">\
+                 <meta name=\"music:musician_description\" content=\"Tone Artist\"></head><body></body></html>"
+            );
+            ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
         }
         fn html(title: &str, tracks: impl IntoIterator<Item = (u32, u32)>) -> Response {
             let audio: String =
@@ -322,22 +338,29 @@ impl ToneServer {
             let page = format!("<!DOCTYPE html><html><head><title>{title}</title></head><body>\n{audio}</body></html>");
             ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
         }
+        let searches: Arc<Mutex<Vec<String>>> = Arc::default();
+        let pages = axum::Router::new()
+            .route("/search", get(search))
+            .route("/track/{id}", get(track))
+            // Spotify's links with a locale: /intl-th/track/<id>.
+            .route("/{locale}/track/{id}", get(|Path((_, id)): Path<(String, String)>| track(Path(id))))
+            .with_state(searches.clone());
         let app = axum::Router::new()
             .route("/playlist/{hz}/{count}", get(playlist))
-            .route("/search", get(search))
             .route("/{kind}/{hz}/{file}", get(file))
             .route(
                 "/broken/{file}",
                 get(|| async { ([(header::CONTENT_TYPE, "audio/mpeg")], "not audio at all ".repeat(512)) }),
             )
             .fallback(|| async { StatusCode::NOT_FOUND })
-            .with_state((Files::default(), Stalled::default()));
+            .with_state((Files::default(), Stalled::default()))
+            .merge(pages);
         let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0)).await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Self { addr, task })
+        Ok(Self { addr, task, searches })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -369,6 +392,17 @@ impl ToneServer {
 
     pub fn page(&self, hz: u32, seconds: u32) -> String {
         format!("http://{}/page/{hz}/{seconds}", self.addr)
+    }
+
+    /// The words of each search asked of [`Self::search_site`], in order.
+    pub fn searches(&self) -> Vec<String> {
+        self.searches.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Where bot-runner's `--link-page-bases` sends Spotify pages: `/track/<id>` names
+    /// "Tone Song <id>" by "Tone Artist".
+    pub fn service_pages(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// A page yt-dlp lists as a playlist of `count` 30 s tones: `hz`, `hz` + 10, ….
