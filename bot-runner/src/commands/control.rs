@@ -143,6 +143,15 @@ async fn set_paused(ctx: Context<'_>, paused: bool, already: &'static str, done:
     reply(ctx, Say::new(done)).await
 }
 
+/// A volume option's value, 0–200 %. Discord enforces the option's min and max, but a client
+/// can send anything: checked again.
+pub(super) fn volume_level(level: i64) -> Result<u16, Error> {
+    match u16::try_from(level) {
+        Ok(level @ 0..=200) => Ok(level),
+        _ => Err(user(Say::new("control.volume_range").with("level", level))),
+    }
+}
+
 /// Set the volume, in percent.
 #[poise::command(slash_command, guild_only)]
 #[tracing::instrument(name = "/volume", skip_all, fields(bot = %ctx.data().name, guild = guild_field(ctx)))]
@@ -153,10 +162,7 @@ pub async fn volume(
     #[max = 200]
     level: i64,
 ) -> Result<(), Error> {
-    // Discord enforces min/max, but a client can send anything: check again.
-    let Ok(level @ 0..=200) = u16::try_from(level) else {
-        return Err(user(Say::new("control.volume_range").with("level", level)));
-    };
+    let level = volume_level(level)?;
     let guild = require_dj(ctx).await?;
     ctx.data().music.player(guild).lock().await.set_volume(level);
     reply(ctx, Say::new("control.volume_set").with("level", level)).await

@@ -74,9 +74,7 @@ pub async fn volume(
     #[max = 200]
     level: i64,
 ) -> Result<(), Error> {
-    let Ok(level @ 0..=200) = u16::try_from(level) else {
-        return Err(user(Say::new("control.volume_range").with("level", level)));
-    };
+    let level = super::control::volume_level(level)?;
     let guild = require_manager(ctx)?;
     save(ctx, guild.get(), |s| s.default_volume = Some(level))?;
     reply(ctx, Say::new("settings.volume_set").with("level", level)).await

@@ -7,8 +7,16 @@ use serde_json::{Value, json};
 use super::interaction::{InteractionContext, Press, SlashCommand, component_create, interaction_create};
 use super::payloads;
 use super::records::InteractionRecord;
-use super::spec::{ChannelKind, GuildSpec, UserSpec};
+use super::spec::{ChannelKind, ChannelSpec, GuildSpec, UserSpec};
 use super::state::{Endpoints, Outgoing, State, VoiceSession, random_string};
+
+/// What kind of interaction [`State::deliver`] records, and what it is about.
+struct Delivery {
+    kind: u8,
+    message_id: Option<u64>,
+    command: String,
+    command_id: u64,
+}
 
 /// Discord's voice close code for "disconnected from the channel" (kicked, moved, left).
 pub const VOICE_DISCONNECTED: u16 = 4014;
@@ -185,22 +193,14 @@ impl State {
         true
     }
 
-    /// Dispatches INTERACTION_CREATE for a slash command and starts recording the replies.
+    /// Dispatches INTERACTION_CREATE for a slash command (or an autocomplete question) and
+    /// starts recording the replies.
     pub fn inject_interaction(&mut self, bot: usize, cmd: &SlashCommand) -> Result<InteractionRecord> {
-        let guild =
-            self.guilds.get(&cmd.guild_id).cloned().with_context(|| format!("unknown guild {}", cmd.guild_id))?;
-        if !self.bots[bot].spec.guilds.contains(&guild.id) {
-            bail!("the bot is not in guild {}", guild.id);
-        }
-        let channel = guild
-            .channel(cmd.channel_id)
-            .cloned()
-            .with_context(|| format!("guild {} has no channel {}", guild.id, cmd.channel_id))?;
-        let user = self.user_in_guild(Some(bot), guild.id, cmd.user_id);
+        let place = self.place(bot, cmd.guild_id, cmd.channel_id, cmd.user_id)?;
         let b = &self.bots[bot];
         let registered = b
             .guild_commands
-            .get(&guild.id)
+            .get(&place.0.id)
             .into_iter()
             .flatten()
             .chain(b.global_commands.iter())
@@ -209,50 +209,15 @@ impl State {
             Some(id) => id,
             None => self.snowflake(),
         };
-        let id = self.snowflake();
-        let token = format!("aW50ZXJhY3Rpb246{}", random_string(120));
-        let application_id = self.bots[bot].spec.application_id;
-        let ctx = InteractionContext {
-            id,
-            token: &token,
-            application_id,
-            command_id,
-            guild: &guild,
-            channel: &channel,
-            user: &user,
-            joined_at: &self.started_at,
-        };
-        let d = interaction_create(cmd, &ctx);
-        let record = InteractionRecord {
-            kind: if cmd.focused.is_some() { 4 } else { 2 },
-            message_id: None,
-            id,
-            token: token.clone(),
-            bot: self.bots[bot].spec.token.clone(),
-            application_id,
-            guild_id: guild.id,
-            channel_id: channel.id,
-            user,
-            command: cmd.name.clone(),
-            callback: None,
-            original: None,
-            followups: Vec::new(),
-        };
-        self.interactions.push(record.clone());
-        self.interaction_created.insert(id, std::time::Instant::now());
-        self.dispatch(bot, Some(guild.id), "INTERACTION_CREATE", d);
-        Ok(record)
+        let kind = if cmd.focused.is_some() { 4 } else { 2 };
+        let what = Delivery { kind, message_id: None, command: cmd.name.clone(), command_id };
+        Ok(self.deliver(bot, place, what, |ctx| interaction_create(cmd, ctx)))
     }
 
     /// A member presses a component of message `press.message_id`, which the bot sent (to a
     /// channel, or as an interaction's answer).
     pub fn inject_press(&mut self, bot: usize, press: &Press) -> Result<InteractionRecord> {
-        let guild =
-            self.guilds.get(&press.guild_id).cloned().with_context(|| format!("unknown guild {}", press.guild_id))?;
-        let channel = guild
-            .channel(press.channel_id)
-            .cloned()
-            .with_context(|| format!("guild {} has no channel {}", guild.id, press.channel_id))?;
+        let place = self.place(bot, press.guild_id, press.channel_id, press.user_id)?;
         let message = self
             .message_mut(bot, press.message_id)
             .map(|m| m.clone())
@@ -261,23 +226,48 @@ impl State {
         if !offered {
             bail!("message {} has no component {:?}", press.message_id, press.custom_id);
         }
-        let user = self.user_in_guild(Some(bot), guild.id, press.user_id);
-        let (id, token) = (self.snowflake(), format!("aW50ZXJhY3Rpb246{}", random_string(120)));
+        let what =
+            Delivery { kind: 3, message_id: Some(press.message_id), command: press.custom_id.clone(), command_id: 0 };
+        Ok(self.deliver(bot, place, what, |ctx| component_create(press, &message, ctx)))
+    }
+
+    /// Where an interaction happens: the guild (the bot's), the channel and the member.
+    fn place(&self, bot: usize, guild: u64, channel: u64, user: u64) -> Result<(GuildSpec, ChannelSpec, UserSpec)> {
+        let guild = self.guilds.get(&guild).cloned().with_context(|| format!("unknown guild {guild}"))?;
+        if !self.bots[bot].spec.guilds.contains(&guild.id) {
+            bail!("the bot is not in guild {}", guild.id);
+        }
+        let channel =
+            guild.channel(channel).cloned().with_context(|| format!("guild {} has no channel {channel}", guild.id))?;
+        let user = self.user_in_guild(Some(bot), guild.id, user);
+        Ok((guild, channel, user))
+    }
+
+    /// Dispatches the interaction `payload` builds and starts recording its answers.
+    fn deliver(
+        &mut self,
+        bot: usize,
+        (guild, channel, user): (GuildSpec, ChannelSpec, UserSpec),
+        what: Delivery,
+        payload: impl FnOnce(&InteractionContext<'_>) -> Value,
+    ) -> InteractionRecord {
+        let id = self.snowflake();
+        let token = format!("aW50ZXJhY3Rpb246{}", random_string(120));
         let application_id = self.bots[bot].spec.application_id;
         let ctx = InteractionContext {
             id,
             token: &token,
             application_id,
-            command_id: 0,
+            command_id: what.command_id,
             guild: &guild,
             channel: &channel,
             user: &user,
             joined_at: &self.started_at,
         };
-        let d = component_create(press, &message, &ctx);
+        let d = payload(&ctx);
         let record = InteractionRecord {
-            kind: 3,
-            message_id: Some(press.message_id),
+            kind: what.kind,
+            message_id: what.message_id,
             id,
             token: token.clone(),
             bot: self.bots[bot].spec.token.clone(),
@@ -285,7 +275,7 @@ impl State {
             guild_id: guild.id,
             channel_id: channel.id,
             user,
-            command: press.custom_id.clone(),
+            command: what.command,
             callback: None,
             original: None,
             followups: Vec::new(),
@@ -293,7 +283,7 @@ impl State {
         self.interactions.push(record.clone());
         self.interaction_created.insert(id, std::time::Instant::now());
         self.dispatch(bot, Some(guild.id), "INTERACTION_CREATE", d);
-        Ok(record)
+        record
     }
 
     /// A message bot `bot` sent, by id: to a channel, or answering an interaction.
