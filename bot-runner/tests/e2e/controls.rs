@@ -178,14 +178,16 @@ async fn the_now_playing_panels_buttons_change_what_is_heard() -> anyhow::Result
     let Scene { sim, tones, bot } = Scene::start(Launch::bot(APP)).await?;
     let b = sim.bot(&bot.token);
     say(&sim, &b, play(&tones.wav(440, 61))).await?;
-    say(&sim, &b, play(&tones.wav(550, 62))).await?;
+    // The second is short, so that looping it is heard; a third waits behind it.
+    say(&sim, &b, play(&tones.wav(550, 3))).await?;
+    say(&sim, &b, play(&tones.wav(770, 30))).await?;
     let panels = || -> Vec<serde_json::Value> {
         b.messages()
             .into_iter()
             .filter(|m| {
                 m["content"]
                     .as_str()
-                    .is_some_and(|c| c.contains("61.wav") || c.contains("62.wav") || c.starts_with("⏹"))
+                    .is_some_and(|c| c.contains("61.wav") || c.contains("**3.wav**") || c.starts_with("⏹"))
             })
             .collect()
     };
@@ -215,9 +217,13 @@ async fn the_now_playing_panels_buttons_change_what_is_heard() -> anyhow::Result
 
     pressed(press("np:skip")).await?;
     hear_tone(&b, 550.0).await?;
-    eventually("the panel shows the next track", WAIT, async || content().contains("**62.wav**").then_some(())).await?;
     pressed(press("np:loop")).await?;
     assert!(content().contains("loop: track"), "{}", content());
+    eventually("the panel shows the next track", WAIT, async || content().contains("**3.wav**").then_some(())).await?;
+    // Looping the 3 s track: well past its end it is still what plays, not the third.
+    let looped_from = b.audio(GUILD).audible_seconds;
+    b.wait_for_audio(GUILD, looped_from + 5.0, WAIT).await?;
+    assert!(near(recent_hz(&b.audio_samples(GUILD), 1.0), 550.0), "the looped track plays again");
     pressed(press("np:stop")).await?;
     assert!(content().starts_with("⏹ Nothing is playing"), "{}", content());
     assert_eq!(b.message(id).unwrap()["components"], serde_json::json!([]), "no buttons once stopped");
