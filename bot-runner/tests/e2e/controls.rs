@@ -224,6 +224,9 @@ async fn the_now_playing_panels_buttons_change_what_is_heard() -> anyhow::Result
     let looped_from = b.audio(GUILD).audible_seconds;
     b.wait_for_audio(GUILD, looped_from + 5.0, WAIT).await?;
     assert!(near(recent_hz(&b.audio_samples(GUILD), 1.0), 550.0), "the looped track plays again");
+    // One track waits: nothing to shuffle, and the presser alone is told.
+    let shuffled = pressed(press("np:shuffle")).await?;
+    assert!(shuffled.ephemeral() && shuffled.text().contains("nothing to shuffle"), "{shuffled:?}");
     pressed(press("np:stop")).await?;
     assert!(content().starts_with("⏹ Nothing is playing"), "{}", content());
     assert_eq!(b.message(id).unwrap()["components"], serde_json::json!([]), "no buttons once stopped");
