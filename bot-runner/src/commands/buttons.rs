@@ -24,7 +24,8 @@ pub async fn pressed(bot: &Arc<Bot>, ctx: &Serenity, press: &ComponentInteractio
     let answer = match act(bot, guild, press).await {
         Ok(()) => {
             let player = music.player(guild);
-            let view = View::of(music, &*player.lock().await).await;
+            let p = player.lock().await;
+            let view = View::at(&p, music.position(&p).await.unwrap_or_default());
             let update =
                 CreateInteractionResponseMessage::new().content(view.content(language)).components(view.buttons());
             CreateInteractionResponse::UpdateMessage(update)

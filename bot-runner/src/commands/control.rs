@@ -109,7 +109,7 @@ pub async fn stop(ctx: Context<'_>) -> Result<(), Error> {
     let player = music.player(guild);
     let mut p = player.lock().await;
     p.stop();
-    music.refresh_panel(guild, &p).await;
+    music.refresh_panel(guild, &p);
     drop(p);
     reply(ctx, Say::new("control.stopped")).await
 }

@@ -42,9 +42,9 @@ pub struct View {
 }
 
 impl View {
-    pub async fn of(music: &MusicService, p: &Player) -> Self {
+    /// The player as it is, `position` into its current track.
+    pub fn at(p: &Player, position: Duration) -> Self {
         let current = p.queue.current();
-        let position = if current.is_some() { music.position(p).await.unwrap_or_default() } else { Duration::ZERO };
         Self {
             channel: current.map(|t| ChannelId::new(t.text_channel)),
             title: current.map(|t| t.title.clone()),
@@ -113,9 +113,11 @@ fn bar(position: Duration, length: Duration) -> String {
 impl MusicService {
     /// Shows what plays now on `guild`'s panel: a new message where the current track was
     /// asked for (the old one deleted), or the same one edited. Sent from a task of its own,
-    /// in order, so the player's lock is not held over Discord's answer.
-    pub async fn refresh_panel(self: &Arc<Self>, guild: GuildId, p: &Player) {
-        let view = View::of(self, p).await;
+    /// in order, so the player's lock is not held over Discord's answer. Called as a track
+    /// starts or the music stops, so the mixer is not asked where the track is (at its start,
+    /// on the path of every track change).
+    pub fn refresh_panel(self: &Arc<Self>, guild: GuildId, p: &Player) {
+        let view = View::at(p, Duration::ZERO);
         let music = self.clone();
         let task = async move {
             let language = music.language(guild);

@@ -154,7 +154,7 @@ impl MusicService {
         loop {
             let Some(track) = p.queue.current().cloned() else {
                 p.touch();
-                self.refresh_panel(guild, p).await;
+                self.refresh_panel(guild, p);
                 return;
             };
             let Some(call) = self.songbird.get(guild) else {
@@ -177,7 +177,7 @@ impl MusicService {
                 info!(%guild, track = track.id, title = %track.title, "track started");
                 p.now = Some((track.id, handle));
                 p.touch();
-                self.refresh_panel(guild, p).await;
+                self.refresh_panel(guild, p);
                 self.preload_if_due(guild, p).await;
                 return;
             }
