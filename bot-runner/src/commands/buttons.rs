@@ -10,17 +10,16 @@ use serenity::all::{
 };
 use tracing::warn;
 
-use super::may_control;
+use super::{dj_only, may_control, press_language, skip_vote};
 use crate::bot::Bot;
-use crate::i18n::{self, Say};
+use crate::i18n::Say;
 use crate::music::panel::{self, View};
 use crate::music::queue::{Ended, LoopMode};
 
 pub async fn pressed(bot: &Arc<Bot>, ctx: &Serenity, press: &ComponentInteraction) {
     let Some(guild) = press.guild_id else { return };
     let music = &bot.music;
-    let overridden = music.guild_settings.get(guild.get()).language;
-    let language = i18n::language(overridden.as_deref(), Some(&press.locale), press.guild_locale.as_deref());
+    let language = press_language(bot, press);
     let answer = match act(bot, guild, press).await {
         Ok(()) => {
             let player = music.player(guild);
@@ -53,10 +52,6 @@ async fn act(bot: &Arc<Bot>, guild: serenity::all::GuildId, press: &ComponentInt
         return Err(Say::new("errors.join_me").with("channel", channel));
     }
     let dj = may_control(bot, guild, press.member.as_ref());
-    let dj_only = || {
-        let role = music.guild_settings.get(guild.get()).dj_role.unwrap_or_default();
-        Say::new("errors.dj_only").with("role", role)
-    };
     let player = music.player(guild);
     let mut p = player.lock().await;
     let Some(current) = p.queue.current().cloned() else {
@@ -64,20 +59,12 @@ async fn act(bot: &Arc<Bot>, guild: serenity::all::GuildId, press: &ComponentInt
     };
     match press.data.custom_id.as_str() {
         panel::SKIP => {
-            let me = press.user.id.get();
-            if !dj && current.requested_by != me {
-                let needed = bot.guilds.listeners(guild, channel) / 2 + 1;
-                let votes = p.vote_skip(current.id, me);
-                if votes < needed {
-                    return Err(Say::new("control.voted")
-                        .with("title", &current.title)
-                        .with("votes", votes)
-                        .with("needed", needed));
-                }
-            }
+            let me = (press.user.id.get(), dj);
+            skip_vote(bot, guild, Some(channel), &mut p, (current.id, current.requested_by), me)
+                .map_err(|voted| voted.with("title", &current.title))?;
             music.advance(guild, &mut p, Ended::Skipped).await;
         }
-        _ if !dj => return Err(dj_only()),
+        _ if !dj => return Err(dj_only(bot, guild)),
         panel::PAUSE => {
             let paused = !p.paused;
             p.set_paused(paused);

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use super::{Context, Error, guild_field, is_dj, reply, require_dj, require_listener, user};
+use super::{Context, Error, guild_field, is_dj, reply, require_dj, require_listener, skip_vote, user};
 use crate::i18n::Say;
 use crate::music::queue::{Ended, LoopMode};
 use crate::music::source::{format_duration, parse_position};
@@ -18,20 +18,14 @@ pub async fn skip(ctx: Context<'_>) -> Result<(), Error> {
         return Err(user(Say::new("errors.nothing_playing")));
     };
     let skipped = current.title;
-    let me = ctx.author().id.get();
-    let mut passed = None;
-    if !is_dj(ctx, guild) && current.requested_by != me {
-        // Someone else's song, without the DJ role: a majority of the people listening.
-        let listeners = channel.map_or(0, |c| ctx.data().guilds.listeners(guild, c));
-        let needed = listeners / 2 + 1;
-        let votes = p.vote_skip(current.id, me);
-        if votes < needed {
+    let me = (ctx.author().id.get(), is_dj(ctx, guild));
+    let passed = match skip_vote(ctx.data(), guild, channel, &mut p, (current.id, current.requested_by), me) {
+        Ok(passed) => passed,
+        Err(voted) => {
             drop(p);
-            let voted = Say::new("control.voted").with("title", &skipped).with("votes", votes).with("needed", needed);
-            return reply(ctx, voted).await;
+            return reply(ctx, voted.with("title", &skipped)).await;
         }
-        passed = Some(Say::new("control.vote_passed").with("votes", votes).with("listeners", listeners));
-    }
+    };
     let next = music.advance(guild, &mut p, Ended::Skipped).await;
     drop(p);
     let said = match next {

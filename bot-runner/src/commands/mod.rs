@@ -33,11 +33,21 @@ pub fn user(say: Say) -> Error {
 
 /// The language to answer `ctx`'s caller in.
 fn language(ctx: Context<'_>) -> &'static str {
-    let overridden = ctx.guild_id().and_then(|g| ctx.data().music.guild_settings.get(g.get()).language);
     let (caller, server) = match ctx {
         poise::Context::Application(a) => (Some(a.interaction.locale.as_str()), a.interaction.guild_locale.as_deref()),
         poise::Context::Prefix(_) => (None, None),
     };
+    language_in(ctx.data(), ctx.guild_id(), caller, server)
+}
+
+/// The language to answer the member who pressed `press` in.
+fn press_language(bot: &Bot, press: &serenity::all::ComponentInteraction) -> &'static str {
+    language_in(bot, press.guild_id, Some(&press.locale), press.guild_locale.as_deref())
+}
+
+/// The server's setting, else the caller's client, else the server's preferred locale.
+fn language_in(bot: &Bot, guild: Option<GuildId>, caller: Option<&str>, server: Option<&str>) -> &'static str {
+    let overridden = guild.and_then(|g| bot.music.guild_settings.get(g.get()).language);
     i18n::language(overridden.as_deref(), caller, server)
 }
 
@@ -213,10 +223,39 @@ fn may_control(bot: &Bot, guild: GuildId, member: Option<&serenity::all::Member>
 async fn require_dj(ctx: Context<'_>) -> Result<GuildId, Error> {
     let guild = require_listener(ctx).await?;
     if !is_dj(ctx, guild) {
-        let role = ctx.data().music.guild_settings.get(guild.get()).dj_role.unwrap_or_default();
-        return Err(user(Say::new("errors.dj_only").with("role", role)));
+        return Err(user(dj_only(ctx.data(), guild)));
     }
     Ok(guild)
+}
+
+/// Why a member without the DJ role may not do that.
+fn dj_only(bot: &Bot, guild: GuildId) -> Say {
+    let role = bot.music.guild_settings.get(guild.get()).dj_role.unwrap_or_default();
+    Say::new("errors.dj_only").with("role", role)
+}
+
+/// Whether `user`'s skip of the current `track` goes ahead: a DJ's, or that of the member
+/// who asked for it, does; anyone else's is a vote, which carries with a majority of the
+/// people listening in `channel`. `Ok(Some(..))`: the vote carried, said so; `Err`: the
+/// vote so far.
+fn skip_vote(
+    bot: &Bot,
+    guild: GuildId,
+    channel: Option<ChannelId>,
+    p: &mut crate::music::Player,
+    (track, requested_by): (u64, u64),
+    (user, dj): (u64, bool),
+) -> Result<Option<Say>, Say> {
+    if dj || requested_by == user {
+        return Ok(None);
+    }
+    let listeners = channel.map_or(0, |c| bot.guilds.listeners(guild, c));
+    let needed = listeners / 2 + 1;
+    let votes = p.vote_skip(track, user);
+    if votes < needed {
+        return Err(Say::new("control.voted").with("votes", votes).with("needed", needed));
+    }
+    Ok(Some(Say::new("control.vote_passed").with("votes", votes).with("listeners", listeners)))
 }
 
 /// Playback controls are for people listening: the caller must be in the bot's channel.

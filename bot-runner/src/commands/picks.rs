@@ -17,7 +17,7 @@ use tracing::{Instrument as _, warn};
 
 use super::{Context, Error, caller_channel, guild, guild_field, user, words};
 use crate::bot::Bot;
-use crate::i18n::{self, Say};
+use crate::i18n::Say;
 use crate::music::Track;
 use crate::music::listing::Entry;
 use crate::music::source::{Found, Source, format_duration};
@@ -157,8 +157,7 @@ fn expire_later(ctx: Context<'_>, id: u64, message: serenity::all::MessageId) {
 /// A pick on one of these components.
 pub async fn picked(bot: &std::sync::Arc<Bot>, ctx: &Serenity, press: &ComponentInteraction) {
     let Some(guild) = press.guild_id else { return };
-    let overridden = bot.music.guild_settings.get(guild.get()).language;
-    let language = i18n::language(overridden.as_deref(), Some(&press.locale), press.guild_locale.as_deref());
+    let language = super::press_language(bot, press);
     let private = |say: Say| {
         let message = CreateInteractionResponseMessage::new().content(say.in_language(language)).ephemeral(true);
         CreateInteractionResponse::Message(message)
