@@ -18,7 +18,6 @@ use tracing::{Instrument as _, warn};
 use super::{Context, Error, caller_channel, guild, guild_field, user, words};
 use crate::bot::Bot;
 use crate::i18n::Say;
-use crate::music::Track;
 use crate::music::listing::Entry;
 use crate::music::source::{Found, Source, format_duration};
 
@@ -93,11 +92,11 @@ pub async fn search(
     let results = match ctx.data().music.sources.search(&words, RESULTS).await {
         Ok(r) => r,
         Err(why) => {
-            ctx.send(CreateReply::default().content(words_of(ctx, why)).ephemeral(true)).await?;
+            ctx.send(CreateReply::default().content(super::words(ctx, why)).ephemeral(true)).await?;
             return Ok(());
         }
     };
-    let mut text = words_of(ctx, Say::new("search.results").with("words", &words));
+    let mut text = super::words(ctx, Say::new("search.results").with("words", &words));
     let mut options = Vec::new();
     for (i, r) in results.iter().enumerate() {
         let length = r.duration.map(|d| format!(" ({})", format_duration(d))).unwrap_or_default();
@@ -106,7 +105,7 @@ pub async fn search(
         options.push(CreateSelectMenuOption::new(label, i.to_string()));
     }
     let id = ctx.data().picks.put(guild, ctx.author().id.get(), Offer::Results(results));
-    let placeholder = words_of(ctx, Say::new("search.pick"));
+    let placeholder = super::words(ctx, Say::new("search.pick"));
     let menu = CreateSelectMenu::new(format!("{PREFIX}{id}"), CreateSelectMenuKind::String { options })
         .placeholder(placeholder);
     let reply = CreateReply::default().content(text).components(vec![CreateActionRow::SelectMenu(menu)]);
@@ -119,17 +118,13 @@ pub async fn search(
 pub(super) async fn offer_playlist(ctx: Context<'_>, said: Say, playlist: String) -> Result<(), Error> {
     let guild = guild(ctx)?;
     let id = ctx.data().picks.put(guild, ctx.author().id.get(), Offer::Playlist(playlist));
-    let label = words_of(ctx, Say::new("play.queue_playlist"));
+    let label = words(ctx, Say::new("play.queue_playlist"));
     let button = CreateButton::new(format!("{PREFIX}{id}")).label(label).style(ButtonStyle::Secondary);
     let reply =
-        CreateReply::default().content(words_of(ctx, said)).components(vec![CreateActionRow::Buttons(vec![button])]);
+        CreateReply::default().content(words(ctx, said)).components(vec![CreateActionRow::Buttons(vec![button])]);
     let sent = ctx.send(reply).await?;
     expire_later(ctx, id, sent.message().await?.id);
     Ok(())
-}
-
-fn words_of(ctx: Context<'_>, say: Say) -> String {
-    words(ctx, say)
 }
 
 /// Takes the offer's component off `message` (the command's answer, a follow-up of its
@@ -224,24 +219,8 @@ async fn take(
     if bot_channel != Some(channel) {
         music.join(guild, channel).await?;
     }
-    let (mut queued, mut first) = (0usize, None);
-    for e in entries {
-        let track = Track {
-            id: music.next_track_id(),
-            title: e.title.clone(),
-            source: e.source,
-            duration: e.duration,
-            requested_by: press.user.id.get(),
-            text_channel: press.channel_id.get(),
-        };
-        match music.enqueue(guild, track).await {
-            Ok(position) => {
-                queued += 1;
-                first.get_or_insert((e.title, position));
-            }
-            Err(_) => break,
-        }
-    }
+    let asked = (press.user.id.get(), press.channel_id.get());
+    let (queued, first) = music.enqueue_entries(guild, entries, asked).await;
     Ok(match (queued, first) {
         (1, Some((title, 0))) => Say::new("play.playing").with("title", title).with("length", ""),
         (1, Some((title, n))) => Say::new("play.queued").with("title", title).with("length", "").with("position", n),

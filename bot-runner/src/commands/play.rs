@@ -128,24 +128,12 @@ pub(super) async fn queue_playlist(
     title: Option<String>,
     entries: Vec<Entry>,
 ) -> Result<(), Error> {
-    let music = ctx.data().music.clone();
-    let (mut queued, mut first) = (0usize, None);
-    for entry in entries {
-        let found = Resolved { title: entry.title, duration: entry.duration };
-        match music.enqueue(guild, track(ctx, entry.source, &found)).await {
-            Ok(position) => {
-                queued += 1;
-                if position == 0 {
-                    first = Some(found.title);
-                }
-            }
-            Err(_) => break,
-        }
-    }
+    let asked = (ctx.author().id.get(), ctx.channel_id().get());
+    let (queued, first) = ctx.data().music.enqueue_entries(guild, entries, asked).await;
     let name = title.unwrap_or_else(|| super::words(ctx, Say::new("play.a_playlist")));
     let said = match first {
-        Some(now) => Say::new("play.playlist_playing").with("now", now),
-        None => Say::new("play.playlist_queued"),
+        Some((now, 0)) => Say::new("play.playlist_playing").with("now", now),
+        _ => Say::new("play.playlist_queued"),
     };
     reply(ctx, said.with("count", queued).with("playlist", name)).await
 }

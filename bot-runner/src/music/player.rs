@@ -10,6 +10,7 @@ use songbird::{Event, TrackEvent};
 use tracing::{info, warn};
 
 use super::events::TrackEnd;
+use super::listing::Entry;
 use super::queue::{Ended, Queue, QueueError, Track};
 use super::{MusicService, MusicSettings};
 use crate::i18n::Say;
@@ -128,6 +129,44 @@ impl MusicService {
             _ => {}
         }
         Ok(position)
+    }
+
+    /// Queues `entries` (a playlist's, a pick's) for `user`, who asked in `text_channel`, as
+    /// many as the queue takes, under one hold of the player. Returns how many went in, and
+    /// the first one's title and place in line (0 = it plays now).
+    pub async fn enqueue_entries(
+        self: &Arc<Self>,
+        guild: GuildId,
+        entries: Vec<Entry>,
+        (user, text_channel): (u64, u64),
+    ) -> (usize, Option<(String, usize)>) {
+        let player = self.player(guild);
+        let mut p = player.lock().await;
+        let (mut queued, mut first) = (0, None);
+        for e in entries {
+            let title = e.title.clone();
+            let track = Track {
+                id: self.next_track_id(),
+                title: e.title,
+                source: e.source,
+                duration: e.duration,
+                requested_by: user,
+                text_channel,
+            };
+            match p.queue.push(track) {
+                Ok(position) => {
+                    queued += 1;
+                    first.get_or_insert((title, position));
+                }
+                Err(_) => break,
+            }
+        }
+        match first {
+            Some((_, 0)) => self.start_current(guild, &mut p).await,
+            Some((_, 1)) => self.preload_if_due(guild, &mut p).await,
+            _ => {}
+        }
+        (queued, first)
     }
 
     /// Ends the current track the way `how` says and starts the next, if any. Returns the
