@@ -122,6 +122,11 @@ impl Assigner {
         }
         // Stale invites must not keep holding slots until the next sweep.
         self.expire_stale().await?;
+        self.assign_now(guild).await
+    }
+
+    /// [`Assigner::assign`] once the guild id is checked and stale invites are expired.
+    async fn assign_now(&self, guild: &str) -> Result<Assignment, AssignError> {
         let bots: Vec<BotRecord> = crate::guilds::all_bots(&self.db, &self.collections)
             .await?
             .into_iter()
@@ -188,7 +193,7 @@ impl Assigner {
                 });
             }
         }
-        self.assign(guild).await
+        self.assign_now(guild).await
     }
 
     /// Slots held per bot: ACTIVE and PENDING_INVITE entries.
