@@ -44,7 +44,7 @@ pub async fn dj(
 ) -> Result<(), Error> {
     let guild = require_manager(ctx)?;
     let role = role.map(|r| r.id.get());
-    save(ctx, guild.get(), |s| s.dj_role = role)?;
+    save(ctx, guild.get(), |s| s.dj_role = role);
     let said = match role {
         Some(r) => Say::new("settings.dj_set").with("role", r),
         None => Say::new("settings.dj_cleared"),
@@ -58,7 +58,7 @@ pub async fn dj(
 pub async fn language(ctx: Context<'_>, #[description = "The language"] language: Language) -> Result<(), Error> {
     let guild = require_manager(ctx)?;
     let code = language.code();
-    save(ctx, guild.get(), |s| s.language = code.map(str::to_string))?;
+    save(ctx, guild.get(), |s| s.language = code.map(str::to_string));
     // Said in the language just chosen.
     let said = Say::new("settings.language_set").with("language", words(ctx, language.label()));
     reply(ctx, said).await
@@ -76,7 +76,7 @@ pub async fn volume(
 ) -> Result<(), Error> {
     let level = super::control::volume_level(level)?;
     let guild = require_manager(ctx)?;
-    save(ctx, guild.get(), |s| s.default_volume = Some(level))?;
+    save(ctx, guild.get(), |s| s.default_volume = Some(level));
     reply(ctx, Say::new("settings.volume_set").with("level", level)).await
 }
 
@@ -117,9 +117,9 @@ fn require_manager(ctx: Context<'_>) -> Result<serenity::all::GuildId, Error> {
     Ok(guild)
 }
 
-fn save(ctx: Context<'_>, guild: u64, change: impl FnOnce(&mut crate::settings::GuildSettings)) -> Result<(), Error> {
+/// A change that cannot be written still holds until the process ends.
+fn save(ctx: Context<'_>, guild: u64, change: impl FnOnce(&mut crate::settings::GuildSettings)) {
     if let Err(e) = ctx.data().music.guild_settings.update(guild, change) {
         tracing::warn!(error = %e, "could not save the guild settings; they hold until a restart");
     }
-    Ok(())
 }
